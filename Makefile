@@ -1,0 +1,54 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Every target bootstraps .venv itself.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo demo-down test test-unit test-orchestration test-postgres test-ansible test-chaos lint bench clean
+
+help:
+	@echo "make demo        local Prefect server + emulated fleet from inventory/demo.yaml + a real batch"
+	@echo "make test        lint, import contracts and the test suite (what CI runs)"
+	@echo "make test-ansible  ansible-lint and a real rollout to fake Pis"
+	@echo "make bench       benchmarks -> bench/results/*.json"
+	@echo "make lint        ruff + import-linter"
+
+# (Re)install when the venv is missing or pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,ansible]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m orchestration $(PYTEST_ARGS)
+
+test-ansible: $(STAMP)
+	bash ansible/tests/run.sh
+
+test-chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m flows.demo --inventory inventory/demo.yaml
+
+demo-down: $(STAMP)
+	$(BIN)/python -m flows.demo --down
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .fleet-state

@@ -1,0 +1,81 @@
+"""The `fleet` command: a thin CLI over the fleet library (`main(argv) -> int`).
+
+Each verb group lives in its own module with a `register(subparsers)` function that adds its
+parsers and sets `handler=` to a callable `(args) -> int`. Errors become one line on stderr and an
+exit code (see `EXIT_CODES`); tracebacks only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from fleet.errors import (
+    DeviceBusyError,
+    FleetError,
+    InventoryError,
+    PlanError,
+    ServerUnavailableError,
+)
+
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SERVER, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_CODES = {
+    InventoryError: EXIT_USAGE,
+    PlanError: EXIT_USAGE,
+    ServerUnavailableError: EXIT_SERVER,
+    DeviceBusyError: EXIT_BUSY,
+}
+
+# Verb-group modules, in `--help` order. Each has `register(subparsers)`.
+_GROUPS = ("fleet.cli.inventory",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleet", description="Run a lab's fleet of plate resorts from Prefect."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _GROUPS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """Exit code for an exception raised by a handler (1 for any other fleet/device error)."""
+    for cls, code in EXIT_CODES.items():
+        if isinstance(exc, cls):
+            return code
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `fleet` command with `argv` (default `sys.argv[1:]`); return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("fleet: interrupted", file=sys.stderr)
+        return 130
+    except FleetError as exc:
+        if args.debug:
+            raise
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"fleet: error: {line}", file=sys.stderr)
+        return exit_code_for(exc)
+    except Exception as exc:  # device errors and Prefect errors reach the user as one line
+        if args.debug:
+            raise
+        print(f"fleet: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,1 @@
+"""Shared test helpers: real Prefect servers and emulator processes, started per test session."""
