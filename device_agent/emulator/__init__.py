@@ -1,5 +1,13 @@
-"""Protocol-faithful XM430-W350 emulator: in memory (unit tests) or on a pty in its own process."""
+"""Protocol-faithful XM430-W350 emulator: in memory (unit tests) or on a pty in its own process.
+
+`XM430Model` is the servo (control table, Protocol 2.0, motion profile, faults, write log);
+`MemoryPort` puts it under the real SDK's packet handler in-process; `device-agent emulate` serves
+it on a pseudo-terminal (`device_agent.emulator.pty_server`).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from device_agent.emulator.memory_port import MemoryPort
+from device_agent.emulator.model import FAULT_KINDS, HARDWARE_FAULTS, Reply, XM430Model
+
+__all__ = ["FAULT_KINDS", "HARDWARE_FAULTS", "MemoryPort", "Reply", "XM430Model"]
