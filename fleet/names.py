@@ -19,6 +19,7 @@ __all__ = [
     "device_deployment_name",
     "estop_variable_name",
     "fleet_limit_name",
+    "lock_holder_variable_name",
     "lock_name",
     "parent_deployment_name",
     "resource_id",
@@ -50,8 +51,9 @@ PARENT_FLOWS: dict[str, str] = {
     "fleet-activate-hotel": "flows.parent:activate_hotel",
     "fleet-go-home": "flows.parent:go_home",
     "fleet-move-to-angle": "flows.parent:move_to_angle",
-    "fleet-request-health": "flows.parent:request_health",
-    "fleet-run-batch": "flows.parent:run_batch",
+    "fleet-health": "flows.parent:fleet_health",
+    "fleet-reserve": "flows.parent:reserve",
+    "fleet-batch": "flows.batch:run_batch",
 }
 
 
@@ -121,6 +123,11 @@ def parent_deployment_name(flow_name: str) -> str:
 def estop_variable_name(resort: str | _Named) -> str:
     """Prefect variable holding the resort's e-stop latch: `fleet_estop__resort_a`."""
     return f"fleet_estop__{_variable_safe(_resort(resort))}"
+
+
+def lock_holder_variable_name(resort: str | _Named) -> str:
+    """Prefect variable recording who holds the resort's lock: `fleet_lock__resort_a`."""
+    return f"fleet_lock__{_variable_safe(_resort(resort))}"
 
 
 def status_variable_name(resort: str | _Named) -> str:
