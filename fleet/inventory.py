@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fleet import names
 from fleet.errors import DeviceSelectionError, InventoryError
@@ -146,9 +146,9 @@ def _opt(key: str) -> Any:
 
 
 def _reject_non_int(value: Any) -> Any:
-    """`Literal[1, -1]` and `int` in pydantic accept True/1.0; the file format does not."""
+    """Pydantic's `Literal[1, -1]` accepts true and 1.0 even in strict mode; the file does not."""
     if value is not None and type(value) is not int:
-        raise ValueError(f"must be an integer (got {_show(value)})")
+        raise ValueError(f"must be 1 or -1 (got {_show(value)})")
     return value
 
 
@@ -236,12 +236,6 @@ class FleetSettings(BaseModel):
         le=1000,
         description="Fleet-wide limit of simultaneous moves (power budget). Default: no limit.",
     )
-
-    @model_validator(mode="after")
-    def _check_pools(self) -> FleetSettings:
-        if self.control_pool is not None and self.control_pool == self.work_pool:
-            raise ValueError("control_pool must differ from work_pool")
-        return self
 
 
 class InventoryFile(BaseModel):
@@ -489,6 +483,10 @@ def _allowed_keys(path: Path_) -> list[str]:
     return list(model.model_fields) if model else []
 
 
+def _items(count: Any) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"
+
+
 def _reason(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -516,10 +514,10 @@ def _reason(error: Mapping[str, Any]) -> str:
         if loc == ("resorts",):
             return "empty fleet: at least one resort is required"
         return (
-            f"must have at least {ctx.get('min_length')} item(s) (got {ctx.get('actual_length')})"
+            f"must have at least {_items(ctx.get('min_length'))} (got {ctx.get('actual_length')})"
         )
     if kind == "too_long":
-        return f"must have at most {ctx.get('max_length')} item(s) (got {ctx.get('actual_length')})"
+        return f"must have at most {_items(ctx.get('max_length'))} (got {ctx.get('actual_length')})"
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "string_too_long":
@@ -567,6 +565,12 @@ def _is_number(value: Any) -> bool:
 
 def _cross_checks(data: Mapping[str, Any], problems: _Problems, base_dir: Path) -> None:
     """Checks across keys and resorts, on the raw data (so they run even when others fail)."""
+    fleet = data.get("fleet")
+    pools = (
+        (fleet.get("control_pool"), fleet.get("work_pool")) if isinstance(fleet, Mapping) else ()
+    )
+    if pools and pools[0] is not None and pools[0] == pools[1]:
+        problems.add(("fleet", "control_pool"), "must differ from fleet.work_pool")
     raw_defaults = data.get("defaults")
     defaults = raw_defaults if isinstance(raw_defaults, Mapping) else {}
     scope = {**BUILTIN_DEFAULTS, **defaults}
