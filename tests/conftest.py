@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,3 +32,28 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Factory ``emulator(link=None, **options) -> EmulatorProcess`` (tests.support.emulator).
+
+    Each call starts an XM430 emulator process on a pty (default link: a fresh short temp dir's
+    ``ttyDXL``); every one started is stopped at teardown.
+    """
+    from tests.support.emulator import EmulatorProcess, start_emulator
+
+    started: list[EmulatorProcess] = []
+
+    def factory(link: Path | None = None, **options: Any) -> EmulatorProcess:
+        if link is None:
+            link = Path(tmp_path_factory.mktemp("emu")) / "ttyDXL"
+        emu = start_emulator(Path(link), **options)
+        started.append(emu)
+        return emu
+
+    try:
+        yield factory
+    finally:
+        for emu in started:
+            emu.stop()
