@@ -1,0 +1,92 @@
+"""flows.agent_settings: every resort of the example inventories becomes valid AgentSettings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from device_agent.control_table import SDK_BAUDRATES
+from device_agent.errors import ConfigurationError
+from device_agent.settings import AgentSettings, DeviceConfig
+from fleet import inventory as fleet_inventory
+from fleet.errors import DeviceSelectionError, InventoryError
+from fleet.inventory import BUILTIN_DEFAULTS, Resort, load_inventory
+from flows.agent_settings import (
+    AGENT_STATE_ROOT,
+    agent_settings_for,
+    resolve_agent_settings,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = [REPO / "inventory" / "demo.yaml", REPO / "inventory" / "lab.example.yaml"]
+CASES = [(path, r.name) for path in EXAMPLES for r in load_inventory(path).resorts]
+
+
+def test_sdk_baudrates_copy_matches_the_control_table() -> None:
+    assert fleet_inventory.SDK_BAUDRATES == SDK_BAUDRATES
+
+
+def test_builtin_defaults_match_device_config_defaults() -> None:
+    for key, value in BUILTIN_DEFAULTS.items():
+        if key in DeviceConfig.model_fields:
+            assert DeviceConfig.model_fields[key].default == value, key
+
+
+@pytest.mark.parametrize("field", sorted(set(DeviceConfig.model_fields) - {"name", "hotels"}))
+def test_inventory_ranges_match_device_config(field: str) -> None:
+    """Every value the inventory accepts, DeviceConfig accepts too (same limits)."""
+    ours = sorted(map(repr, Resort.model_fields[field].metadata))
+    theirs = sorted(map(repr, DeviceConfig.model_fields[field].metadata))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(("path", "name"), CASES, ids=[f"{p.stem}-{n}" for p, n in CASES])
+def test_every_example_resort_converts(path: Path, name: str) -> None:
+    inv = load_inventory(path)
+    resort = inv.resort(name)
+    settings = resolve_agent_settings(str(path), name)
+    assert isinstance(settings, AgentSettings)
+    assert settings == agent_settings_for(inv, resort)
+    device = settings.device
+    assert device.name == name
+    assert device.hotels == resort.hotels
+    assert (device.speed, device.acceleration) == (resort.speed, resort.acceleration)
+    assert device.serial_port == resort.serial_port
+    assert device.rotation_direction == resort.rotation_direction
+    assert settings.work_pool == inv.fleet.work_pool
+    assert settings.work_queue == name
+    assert settings.worker_name == f"agent-{name}"
+    assert settings.estop_variable == f"fleet_estop__{name.replace('-', '_')}"
+    assert settings.resource_id == f"plate-resort.resort.{name}"
+    assert settings.api_url == inv.fleet.api_url
+    if resort.emulate:
+        assert settings.emulator is not None
+        assert settings.state_dir == REPO / ".fleet-state" / inv.fleet.name / name
+        assert Path(device.serial_port).parent == settings.state_dir.parent
+    else:
+        assert settings.emulator is None
+        assert settings.state_dir == AGENT_STATE_ROOT / name
+
+
+def test_state_dir_override() -> None:
+    inv = load_inventory(EXAMPLES[0])
+    settings = agent_settings_for(inv, "resort-a", state_dir="/tmp/agent-a")
+    assert settings.state_dir == Path("/tmp/agent-a")
+
+
+def test_unknown_device_is_a_selection_error_the_device_cli_understands() -> None:
+    with pytest.raises(DeviceSelectionError, match="known: resort-a, resort-b, resort-c") as info:
+        resolve_agent_settings(str(EXAMPLES[0]), "resort-z")
+    assert isinstance(info.value, ConfigurationError)
+
+
+def test_invalid_inventory_is_an_inventory_error_the_device_cli_understands(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("fleet: {}\n")
+    with pytest.raises(InventoryError) as info:
+        resolve_agent_settings(str(path), "resort-a")
+    assert isinstance(info.value, ConfigurationError)
+    assert f"{path}:1: fleet.name: required key missing" in info.value.problems
