@@ -1,0 +1,427 @@
+"""Resort locks: the resort's global concurrency limit slot, held with a renewed lease.
+
+A parent flow takes `names.lock_name(resort)` (a Prefect global concurrency limit of 1, created by
+provisioning) before it dispatches a motion to the resort and releases it after the resort is idle
+again. Why not `prefect.concurrency.asyncio.concurrency` as is:
+
+* Prefect's waiter sleeps for the server's `Retry-After` and is never woken when a slot frees
+  (handoffs of up to ~13 s were measured). Here a waiter polls on its own bounded schedule
+  (fast at first, at most `HEAD_POLL` s for the first waiter of this process, `TAIL_POLL` s for
+  the others), and a release in this process wakes the next local waiter at once (FIFO).
+* A timeout must say who holds the resort. Prefect 3.8 stores the lease holder
+  (`{"type": "flow_run", "id": ...}`) in its lease storage but offers no API to read it back for a
+  global limit, so the holder is also recorded in a Prefect variable
+  (`holder_variable_name(resort)`): run id, run name, since, host, pid. It is written right after
+  the slot is granted and cleared right before the slot is released, so a record is only ever
+  overwritten by the next holder.
+* The lease (>= 60 s, Prefect's minimum) is renewed from a daemon thread. A crashed holder's slot
+  frees when its lease expires (plus the server's repossessor loop, ~15 s). Leases survive a
+  server restart only with filesystem (or Redis) lease storage on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from fleet import names
+from fleet.errors import DeviceBusyError, FleetError, ProvisionError
+
+__all__ = [
+    "DEFAULT_LEASE_DURATION",
+    "DEFAULT_LOCK_TIMEOUT",
+    "HeldLock",
+    "LockHolder",
+    "acquire",
+    "fleet_move_slot",
+    "holder_variable_name",
+    "read_holder",
+    "release",
+    "resort_lock",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_DURATION = 120.0
+DEFAULT_LOCK_TIMEOUT = 300.0
+MIN_LEASE_DURATION = 60.0  # Prefect rejects shorter leases (422)
+FIRST_POLL = 0.05
+HEAD_POLL = 0.5
+TAIL_POLL = 2.0
+_RENEW_ATTEMPTS = 3
+
+
+def holder_variable_name(resort: str) -> str:
+    """Prefect variable that records who holds `resort`'s lock (`fleet_lock__resort_a`)."""
+    return names.lock_holder_variable_name(resort)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or last held) a resort lock, as recorded next to the slot."""
+
+    run_id: str | None
+    run_name: str | None
+    since: str
+    host: str
+    pid: int
+    lease_id: str
+
+    def describe(self) -> str:
+        """`run NAME (ID) since T` or `process PID on HOST since T` when outside a flow run."""
+        if self.run_id:
+            who = f"run {self.run_name} ({self.run_id})" if self.run_name else f"run {self.run_id}"
+        else:
+            who = f"process {self.pid} on {self.host}"
+        return f"{who} since {self.since}"
+
+
+@dataclass
+class HeldLock:
+    """A granted slot of one concurrency limit and its lease renewal thread."""
+
+    name: str
+    lease_id: UUID
+    lease_duration: float
+    acquired_at: float
+    resort: str | None = None
+    lost: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def check(self) -> None:
+        """Raise DeviceBusyError when the lease could not be renewed (the slot may be gone)."""
+        if self.lost.is_set():
+            raise DeviceBusyError(
+                f"lock {self.name} was lost: its lease {self.lease_id} could not be renewed"
+            )
+
+
+# --- in-process waiters: a release wakes the next local waiter of the same limit at once -------
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+
+_waiters: dict[str, list[_Waiter]] = {}
+_waiters_lock = threading.Lock()
+
+
+def _wake_next(name: str) -> None:
+    with _waiters_lock:
+        queue = _waiters.get(name) or []
+        if queue:
+            waiter = queue[0]
+            waiter.loop.call_soon_threadsafe(waiter.event.set)
+
+
+def _is_head(name: str, waiter: _Waiter) -> bool:
+    with _waiters_lock:
+        queue = _waiters.get(name) or []
+        return bool(queue) and queue[0] is waiter
+
+
+# --- holder records -----------------------------------------------------------------------------
+
+
+def _current_run() -> tuple[str | None, str | None]:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None, None
+    return str(ctx.flow_run.id), ctx.flow_run.name
+
+
+async def read_holder(resort: str) -> LockHolder | None:
+    """The recorded holder of `resort`'s lock (None when no record; it may be stale)."""
+    from prefect.variables import Variable
+
+    value = await Variable.aget(holder_variable_name(resort), default=None)
+    if not isinstance(value, dict):
+        return None
+    try:
+        return LockHolder(
+            run_id=value.get("run_id"),
+            run_name=value.get("run_name"),
+            since=str(value["since"]),
+            host=str(value.get("host", "?")),
+            pid=int(value.get("pid", 0)),
+            lease_id=str(value.get("lease_id", "")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+async def _record_holder(resort: str, lease_id: UUID, run_id: str | None, run_name: str | None):
+    from prefect.variables import Variable
+
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "run_name": run_name,
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "lease_id": str(lease_id),
+    }
+    try:
+        await Variable.aset(holder_variable_name(resort), record, overwrite=True)
+    except Exception:  # the record only feeds error messages; never fail a lock over it
+        logger.warning("could not record the holder of %s", resort, exc_info=True)
+
+
+async def _clear_holder(resort: str, lease_id: UUID) -> None:
+    from prefect.variables import Variable
+
+    try:
+        holder = await read_holder(resort)
+        if holder is not None and holder.lease_id == str(lease_id):
+            await Variable.aunset(holder_variable_name(resort))
+    except Exception:
+        logger.warning("could not clear the holder record of %s", resort, exc_info=True)
+
+
+# --- lease renewal ------------------------------------------------------------------------------
+
+
+def _renewal_loop(lock: HeldLock) -> None:
+    from prefect.client.orchestration import get_client
+
+    interval = lock.lease_duration / 3
+    with get_client(sync_client=True) as client:
+        while not lock._stop.wait(interval):
+            for attempt in range(_RENEW_ATTEMPTS):
+                try:
+                    client.renew_concurrency_lease(
+                        lease_id=lock.lease_id, lease_duration=lock.lease_duration
+                    )
+                    break
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code in (404, 410):
+                        logger.error("lease %s of %s is gone; lock lost", lock.lease_id, lock.name)
+                        lock.lost.set()
+                        return
+                    err: Exception = exc
+                except Exception as exc:
+                    err = exc
+                if attempt == _RENEW_ATTEMPTS - 1:
+                    logger.error("renewing lease of %s failed: %s; lock lost", lock.name, err)
+                    lock.lost.set()
+                    return
+                if lock._stop.wait(min(2.0**attempt, 10.0)):
+                    return
+
+
+def _start_renewal(lock: HeldLock) -> None:
+    thread = threading.Thread(
+        target=_renewal_loop, args=(lock,), name=f"lease-{lock.name}", daemon=True
+    )
+    lock._thread = thread
+    thread.start()
+
+
+# --- acquire / release --------------------------------------------------------------------------
+
+
+async def _try_increment(
+    client: Any, name: str, lease_duration: float, run_id: str | None
+) -> UUID | None:
+    """One attempt: the lease id, or None when the slot is taken (423)."""
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
+
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
+    try:
+        response = await client.increment_concurrency_slots_with_lease(
+            names=[name],
+            slots=1,
+            mode="concurrency",
+            lease_duration=lease_duration,
+            holder=holder,
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 423:
+            return None
+        raise FleetError(f"acquiring lock {name} failed: HTTP {exc.response.status_code}") from exc
+    granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
+    if not granted.limits:
+        raise ProvisionError(
+            f"concurrency limit {name!r} does not exist; run `fleet provision` first"
+        )
+    return granted.lease_id
+
+
+async def acquire(
+    name: str,
+    *,
+    timeout: float = DEFAULT_LOCK_TIMEOUT,
+    lease_duration: float = DEFAULT_LEASE_DURATION,
+    resort: str | None = None,
+    client: Any = None,
+) -> HeldLock:
+    """Take one slot of the concurrency limit `name`, waiting up to `timeout` seconds.
+
+    Args:
+        name: the global concurrency limit (e.g. `names.lock_name("resort-a")`).
+        timeout: seconds to wait for the slot.
+        lease_duration: lease length in seconds (>= 60); renewed every third of it.
+        resort: when set, the holder is recorded for busy messages (resort locks).
+        client: an open `PrefectClient` (default: a new one).
+
+    Raises:
+        DeviceBusyError: not granted within `timeout` (names the current holder for a resort).
+        ProvisionError: the limit does not exist.
+    """
+    if lease_duration < MIN_LEASE_DURATION:
+        raise ValueError(f"lease_duration must be >= {MIN_LEASE_DURATION:g} s (Prefect minimum)")
+    if client is None:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as own:
+            return await acquire(
+                name, timeout=timeout, lease_duration=lease_duration, resort=resort, client=own
+            )
+
+    run_id, run_name = _current_run()
+    start = time.monotonic()
+    deadline = start + timeout
+    waiter = _Waiter()
+    with _waiters_lock:
+        _waiters.setdefault(name, []).append(waiter)
+    delay = FIRST_POLL
+    lease_id: UUID | None = None
+    try:
+        while True:
+            waiter.event.clear()
+            lease_id = await _try_increment(client, name, lease_duration, run_id)
+            if lease_id is not None:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise await _busy_error(name, resort, time.monotonic() - start)
+            cap = HEAD_POLL if _is_head(name, waiter) else TAIL_POLL
+            delay = min(delay * 1.6, cap)
+            sleep = min(remaining, delay * random.uniform(0.8, 1.2))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(waiter.event.wait(), sleep)
+    finally:
+        with _waiters_lock:
+            queue = _waiters.get(name, [])
+            was_head = bool(queue) and queue[0] is waiter
+            if waiter in queue:
+                queue.remove(waiter)
+            if not queue:
+                _waiters.pop(name, None)
+        if lease_id is None and was_head:
+            _wake_next(name)  # do not swallow a wake-up meant for whoever is next
+
+    held = HeldLock(
+        name=name,
+        lease_id=lease_id,
+        lease_duration=lease_duration,
+        acquired_at=time.monotonic(),
+        resort=resort,
+    )
+    _start_renewal(held)
+    if resort is not None:
+        await _record_holder(resort, lease_id, run_id, run_name)
+    logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
+    return held
+
+
+async def _busy_error(name: str, resort: str | None, waited: float) -> DeviceBusyError:
+    label = resort or name
+    holder = None
+    if resort is not None:
+        try:
+            holder = await read_holder(resort)
+        except Exception:
+            holder = None
+    who = holder.describe() if holder else "an unrecorded holder"
+    return DeviceBusyError(f"resort busy: {label} held by {who} (waited {waited:.0f} s)")
+
+
+async def release(lock: HeldLock, *, client: Any = None) -> None:
+    """Clear the holder record, stop renewing and give the slot back (idempotent)."""
+    if client is None:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as own:
+            await release(lock, client=own)
+            return
+    lock._stop.set()
+    if lock.resort is not None:
+        await _clear_holder(lock.resort, lock.lease_id)
+    try:
+        await client.release_concurrency_slots_with_lease(lease_id=lock.lease_id)
+    except httpx.HTTPStatusError as exc:
+        logger.warning("releasing %s returned HTTP %s", lock.name, exc.response.status_code)
+    finally:
+        _wake_next(lock.name)
+    logger.debug("released %s after %.3f s", lock.name, time.monotonic() - lock.acquired_at)
+
+
+def abandon(lock: HeldLock) -> None:
+    """Stop renewing without releasing: the slot frees when its lease runs out.
+
+    Used when the resort could not be confirmed idle (a crashed device run may still be moving).
+    """
+    lock._stop.set()
+    logger.warning(
+        "left %s to expire with its lease (%.0f s): resort not confirmed idle",
+        lock.name,
+        lock.lease_duration,
+    )
+
+
+@asynccontextmanager
+async def resort_lock(
+    resort: str,
+    *,
+    timeout: float = DEFAULT_LOCK_TIMEOUT,
+    lease_duration: float = DEFAULT_LEASE_DURATION,
+) -> AsyncIterator[HeldLock]:
+    """Hold `resort`'s lock for the body; released on exit, even on error or cancellation."""
+    held = await acquire(
+        names.lock_name(resort), timeout=timeout, lease_duration=lease_duration, resort=resort
+    )
+    try:
+        yield held
+    finally:
+        await asyncio.shield(release(held))
+
+
+@asynccontextmanager
+async def fleet_move_slot(
+    inventory: Any,
+    *,
+    timeout: float = DEFAULT_LOCK_TIMEOUT,
+    lease_duration: float = DEFAULT_LEASE_DURATION,
+) -> AsyncIterator[HeldLock | None]:
+    """Hold one slot of the fleet-wide move limit when the inventory sets one, else nothing."""
+    if getattr(inventory.fleet, "max_concurrent_moves", None) is None:
+        yield None
+        return
+    held = await acquire(
+        names.fleet_limit_name(inventory), timeout=timeout, lease_duration=lease_duration
+    )
+    try:
+        yield held
+    finally:
+        await asyncio.shield(release(held))

@@ -1,0 +1,232 @@
+"""Batch parent flow: run a plan's operations across the fleet, one at a time per resort.
+
+`run_batch` (flow `fleet-batch`) validates the whole plan against the inventory first (nothing is
+queued when any operation is wrong), assigns every selector operation to a resort up front (the
+least busy fitting resort, counting what the batch already gave it), then runs one lane per resort:
+lanes run concurrently, each lane runs its operations in plan order under the resort's lock, and
+at most `max_concurrency` operations run at once. With `fail_fast`, the first failure stops every
+lane from starting more work (operations already moving finish) and the rest are `Skipped`.
+
+Each operation yields an `OperationResult` (index, operation, resort, action, state, duration,
+error, flow_run_id, result). Progress goes to listeners registered with `add_listener` (the CLI's
+progress bar); the flow returns the results as dicts, and ends Failed when any operation failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from fleet.errors import DispatchError, FleetError
+from fleet.plan import Operation, Plan, parse_plan, validate_plan
+from fleet.selection import choose, queue_load, read_statuses
+from flows.parent import load_fleet_inventory, run_operation
+
+__all__ = [
+    "BatchReport",
+    "OperationResult",
+    "add_listener",
+    "assign_resorts",
+    "execute_plan",
+    "remove_listener",
+    "run_batch",
+]
+
+Listener = Callable[["OperationResult"], None]
+_listeners: dict[str, Listener] = {}
+
+
+def add_listener(callback: Listener) -> str:
+    """Register a progress callback (called with each result, started and finished); a token."""
+    token = uuid.uuid4().hex
+    _listeners[token] = callback
+    return token
+
+
+def remove_listener(token: str) -> None:
+    """Forget a progress callback."""
+    _listeners.pop(token, None)
+
+
+@dataclass
+class OperationResult:
+    """What happened to one operation of a plan."""
+
+    index: int
+    operation: str
+    resort: str | None
+    action: str
+    state: str = "Pending"  # Pending, Running, Completed, Failed, Crashed, Cancelled, Skipped
+    duration: float | None = None
+    error: str | None = None
+    flow_run_id: str | None = None
+    result: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class BatchReport:
+    """All results in plan order, plus the batch's own timings."""
+
+    results: list[OperationResult] = field(default_factory=list)
+    makespan: float = 0.0
+
+    @property
+    def failed(self) -> list[OperationResult]:
+        """Results that did not complete."""
+        return [r for r in self.results if r.state != "Completed"]
+
+
+async def assign_resorts(inventory: Any, plan: Plan) -> list[Any]:
+    """Resolve each operation's target up front; selectors go to the least loaded fitting resort.
+
+    Raises:
+        DeviceSelectionError: a named resort is unavailable or no resort fits a selector.
+    """
+    from prefect.client.orchestration import get_client
+
+    statuses = await read_statuses(inventory)
+    async with get_client() as client:
+        load = await queue_load(inventory, inventory.resort_names, client)
+    targets: list[Any] = []
+    for op in plan.operations:
+        target = choose(
+            inventory,
+            resort=op.resort,
+            selector=op.effective_selector(),
+            statuses=statuses,
+            load=load,
+        )
+        load[target.name] = load.get(target.name, 0) + 1
+        targets.append(target)
+    return targets
+
+
+def _notify(result: OperationResult) -> None:
+    for callback in list(_listeners.values()):
+        try:
+            callback(result)
+        except Exception:  # a broken progress display must not break the batch
+            get_run_logger().debug("progress listener failed", exc_info=True)
+
+
+async def execute_plan(
+    inventory: Any,
+    plan: Plan,
+    *,
+    max_concurrency: int = 8,
+    fail_fast: bool = False,
+    lock_timeout: float = 300.0,
+) -> BatchReport:
+    """Run a validated plan (see module docstring); never raises for a failed operation.
+
+    Raises:
+        DeviceSelectionError: a target could not be resolved up front (nothing was queued).
+    """
+    if max_concurrency < 1:
+        raise FleetError("max_concurrency must be at least 1")
+    start = time.monotonic()
+    results = [
+        OperationResult(
+            index=i,
+            operation=op.describe(),
+            resort=op.resort,
+            action=op.action,
+        )
+        for i, op in enumerate(plan.operations)
+    ]
+    targets = await assign_resorts(inventory, plan)  # DeviceSelectionError: nothing queued
+    lanes: dict[str, list[tuple[int, Operation, Any]]] = {}
+    for i, (op, target) in enumerate(zip(plan.operations, targets, strict=True)):
+        results[i].resort = target.name
+        lanes.setdefault(target.name, []).append((i, op, target))
+
+    gate = asyncio.Semaphore(max_concurrency)
+    stop = asyncio.Event()
+
+    async def run_lane(items: list[tuple[int, Operation, Any]]) -> None:
+        for index, op, target in items:
+            result = results[index]
+            if stop.is_set():
+                result.state, result.error = "Skipped", "skipped after an earlier failure"
+                _notify(result)
+                continue
+            async with gate:
+                result.state = "Running"
+                _notify(result)
+                began = time.monotonic()
+                info: dict[str, Any] = {}
+                try:
+                    device = await run_operation(
+                        inventory,
+                        op,
+                        step=f"op{index}",
+                        lock_timeout=lock_timeout,
+                        resort=target,
+                        info=info,
+                    )
+                except DispatchError as exc:
+                    result.state, result.error = exc.state or "Failed", str(exc)
+                    result.flow_run_id = exc.flow_run_id
+                except FleetError as exc:
+                    result.state, result.error = "Failed", str(exc)
+                except Exception as exc:
+                    result.state, result.error = "Failed", f"{type(exc).__name__}: {exc}"
+                else:
+                    result.state, result.result = "Completed", device
+                result.flow_run_id = result.flow_run_id or info.get("flow_run_id")
+                result.duration = round(time.monotonic() - began, 3)
+            if result.state != "Completed" and fail_fast:
+                stop.set()
+            _notify(result)
+
+    await asyncio.gather(*(run_lane(items) for items in lanes.values()))
+    return BatchReport(results, round(time.monotonic() - start, 3))
+
+
+@flow(name="fleet-batch", log_prints=False)
+async def run_batch(
+    operations: list[dict[str, Any]],
+    inventory: str | None = None,
+    max_concurrency: int = 8,
+    fail_fast: bool = False,
+    lock_timeout: float = 300.0,
+) -> Any:
+    """Run a plan's operations across the fleet; returns the per-operation results.
+
+    Args:
+        operations: the plan's `operations:` list.
+        inventory: inventory path (default `$FLEET_INVENTORY` or `inventory/demo.yaml`).
+        max_concurrency: at most this many operations at once (across resorts).
+        fail_fast: stop starting operations after the first failure.
+        lock_timeout: seconds each operation waits for its resort's lock.
+
+    Returns:
+        A Completed state whose data is `{"results": [...], "makespan": s}`, or a Failed state
+        with the same data when any operation did not complete.
+    """
+    from prefect.states import Completed, Failed
+
+    inv = load_fleet_inventory(inventory)
+    plan = parse_plan({"operations": operations})
+    validate_plan(inv, plan)
+    report = await execute_plan(
+        inv, plan, max_concurrency=max_concurrency, fail_fast=fail_fast, lock_timeout=lock_timeout
+    )
+    data = {"results": [r.to_dict() for r in report.results], "makespan": report.makespan}
+    failed = report.failed
+    if failed:
+        return Failed(
+            message=f"{len(failed)} of {len(report.results)} operations did not complete",
+            data=data,
+        )
+    return Completed(message=f"{len(report.results)} operations completed", data=data)
