@@ -16,10 +16,9 @@ Units everywhere: degrees of the carousel, seconds, deg/s, deg/s^2, volts, amper
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +26,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fleet import names
+from fleet._inventory_yaml import (
+    KeyPath,
+    MarkedLoader,
+    Problems,
+    describe_error,
+    show_value,
+)
 from fleet.errors import DeviceSelectionError, InventoryError
 
 __all__ = [
@@ -148,7 +154,7 @@ def _opt(key: str) -> Any:
 def _reject_non_int(value: Any) -> Any:
     """Pydantic's `Literal[1, -1]` accepts true and 1.0 even in strict mode; the file does not."""
     if value is not None and type(value) is not int:
-        raise ValueError(f"must be 1 or -1 (got {_show(value)})")
+        raise ValueError(f"must be 1 or -1 (got {show_value(value)})")
     return value
 
 
@@ -369,107 +375,11 @@ def inventory_schema() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading: YAML with a mark per key path, then validation with every problem collected.
-
-Path_ = tuple[str | int, ...]
-
-
-class _MarkedLoader(yaml.SafeLoader):
-    """SafeLoader that records the line of every key / item by key path and reports duplicates."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.lines: dict[Path_, int] = {}
-        self.duplicates: list[tuple[Path_, int, int]] = []  # (path, line, first line)
-
-    def load_marked(self) -> Any:
-        """Construct the single document, filling `lines` and `duplicates`."""
-        node = self.get_single_node()
-        if node is None:
-            return None
-        self.lines[()] = node.start_mark.line + 1
-        return self._build(node, (), set())
-
-    def _build(self, node: yaml.Node, path: Path_, stack: set[int]) -> Any:
-        if id(node) in stack:
-            raise yaml.constructor.ConstructorError(None, None, "recursive alias", node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            self.flatten_mapping(node)
-            result: dict[Any, Any] = {}
-            first: dict[Any, int] = {}
-            for key_node, value_node in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if not isinstance(key, str | int | float | bool) and key is not None:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, "keys must be plain scalars", key_node.start_mark
-                    )
-                line = key_node.start_mark.line + 1
-                if key in first:
-                    self.duplicates.append(((*path, key), line, first[key]))
-                else:
-                    first[key] = line
-                    self.lines[(*path, key)] = line
-                result[key] = self._build(value_node, (*path, key), stack | {id(node)})
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            items = []
-            for index, item in enumerate(node.value):
-                self.lines[(*path, index)] = item.start_mark.line + 1
-                items.append(self._build(item, (*path, index), stack | {id(node)}))
-            return items
-        return self.construct_object(node, deep=True)
+# Loading: YAML with a line per key path (fleet._inventory_yaml), validation collecting every
+# problem, then checks across keys and resorts.
 
 
-def _key_path(path: Path_) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it in YAML, for '(got ...)'."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-_TYPE_WORDS = {
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "string_type": "a string",
-    "list_type": "a list",
-    "tuple_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-}
-
-_LIMITS = {
-    "greater_than_equal": (">=", "ge"),
-    "greater_than": (">", "gt"),
-    "less_than_equal": ("<=", "le"),
-    "less_than": ("<", "lt"),
-}
-
-
-def _allowed_keys(path: Path_) -> list[str]:
+def _allowed_keys(path: KeyPath) -> list[str]:
     """Keys allowed in the mapping at `path` (for 'unknown key' hints)."""
     model: type[BaseModel] | None = None
     if path == ():
@@ -483,74 +393,10 @@ def _allowed_keys(path: Path_) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def _items(count: Any) -> str:
-    return f"{count} item" if count == 1 else f"{count} items"
-
-
 def _reason(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    value = error.get("input")
-    loc = tuple(error["loc"])
-    if kind == "missing":
-        return "required key missing"
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        if close:
-            return f"unknown key (did you mean {close[0]!r}?)"
-        return f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
-    if kind in _TYPE_WORDS:
-        return f"must be {_TYPE_WORDS[kind]} (got {_show(value)})"
-    if kind in _LIMITS:
-        op, key = _LIMITS[kind]
-        return f"must be {op} {_show(ctx.get(key))} (got {_show(value)})"
-    if kind == "literal_error":
-        return f"must be {ctx.get('expected')} (got {_show(value)})"
-    if kind == "string_pattern_mismatch":
-        hint = _PATTERN_HINTS.get(ctx.get("pattern", ""), f"must match {ctx.get('pattern')}")
-        return f"{hint} (got {_show(value)})"
-    if kind == "too_short":
-        if loc == ("resorts",):
-            return "empty fleet: at least one resort is required"
-        return (
-            f"must have at least {_items(ctx.get('min_length'))} (got {ctx.get('actual_length')})"
-        )
-    if kind == "too_long":
-        return f"must have at most {_items(ctx.get('max_length'))} (got {ctx.get('actual_length')})"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind == "string_too_long":
-        return f"must be at most {ctx.get('max_length')} characters"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    return str(error["msg"])
-
-
-class _Problems:
-    """Collects `FILE:LINE: key.path: reason` lines."""
-
-    def __init__(self, source: str, lines: dict[Path_, int]) -> None:
-        self.source = source
-        self.lines = lines
-        self.items: list[tuple[int, str]] = []
-
-    def line_of(self, path: Path_) -> int:
-        while path and path not in self.lines:
-            path = path[:-1]
-        return self.lines.get(path, 1)
-
-    def add(self, path: Path_, reason: str, line: int | None = None) -> None:
-        line = self.line_of(path) if line is None else line
-        where = f"{_key_path(path)}: " if path else ""
-        self.items.append((line, f"{self.source}:{line}: {where}{reason}"))
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-    def __iter__(self) -> Iterator[str]:
-        # Sorted by line; stable, so problems on one line keep their discovery order.
-        return iter(text for _, text in sorted(self.items, key=lambda item: item[0]))
+    if error["type"] == "too_short" and tuple(error["loc"]) == ("resorts",):
+        return "empty fleet: at least one resort is required"
+    return describe_error(error, allowed_keys=_allowed_keys, pattern_hints=_PATTERN_HINTS)
 
 
 def _resolve_port(port: str, base_dir: Path) -> str:
@@ -563,7 +409,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _cross_checks(data: Mapping[str, Any], problems: _Problems, base_dir: Path) -> None:
+def _cross_checks(data: Mapping[str, Any], problems: Problems, base_dir: Path) -> None:
     """Checks across keys and resorts, on the raw data (so they run even when others fail)."""
     fleet = data.get("fleet")
     pools = (
@@ -583,8 +429,8 @@ def _cross_checks(data: Mapping[str, Any], problems: _Problems, base_dir: Path) 
         key = "min_voltage" if "min_voltage" in defaults else "max_voltage"
         problems.add(
             ("defaults", key),
-            f"min_voltage ({_show(scope['min_voltage'])}) must be below "
-            f"max_voltage ({_show(scope['max_voltage'])})",
+            f"min_voltage ({show_value(scope['min_voltage'])}) must be below "
+            f"max_voltage ({show_value(scope['max_voltage'])})",
         )
     resorts = data.get("resorts")
     if not isinstance(resorts, list):
@@ -617,8 +463,8 @@ def _cross_checks(data: Mapping[str, Any], problems: _Problems, base_dir: Path) 
             key = "min_voltage" if "min_voltage" in entry else "max_voltage"
             problems.add(
                 (*here, key),
-                f"min_voltage ({_show(merged['min_voltage'])}) must be below "
-                f"max_voltage ({_show(merged['max_voltage'])})",
+                f"min_voltage ({show_value(merged['min_voltage'])}) must be below "
+                f"max_voltage ({show_value(merged['max_voltage'])})",
             )
         host, port, emulate = entry.get("host"), merged.get("serial_port"), merged.get("emulate")
         relative = isinstance(port, str) and port and not os.path.isabs(port) and "://" not in port
@@ -655,23 +501,23 @@ def parse_inventory(
         InventoryError: one line per problem, ``source:LINE: key.path: reason``.
     """
     base_dir = (base_dir or Path.cwd()).resolve()
-    loader = _MarkedLoader(text)
+    loader = MarkedLoader(text)
     try:
         data = loader.load_marked()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = f"{mark.line + 1}:" if mark is not None else ""
+        where = f"{mark.line + 1}:" if mark is not None else ""
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InventoryError([f"{source}:{line} not valid YAML: {reason}"]) from exc
+        raise InventoryError([f"{source}:{where} not valid YAML: {reason}"]) from exc
     finally:
         loader.dispose()
-    problems = _Problems(source, loader.lines)
+    problems = Problems(source, loader.lines)
     if data is None:
         problems.add((), "empty file: expected a mapping with keys fleet, defaults, resorts")
         raise InventoryError(list(problems))
     if not isinstance(data, Mapping):
         problems.add(
-            (), f"top level must be a mapping of fleet, defaults, resorts (got {_show(data)})"
+            (), f"top level must be a mapping of fleet, defaults, resorts (got {show_value(data)})"
         )
         raise InventoryError(list(problems))
     for path, line, first in loader.duplicates:
