@@ -18,11 +18,13 @@ from device_agent.errors import (
     PositionError,
     WriteRejectedError,
 )
+from device_agent.session import DeviceSession, current_device
 
 __all__ = [
     "CommunicationError",
     "ConfigurationError",
     "DeviceError",
+    "DeviceSession",
     "EmergencyStopError",
     "MotionAbortedError",
     "MotorFaultError",
@@ -31,4 +33,5 @@ __all__ = [
     "PortLostError",
     "PositionError",
     "WriteRejectedError",
+    "current_device",
 ]

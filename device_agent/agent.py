@@ -1,0 +1,473 @@
+"""The device agent's lifecycle: open the resort once, serve its queue, stop it safely.
+
+`run_agent(settings)` is what `device-agent run` executes on a Pi:
+
+1. start the pty emulator as a child process when the resort is emulated (never imported);
+2. open the driver (retrying while the port is missing), read the real position;
+3. read the e-stop latch variable (a restarted agent stays stopped);
+4. serve the resort's work queue with `ResortWorker` (in-process runs, event wake-up);
+5. listen for `plate-resort.estop` / `plate-resort.estop-clear` events on a thread of its own,
+   so a stop never waits behind a move: torque off at once, latch, acknowledge with
+   `plate-resort.estopped` / `plate-resort.estop-cleared`;
+6. publish the status JSON to the `status_variable` on every change and every
+   `STATUS_HEARTBEAT` seconds, and events for the UI;
+7. watch the link: on serial loss runs fail fast, status shows faulted, the port is retried
+   every `RECONNECT_INTERVAL` seconds and the agent resumes when it is back;
+8. on SIGTERM/SIGINT: stop taking runs, let a running move finish within `shutdown_grace`
+   (else halt it), leave no run Running, publish offline and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from device_agent.errors import DeviceError, PortLostError
+from device_agent.session import DeviceSession, use_session
+from device_agent.settings import AgentSettings
+
+__all__ = [
+    "ESTOPPED_EVENT",
+    "ESTOP_CLEARED_EVENT",
+    "ESTOP_CLEAR_EVENT",
+    "ESTOP_EVENT",
+    "STATUS_EVENT",
+    "Agent",
+    "run_agent",
+]
+
+logger = logging.getLogger(__name__)
+
+ESTOP_EVENT = "plate-resort.estop"
+ESTOP_CLEAR_EVENT = "plate-resort.estop-clear"
+ESTOPPED_EVENT = "plate-resort.estopped"
+ESTOP_CLEARED_EVENT = "plate-resort.estop-cleared"
+STATUS_EVENT = "plate-resort.status"
+
+STATUS_HEARTBEAT = 15.0  # seconds between status publications when nothing changes
+RECONNECT_INTERVAL = 1.0  # seconds between attempts to reopen a lost port
+STATUS_DEBOUNCE = 0.05  # coalesce bursts of changes
+# E-stop events older than the subscription minus this are replays (the latch variable covers
+# them); the slack tolerates small clock differences between the CLI host and the Pi.
+REPLAY_SLACK = datetime.timedelta(seconds=5)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _as_dict(obj: Any) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    if hasattr(obj, "to_dict"):
+        return dict(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return dict(vars(obj))
+
+
+class Agent:
+    """One resort's agent: device, worker, e-stop listener, status publisher, link monitor.
+
+    Args:
+        settings: the agent's settings (`device_agent.settings.AgentSettings`).
+    """
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.session: DeviceSession | None = None
+        self.worker: Any = None
+        self.emulator: subprocess.Popen[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None
+        self._shutdown = threading.Event()
+        self._online = False
+        self._last_summary: tuple[Any, ...] | None = None
+        self._estop_thread: threading.Thread | None = None
+        self._monitor_thread: threading.Thread | None = None
+        self.estop_listener_connected = False
+
+    # ---------------------------------------------------------------- device
+    def start_emulator(self) -> None:
+        """Start `device-agent emulate --link <serial_port>` as a child process and wait for it."""
+        options = self.settings.emulator
+        if options is None:
+            return
+        device = self.settings.device
+        exe = Path(sys.executable).with_name("device-agent")
+        program = [str(exe)] if exe.exists() else [shutil.which("device-agent") or "device-agent"]
+        cmd = [
+            *program,
+            "emulate",
+            "--link",
+            device.serial_port,
+            "--motor-id",
+            str(device.motor_id),
+            "--baud",
+            str(device.baudrate),
+        ]
+        if options.instant:
+            cmd.append("--instant")
+        if options.log_file is not None:
+            cmd += ["--log", str(options.log_file)]
+        Path(device.serial_port).parent.mkdir(parents=True, exist_ok=True)
+        logger.info("starting emulator: %s", " ".join(cmd))
+        self.emulator = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 15.0
+        while not os.path.exists(device.serial_port):
+            if self.emulator.poll() is not None:
+                raise DeviceError(
+                    f"emulator for {device.name} exited with {self.emulator.returncode}"
+                )
+            if time.monotonic() > deadline:
+                raise DeviceError(f"emulator did not create {device.serial_port} within 15 s")
+            time.sleep(0.05)
+
+    def stop_emulator(self) -> None:
+        """Stop the emulator child, if this agent started one."""
+        if self.emulator is not None and self.emulator.poll() is None:
+            self.emulator.terminate()
+            try:
+                self.emulator.wait(5)
+            except subprocess.TimeoutExpired:
+                self.emulator.kill()
+                self.emulator.wait(5)
+
+    def open_device(self) -> DeviceSession:
+        """Build the driver and try to connect; a missing port leaves the session faulted."""
+        from device_agent.driver import ResortDriver
+        from device_agent.transport import SdkTransport
+
+        device = self.settings.device
+        transport = SdkTransport(device.serial_port, device.baudrate, device.motor_id)
+        driver = ResortDriver(transport, device)
+        session = DeviceSession(
+            driver, name=device.name, serial_port=device.serial_port, on_change=self.notify
+        )
+        try:
+            driver.connect()
+        except DeviceError as exc:
+            if not isinstance(exc, PortLostError) and "model" in str(exc):
+                raise  # wrong servo: a configuration error, not a transient one
+            logger.warning("%s: cannot open %s yet: %s", device.name, device.serial_port, exc)
+            session.mark_link_error(exc)
+        else:
+            self._read_position(session)
+        self.session = session
+        return session
+
+    def _read_position(self, session: DeviceSession) -> None:
+        driver = session.driver
+        position = driver.request_position()
+        session.update(
+            connected=True,
+            position=round(position, 3),
+            active_hotel=driver.request_active_hotel(),
+            health=_as_dict(driver.request_health()),
+        )
+        logger.info(
+            "%s: at %.2f deg (%s)", session.name, position, session.active_hotel or "no hotel"
+        )
+
+    def _monitor(self) -> None:
+        """Link monitor thread: reconnect a lost port; probe the idle device now and then."""
+        session = self.session
+        assert session is not None
+        last_probe = time.monotonic()
+        while not self._shutdown.wait(RECONNECT_INTERVAL):
+            if not session.connected:
+                if not session.motion_lock.acquire(blocking=False):
+                    continue
+                try:
+                    session.driver.reconnect()
+                    self._read_position(session)
+                    session.update(last_error=None)
+                    logger.info("%s: serial link back on %s", session.name, session.serial_port)
+                except Exception as exc:
+                    logger.debug("%s: reconnect failed: %s", session.name, exc)
+                finally:
+                    session.motion_lock.release()
+                continue
+            if time.monotonic() - last_probe < STATUS_HEARTBEAT:
+                continue
+            last_probe = time.monotonic()
+            if session.current_run is not None or not session.motion_lock.acquire(blocking=False):
+                continue
+            try:
+                self._read_position(session)
+            except DeviceError as exc:
+                logger.warning("%s: probe failed: %s", session.name, exc)
+                session.mark_link_error(exc)
+            except Exception:
+                logger.exception("%s: probe failed", session.name)
+            finally:
+                session.motion_lock.release()
+
+    # ---------------------------------------------------------------- status
+    def notify(self) -> None:
+        """A status field changed (any thread): publish soon."""
+        loop, event = self._loop, self._changed
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    def status(self) -> dict[str, Any]:
+        """The status document published to the status variable."""
+        s = self.session
+        worker = self.worker
+        return {
+            "name": self.settings.device.name,
+            "online": self._online,
+            "connected": bool(s and s.connected),
+            "position": s.position if s else None,
+            "active_hotel": s.active_hotel if s else None,
+            "moving": bool(s and s.moving),
+            "estopped": bool(s and s.estopped),
+            "estop_reason": s.estop_reason if s else None,
+            "faulted": bool(s is None or s.faulted),
+            "last_error": (s.last_error or None) if s else None,
+            "health": s.health if s else None,
+            "current_run": s.current_run if s else None,
+            "events_connected": bool(worker and worker.events_connected),
+            "runs_executed": worker.runs_executed if worker else 0,
+            "pid": os.getpid(),
+            "updated_at": _now().isoformat(),
+        }
+
+    async def _publish(self, client: Any, status: dict[str, Any]) -> None:
+        await _set_variable(client, self.settings.status_variable, status)
+        summary = (status["online"], status["connected"], status["estopped"], status["faulted"])
+        if summary != self._last_summary:
+            self._last_summary = summary
+            self._emit(STATUS_EVENT, {k: v for k, v in status.items() if k != "health"})
+
+    def _emit(self, name: str, payload: dict[str, Any]) -> None:
+        from prefect.events import emit_event
+
+        try:
+            emit_event(
+                name,
+                resource={
+                    "prefect.resource.id": self.settings.resource_id,
+                    "prefect.resource.name": self.settings.device.name,
+                },
+                payload=payload,
+            )
+        except Exception:
+            logger.debug("could not emit %s", name, exc_info=True)
+
+    async def _status_loop(self, client: Any) -> None:
+        assert self._changed is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), STATUS_HEARTBEAT)
+                await asyncio.sleep(STATUS_DEBOUNCE)
+            self._changed.clear()
+            try:
+                await self._publish(client, self.status())
+                await self._sync_latch(client)
+            except Exception as exc:
+                logger.warning("status publication failed: %s", exc)
+
+    async def _sync_latch(self, client: Any) -> None:
+        """Apply the latch variable (covers e-stop events lost while disconnected)."""
+        latch = await read_latch(client, self.settings.estop_variable)
+        session = self.session
+        if session is None:
+            return
+        if latch.get("estopped") and not session.estopped:
+            logger.warning("%s: latch variable says e-stopped: stopping", session.name)
+            await asyncio.to_thread(session.latch_estop, latch.get("reason") or "latched")
+        elif not latch.get("estopped") and session.estopped and latch:
+            session.clear_estop()
+
+    # ---------------------------------------------------------------- e-stop
+    def _estop_main(self) -> None:
+        asyncio.run(self._estop_listen())
+
+    async def _estop_listen(self) -> None:
+        from prefect.events.clients import get_events_subscriber
+        from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+        session = self.session
+        assert session is not None
+        event_filter = EventFilter(
+            event=EventNameFilter(name=[ESTOP_EVENT, ESTOP_CLEAR_EVENT]),
+            resource=EventResourceFilter(id=[self.settings.resource_id]),
+        )
+        backoff = 0.5
+        while not self._shutdown.is_set():
+            since = _now() - REPLAY_SLACK
+            try:
+                async with get_events_subscriber(
+                    filter=event_filter, reconnection_attempts=3
+                ) as subscriber:
+                    self.estop_listener_connected = True
+                    backoff = 0.5
+                    async for event in subscriber:
+                        if event.occurred < since:
+                            continue
+                        payload = dict(event.payload or {})
+                        if event.event == ESTOP_EVENT:
+                            session.latch_estop(str(payload.get("reason") or "fleet estop"))
+                            self._schedule_second_stop(session)
+                            self._emit(ESTOPPED_EVENT, {**payload, "position": session.position})
+                            logger.warning("%s: EMERGENCY STOP (%s)", session.name, payload)
+                        elif event.event == ESTOP_CLEAR_EVENT:
+                            session.clear_estop()
+                            self._emit(ESTOP_CLEARED_EVENT, payload)
+                            logger.warning("%s: emergency stop cleared", session.name)
+            except Exception as exc:
+                logger.info("e-stop subscription dropped: %s", exc)
+            self.estop_listener_connected = False
+            if self._shutdown.wait(backoff):
+                return
+            backoff = min(backoff * 2, 10.0)
+
+    @staticmethod
+    def _schedule_second_stop(session: DeviceSession) -> None:
+        """Repeat torque-off shortly after, in case a move was starting as the stop came in."""
+
+        def again() -> None:
+            if session.estopped and session.moving:
+                with contextlib.suppress(Exception):
+                    session.driver.emergency_stop()
+
+        for delay in (0.1, 0.4):
+            timer = threading.Timer(delay, again)
+            timer.daemon = True
+            timer.start()
+
+    # ---------------------------------------------------------------- main
+    async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        from prefect.client.orchestration import get_client
+
+        from device_agent.worker import ResortWorker
+
+        settings = self.settings
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, stop_requested.set)
+
+        session = self.session
+        assert session is not None
+        async with get_client() as client:
+            await self._sync_latch(client)
+            worker = ResortWorker(
+                settings.work_pool,
+                [settings.work_queue],
+                settings.worker_name,
+                session=session,
+                poll_interval=settings.poll_interval,
+                create_pool_if_not_found=False,
+            )
+            self.worker = worker
+            self._estop_thread = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._estop_main,),
+                name="estop",
+                daemon=True,
+            )
+            self._estop_thread.start()
+            self._monitor_thread = threading.Thread(
+                target=self._monitor, name="link-monitor", daemon=True
+            )
+            self._monitor_thread.start()
+            status_task = asyncio.create_task(self._status_loop(client))
+            async with worker:
+                self._online = True
+                self.notify()
+                serve_task = asyncio.create_task(worker.serve())
+                stop_task = asyncio.create_task(stop_requested.wait())
+                _done, _ = await asyncio.wait(
+                    {serve_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
+                )
+                logger.info("%s: stopping (no new runs)", settings.worker_name)
+                worker.stop()
+                outcome = await worker.drain(
+                    settings.shutdown_grace,
+                    f"Agent {settings.worker_name} stopped (SIGTERM) during the run; "
+                    "the motor was halted.",
+                )
+                if outcome:
+                    logger.warning("%s", outcome)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(serve_task, 10)
+                if serve_task.done() and serve_task.exception() is not None:
+                    logger.error("worker stopped: %s", serve_task.exception())
+                stop_task.cancel()
+            self._online = False
+            self._shutdown.set()
+            status_task.cancel()
+            with contextlib.suppress(BaseException):
+                await status_task
+            with contextlib.suppress(Exception):
+                await self._publish(client, self.status())
+        return 0
+
+    def close(self) -> None:
+        """Stop threads, close the port and the emulator child."""
+        self._shutdown.set()
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                self.session.driver.close()
+        self.stop_emulator()
+
+
+async def _set_variable(client: Any, name: str, value: Any) -> None:
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    try:
+        await client.update_variable(VariableUpdate(name=name, value=value))
+    except ObjectNotFound:
+        try:
+            await client.create_variable(VariableCreate(name=name, value=value))
+        except ObjectAlreadyExists:
+            await client.update_variable(VariableUpdate(name=name, value=value))
+
+
+async def read_latch(client: Any, name: str) -> dict[str, Any]:
+    """The e-stop latch variable as a dict (``{}`` when unset or unreadable as JSON)."""
+    variable = await client.read_variable_by_name(name)
+    value = variable.value if variable is not None else None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def run_agent(settings: AgentSettings) -> int:
+    """Run the agent for `settings` until SIGTERM/SIGINT; returns the exit code (0)."""
+    settings_cm: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if settings.api_url:
+        os.environ["PREFECT_API_URL"] = settings.api_url
+        if "prefect.settings" in sys.modules:  # already imported: env alone is too late
+            from prefect.settings import temporary_settings
+
+            settings_cm = temporary_settings(updates={"api.url": settings.api_url})
+    agent = Agent(settings)
+    try:
+        agent.start_emulator()
+        session = agent.open_device()
+        with settings_cm, use_session(session):
+            return asyncio.run(agent.serve())
+    finally:
+        agent.close()

@@ -1,0 +1,153 @@
+"""`fleet estop`, `fleet estop-clear` and `fleet status`: the agents' safety and state verbs.
+
+    fleet estop resort-a [resort-b ...] [--reason TEXT]     # or: fleet estop --all
+    fleet estop-clear resort-a
+    fleet status [--json]
+
+The inventory comes from `--inventory FILE`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from fleet.errors import InventoryError, PlanError
+
+__all__ = ["inventory_path", "register"]
+
+DEFAULT_INVENTORY = Path("inventory/demo.yaml")
+
+
+def inventory_path(option: str | None) -> Path:
+    """The inventory file to use: option, else $FLEET_INVENTORY, else inventory/demo.yaml."""
+    if option:
+        return Path(option)
+    if os.environ.get("FLEET_INVENTORY"):
+        return Path(os.environ["FLEET_INVENTORY"])
+    if DEFAULT_INVENTORY.exists():
+        return DEFAULT_INVENTORY
+    raise InventoryError(
+        ["no inventory: pass --inventory FILE or set FLEET_INVENTORY (inventory/demo.yaml absent)"]
+    )
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from fleet.inventory import load_inventory
+
+    inv = load_inventory(inventory_path(args.inventory))
+    if inv.fleet.api_url and not os.environ.get("PREFECT_API_URL"):
+        os.environ["PREFECT_API_URL"] = inv.fleet.api_url
+    return inv
+
+
+def register(subparsers: Any) -> None:
+    """Add `estop`, `estop-clear` and `status` to the `fleet` parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--inventory", help="inventory file (default: $FLEET_INVENTORY)")
+    common.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for the agents' ack"
+    )
+
+    stop = subparsers.add_parser(
+        "estop",
+        parents=[common],
+        help="emergency stop: torque off now, latched until estop-clear",
+        description="Switch torque off on RESORTs now (out of band of their queues) and latch.",
+    )
+    stop.add_argument("resorts", nargs="*", metavar="RESORT")
+    stop.add_argument("--all", action="store_true", help="every resort of the inventory")
+    stop.add_argument("--reason", default="fleet estop", help="why (shown in status and logs)")
+    stop.set_defaults(handler=_estop)
+
+    clear = subparsers.add_parser(
+        "estop-clear",
+        parents=[common],
+        help="release the emergency-stop latch",
+        description="Release the e-stop latch of RESORTs; motion runs are accepted again.",
+    )
+    clear.add_argument("resorts", nargs="*", metavar="RESORT")
+    clear.add_argument("--all", action="store_true", help="every resort of the inventory")
+    clear.set_defaults(handler=_clear)
+
+    status = subparsers.add_parser(
+        "status",
+        help="per-resort status: online, connected, position, e-stop, errors",
+        description="Show each resort's agent status.",
+    )
+    status.add_argument("--inventory", help="inventory file (default: $FLEET_INVENTORY)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+
+def _targets(args: argparse.Namespace) -> list[str] | None:
+    if args.all and args.resorts:
+        raise PlanError("give RESORT names or --all, not both")
+    if not args.all and not args.resorts:
+        raise PlanError("name at least one RESORT (or use --all)")
+    return None if args.all else list(args.resorts)
+
+
+def _estop(args: argparse.Namespace) -> int:
+    from fleet.estop import estop
+
+    targets = _targets(args)
+    inv = _load(args)
+    for ack in estop(inv, targets, args.reason, timeout=args.timeout):
+        where = f" at {ack.position:.1f} deg" if ack.position is not None else ""
+        print(f"{ack.resort}: stopped{where} (ack after {ack.latency * 1000:.0f} ms)")
+    return 0
+
+
+def _clear(args: argparse.Namespace) -> int:
+    from fleet.estop import clear_estop
+
+    targets = _targets(args)
+    inv = _load(args)
+    for ack in clear_estop(inv, targets, timeout=args.timeout):
+        print(f"{ack.resort}: e-stop cleared (ack after {ack.latency * 1000:.0f} ms)")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from fleet.status import read_status
+
+    inv = _load(args)
+    rows = read_status(inv)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
+        return 0
+    header = ("RESORT", "ONLINE", "LINK", "POSITION", "HOTEL", "MOVING", "E-STOP", "QUEUE", "ERROR")
+    table = [header]
+    for r in rows:
+        queue = "-" if r.queue_paused is None else ("paused" if r.queue_paused else "open")
+        table.append(
+            (
+                r.name,
+                _cell(r.online),
+                "ok" if r.connected else ("FAULT" if r.faulted else "-"),
+                _cell(r.position),
+                _cell(r.active_hotel),
+                _cell(r.moving),
+                "STOPPED" if r.estopped else "no",
+                queue,
+                (r.last_error or "")[:60],
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0

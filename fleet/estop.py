@@ -1,0 +1,235 @@
+"""Emergency stop of resorts, out of band of their work queues: `estop` and `clear_estop`.
+
+A stop (1) sets the resort's latch variable (`names.estop_variable_name`), so an agent that
+restarts stays stopped, (2) emits the event `plate-resort.estop` for the resort's resource id,
+which the agent receives on a thread of its own (never behind a move) and answers by switching
+torque off, and (3) waits for the agent's acknowledgement `plate-resort.estopped`. Clearing works
+the same way with `plate-resort.estop-clear` / `plate-resort.estop-cleared`. Motion runs fail at
+once with `EmergencyStopError` while a resort is latched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import getpass
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fleet import names
+from fleet.errors import EstopError
+
+__all__ = [
+    "ESTOPPED_EVENT",
+    "ESTOP_CLEARED_EVENT",
+    "ESTOP_CLEAR_EVENT",
+    "ESTOP_EVENT",
+    "EstopAck",
+    "aclear_estop",
+    "aestop",
+    "clear_estop",
+    "estop",
+]
+
+logger = logging.getLogger(__name__)
+
+# Must match device_agent.agent (the two packages never import each other).
+ESTOP_EVENT = "plate-resort.estop"
+ESTOP_CLEAR_EVENT = "plate-resort.estop-clear"
+ESTOPPED_EVENT = "plate-resort.estopped"
+ESTOP_CLEARED_EVENT = "plate-resort.estop-cleared"
+
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class EstopAck:
+    """One resort's acknowledgement: who, which command, how long it took (seconds)."""
+
+    resort: str
+    command_id: str
+    latency: float
+    position: float | None = None
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _resorts(inv: Any, resorts: Iterable[str] | None) -> list[Any]:
+    if resorts is None:
+        return list(inv.resorts)
+    selected = [inv.resort(name) for name in dict.fromkeys(resorts)]
+    if not selected:
+        raise EstopError("no resort given (name resorts or use --all)")
+    return selected
+
+
+async def _set_variable(client: Any, name: str, value: Any) -> None:
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    try:
+        await client.update_variable(VariableUpdate(name=name, value=value))
+    except ObjectNotFound:
+        try:
+            await client.create_variable(VariableCreate(name=name, value=value))
+        except ObjectAlreadyExists:
+            await client.update_variable(VariableUpdate(name=name, value=value))
+
+
+async def _command(
+    inv: Any,
+    resorts: Iterable[str] | None,
+    *,
+    event: str,
+    ack_event: str,
+    latch: dict[str, Any],
+    payload: dict[str, Any],
+    timeout: float,
+) -> list[EstopAck]:
+    from prefect import get_client
+    from prefect.events.clients import get_events_client, get_events_subscriber
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+    from prefect.events.schemas.events import Event
+
+    targets = _resorts(inv, resorts)
+    by_resource = {names.resource_id(r): r.name for r in targets}
+    command_id = str(uuid.uuid4())
+    payload = {**payload, "command_id": command_id}
+    acks: dict[str, EstopAck] = {}
+    ack_filter = EventFilter(
+        event=EventNameFilter(name=[ack_event]),
+        resource=EventResourceFilter(id=list(by_resource)),
+    )
+    async with get_client() as client, get_events_subscriber(filter=ack_filter) as subscriber:
+        await asyncio.gather(
+            *(
+                _set_variable(client, names.estop_variable_name(r), {**latch, **payload})
+                for r in targets
+            )
+        )
+        started = time.monotonic()
+        async with get_events_client() as events:
+            for resource_id, name in by_resource.items():
+                await events.emit(
+                    Event(
+                        event=event,
+                        resource={
+                            "prefect.resource.id": resource_id,
+                            "prefect.resource.name": name,
+                        },
+                        payload=payload,
+                    )
+                )
+
+        async def collect() -> None:
+            async for ack in subscriber:
+                if (ack.payload or {}).get("command_id") != command_id:
+                    continue
+                name = by_resource.get(ack.resource.id)
+                if name and name not in acks:
+                    acks[name] = EstopAck(
+                        name, command_id, time.monotonic() - started, ack.payload.get("position")
+                    )
+                if len(acks) == len(by_resource):
+                    return
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collect(), timeout)
+    missing = [r.name for r in targets if r.name not in acks]
+    if missing:
+        what = "stop" if event == ESTOP_EVENT else "clear"
+        raise EstopError(
+            f"{what} not acknowledged within {timeout:g} s by {', '.join(missing)} "
+            f"(agent offline or not connected?); the latch variable is set, so "
+            + (
+                "the resort stays stopped when its agent starts"
+                if what == "stop"
+                else "the resort is released when its agent starts"
+            )
+        )
+    return [acks[r.name] for r in targets]
+
+
+def _who() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:  # no user name in some containers
+        return socket.gethostname()
+
+
+async def aestop(
+    inv: Any,
+    resorts: Sequence[str] | None,
+    reason: str = "fleet estop",
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[EstopAck]:
+    """Async form of `estop`."""
+    at = _now().isoformat()
+    return await _command(
+        inv,
+        resorts,
+        event=ESTOP_EVENT,
+        ack_event=ESTOPPED_EVENT,
+        latch={"estopped": True, "at": at},
+        payload={"reason": reason, "by": _who(), "at": at},
+        timeout=timeout,
+    )
+
+
+async def aclear_estop(
+    inv: Any, resorts: Sequence[str] | None, *, timeout: float = DEFAULT_TIMEOUT
+) -> list[EstopAck]:
+    """Async form of `clear_estop`."""
+    at = _now().isoformat()
+    return await _command(
+        inv,
+        resorts,
+        event=ESTOP_CLEAR_EVENT,
+        ack_event=ESTOP_CLEARED_EVENT,
+        latch={"estopped": False, "at": at},
+        payload={"by": _who(), "at": at},
+        timeout=timeout,
+    )
+
+
+def estop(
+    inv: Any,
+    resorts: Sequence[str] | None,
+    reason: str = "fleet estop",
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[EstopAck]:
+    """Emergency-stop `resorts` (names; None = every resort of the inventory).
+
+    Returns once every agent has switched torque off and acknowledged.
+
+    Raises:
+        DeviceSelectionError: an unknown resort name.
+        EstopError: some agent did not acknowledge within `timeout` (its latch is still set).
+    """
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    return run_coro_as_sync(aestop(inv, resorts, reason, timeout=timeout))
+
+
+def clear_estop(
+    inv: Any, resorts: Sequence[str] | None, *, timeout: float = DEFAULT_TIMEOUT
+) -> list[EstopAck]:
+    """Release the e-stop latch of `resorts` (None = all); motion is allowed again.
+
+    Raises:
+        DeviceSelectionError: an unknown resort name.
+        EstopError: some agent did not acknowledge within `timeout` (its latch is cleared).
+    """
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    return run_coro_as_sync(aclear_estop(inv, resorts, timeout=timeout))

@@ -1,0 +1,131 @@
+"""Per-resort status: what each agent published, its worker heartbeat and its queue's state.
+
+`read_status(inv)` combines, per resort, the agent's status variable
+(`names.status_variable_name`, written on every change and every ~15 s), the worker's status in
+the device pool (ONLINE/OFFLINE from Prefect's heartbeats), the e-stop latch variable and whether
+the resort's work queue is paused (`fleet drain`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fleet import names
+
+__all__ = ["STALE_AFTER", "ResortStatus", "aread_status", "read_status"]
+
+# The agent republishes every ~15 s; older than this and it is not online any more.
+STALE_AFTER = datetime.timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class ResortStatus:
+    """One resort as the control plane sees it (JSON-ready via `to_dict`)."""
+
+    name: str
+    online: bool
+    connected: bool
+    position: float | None
+    active_hotel: str | None
+    moving: bool
+    estopped: bool
+    faulted: bool
+    last_error: str | None
+    health: dict[str, Any] | None
+    queue_paused: bool | None
+    current_run: str | None
+    worker_status: str | None = None
+    last_heartbeat: str | None = None
+    updated_at: str | None = None
+    active: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict."""
+        return asdict(self)
+
+
+def _value(variable: Any) -> dict[str, Any]:
+    value = getattr(variable, "value", None)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _parse_time(text: Any) -> datetime.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+async def aread_status(inv: Any) -> list[ResortStatus]:
+    """Async form of `read_status`."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            workers = await client.read_workers_for_work_pool(inv.fleet.work_pool)
+        except ObjectNotFound:
+            workers = []
+        try:
+            queues = {q.name: q for q in await client.read_work_queues(inv.fleet.work_pool)}
+        except ObjectNotFound:
+            queues = {}
+        variables = await asyncio.gather(
+            *(
+                client.read_variable_by_name(name)
+                for r in inv.resorts
+                for name in (names.status_variable_name(r), names.estop_variable_name(r))
+            )
+        )
+    by_worker = {w.name: w for w in workers}
+    now = datetime.datetime.now(datetime.UTC)
+    result = []
+    for i, resort in enumerate(inv.resorts):
+        status = _value(variables[2 * i])
+        latch = _value(variables[2 * i + 1])
+        worker = by_worker.get(names.worker_name(resort))
+        worker_status = getattr(getattr(worker, "status", None), "value", None)
+        updated = _parse_time(status.get("updated_at"))
+        fresh = updated is not None and now - updated < STALE_AFTER
+        online = bool(status.get("online")) and fresh and worker_status != "OFFLINE"
+        queue = queues.get(names.work_queue_name(resort))
+        heartbeat = getattr(worker, "last_heartbeat_time", None)
+        result.append(
+            ResortStatus(
+                name=resort.name,
+                online=online,
+                connected=online and bool(status.get("connected")),
+                position=status.get("position"),
+                active_hotel=status.get("active_hotel"),
+                moving=online and bool(status.get("moving")),
+                estopped=bool(latch.get("estopped")) or bool(status.get("estopped")),
+                faulted=bool(status.get("faulted")) if online else False,
+                last_error=status.get("last_error"),
+                health=status.get("health"),
+                queue_paused=None if queue is None else bool(queue.is_paused),
+                current_run=status.get("current_run") if online else None,
+                worker_status=worker_status,
+                last_heartbeat=heartbeat.isoformat() if heartbeat else None,
+                updated_at=status.get("updated_at"),
+                active=bool(getattr(resort, "active", True)),
+            )
+        )
+    return result
+
+
+def read_status(inv: Any) -> list[ResortStatus]:
+    """Status of every resort of `inv`, in inventory order."""
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    return run_coro_as_sync(aread_status(inv))

@@ -1,0 +1,154 @@
+"""Device subflows: what a resort's agent executes in-process for each Prefect flow run.
+
+Each flow reaches the open device through `device_agent.current_device()` (so it only runs inside
+`device-agent run`, on its resort's work queue). Motion flows (`activate-hotel`, `go-home`,
+`move-to-angle`) take the session's motion lock and are refused at once while the resort is
+e-stopped. Every flow returns a plain dict and also publishes it as a table artifact on its run
+(`flows.results.read_device_result(flow_run_id)` reads it back). Names: `fleet.names.DEVICE_FLOWS`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run as runtime_flow_run
+
+from device_agent import current_device
+from device_agent.session import DeviceSession
+
+__all__ = [
+    "activate_hotel",
+    "emergency_stop",
+    "go_home",
+    "move_to_angle",
+    "publish_result",
+    "reboot_resort",
+    "request_health",
+    "request_position",
+    "set_speed",
+]
+
+_FLOW_OPTIONS: dict[str, Any] = {"persist_result": False, "retries": 0, "log_prints": False}
+
+
+def _artifact_key(resort: str, action: str) -> str:
+    raw = f"{resort}-{action}".lower()
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in raw)
+
+
+def publish_result(session: DeviceSession, action: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Attach `result` to the current run as a table artifact and return it (JSON-ready)."""
+    document = {
+        "resort": session.name,
+        "action": action,
+        "flow_run_id": str(runtime_flow_run.id) if runtime_flow_run.id else None,
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        **result,
+    }
+    create_table_artifact(
+        table=[{"field": k, "value": v} for k, v in document.items()],
+        key=_artifact_key(session.name, action),
+        description=f"{action} on {session.name}",
+    )
+    return document
+
+
+def _after_move(session: DeviceSession, move: Any) -> dict[str, Any]:
+    result = move.to_dict()
+    session.update(position=round(move.position, 3), active_hotel=move.hotel, last_error=None)
+    return {
+        "target": round(result["target"], 3),
+        "position": round(result["position"], 3),
+        "hotel": result["hotel"],
+        "duration": round(result["duration"], 3),
+    }
+
+
+@flow(name="activate-hotel", **_FLOW_OPTIONS)
+def activate_hotel(hotel: str) -> dict[str, Any]:
+    """Bring `hotel` (by name, e.g. "B") into the access position."""
+    session = current_device()
+    get_run_logger().info("%s: activating hotel %s", session.name, hotel)
+    with session.motion() as driver:
+        move = driver.activate_hotel(hotel)
+    return publish_result(
+        session, "activate-hotel", {"hotel_requested": hotel, **_after_move(session, move)}
+    )
+
+
+@flow(name="go-home", **_FLOW_OPTIONS)
+def go_home() -> dict[str, Any]:
+    """Turn the carousel to resort angle 0."""
+    session = current_device()
+    get_run_logger().info("%s: going home", session.name)
+    with session.motion() as driver:
+        move = driver.go_home()
+    return publish_result(session, "go-home", _after_move(session, move))
+
+
+@flow(name="move-to-angle", **_FLOW_OPTIONS)
+def move_to_angle(angle: float) -> dict[str, Any]:
+    """Turn the carousel to `angle` degrees (resort frame)."""
+    session = current_device()
+    get_run_logger().info("%s: moving to %.2f deg", session.name, angle)
+    with session.motion() as driver:
+        move = driver.move_to_angle(angle)
+    return publish_result(session, "move-to-angle", _after_move(session, move))
+
+
+@flow(name="set-speed", **_FLOW_OPTIONS)
+def set_speed(speed: float, acceleration: float | None = None) -> dict[str, Any]:
+    """Set the carousel speed (deg/s) and optionally acceleration (deg/s^2) for later moves."""
+    session = current_device()
+    with session.device() as driver:
+        driver.set_speed(speed, acceleration)
+        result = {"speed": driver.speed, "acceleration": driver.acceleration}
+    return publish_result(session, "set-speed", result)
+
+
+@flow(name="request-position", **_FLOW_OPTIONS)
+def request_position() -> dict[str, Any]:
+    """Read the carousel angle and the hotel in position (no motion)."""
+    session = current_device()
+    with session.device() as driver:
+        position = round(driver.request_position(), 3)
+        hotel = driver.request_active_hotel()
+    session.update(position=position, active_hotel=hotel)
+    return publish_result(session, "request-position", {"position": position, "hotel": hotel})
+
+
+@flow(name="request-health", **_FLOW_OPTIONS)
+def request_health() -> dict[str, Any]:
+    """Read temperature, voltage, current, torque and hardware errors of the servo."""
+    session = current_device()
+    with session.device() as driver:
+        health = driver.request_health()
+    data = {**health.to_dict(), "ok": health.ok, "estopped": session.estopped}
+    session.update(health=health.to_dict())
+    return publish_result(session, "request-health", data)
+
+
+@flow(name="reboot-resort", **_FLOW_OPTIONS)
+def reboot_resort() -> dict[str, Any]:
+    """Reboot the servo (clears latched hardware errors) and re-apply the settings."""
+    session = current_device()
+    session.check_estop()
+    with session.motion() as driver:
+        health = driver.reboot()
+    session.update(health=health.to_dict(), last_error=None)
+    return publish_result(session, "reboot-resort", {**health.to_dict(), "ok": health.ok})
+
+
+@flow(name="emergency-stop", **_FLOW_OPTIONS)
+def emergency_stop(reason: str = "emergency-stop flow run") -> dict[str, Any]:
+    """Torque off and latch the stop on this agent.
+
+    This runs through the work queue, behind any queued run; use `fleet estop` (out of band) to
+    stop a move that is running. Clear with `fleet estop-clear`.
+    """
+    session = current_device()
+    session.latch_estop(reason)
+    return publish_result(session, "emergency-stop", {"estopped": True, "reason": reason})
