@@ -32,7 +32,7 @@ EXIT_CODES = {
 }
 
 # Verb-group modules, in `--help` order. Each has `register(subparsers)`.
-_GROUPS = ("fleet.cli.inventory",)
+_GROUPS = ("fleet.cli.inventory", "fleet.cli.agent_ops")
 
 
 def _parser() -> argparse.ArgumentParser:
