@@ -309,6 +309,7 @@ class Resort(BaseModel):
             "lock": names.lock_name(self),
             "worker": names.worker_name(self),
             "estop_variable": names.estop_variable_name(self),
+            "lock_holder_variable": names.lock_holder_variable_name(self),
             "status_variable": names.status_variable_name(self),
             "resource_id": names.resource_id(self),
             "deployments": {

@@ -42,7 +42,11 @@ def test_motion_flows_are_device_flows() -> None:
 
 @pytest.mark.parametrize("resort", ["a", "resort-a", "r2-d2-x", "x" * 40])
 def test_variable_names_are_prefect_safe(resort: str) -> None:
-    for name in (names.estop_variable_name(resort), names.status_variable_name(resort)):
+    for name in (
+        names.estop_variable_name(resort),
+        names.status_variable_name(resort),
+        names.lock_holder_variable_name(resort),
+    ):
         assert re.fullmatch(r"[a-z0-9_]+", name), name
 
 
