@@ -565,7 +565,7 @@ class ResortDriver:
         t, c = self.transport, self.config
         temperature = float(t.read("present_temperature"))
         voltage = round(t.read("present_input_voltage") * ct.VOLTAGE_V, 2)
-        current = round(t.read("present_current") * ct.CURRENT_A, 4)
+        current = round(t.read("present_current") * ct.CURRENT_A, 5)
         torque = bool(t.read("torque_enable"))
         moving = bool(t.read("moving"))
         errors = ct.decode_hardware_error(t.read("hardware_error_status"))
