@@ -410,14 +410,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _check_pools(fleet: Mapping[str, Any], problems: Problems) -> None:
+    """The parent flows' pool must not be the device pool (also when it is the default)."""
+    control, work, name = fleet.get("control_pool"), fleet.get("work_pool"), fleet.get("name")
+    if control is not None and control == work:
+        problems.add(("fleet", "control_pool"), "must differ from fleet.work_pool")
+    elif control is None and isinstance(name, str) and work == f"{name}-control":
+        problems.add(
+            ("fleet", "work_pool"),
+            f"must differ from the control pool (default {name}-control; set fleet.control_pool)",
+        )
+
+
 def _cross_checks(data: Mapping[str, Any], problems: Problems, base_dir: Path) -> None:
     """Checks across keys and resorts, on the raw data (so they run even when others fail)."""
     fleet = data.get("fleet")
-    pools = (
-        (fleet.get("control_pool"), fleet.get("work_pool")) if isinstance(fleet, Mapping) else ()
-    )
-    if pools and pools[0] is not None and pools[0] == pools[1]:
-        problems.add(("fleet", "control_pool"), "must differ from fleet.work_pool")
+    if isinstance(fleet, Mapping):
+        _check_pools(fleet, problems)
     raw_defaults = data.get("defaults")
     defaults = raw_defaults if isinstance(raw_defaults, Mapping) else {}
     scope = {**BUILTIN_DEFAULTS, **defaults}

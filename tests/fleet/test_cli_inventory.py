@@ -9,6 +9,7 @@ import pytest
 
 from fleet.cli import main
 from fleet.inventory import inventory_schema
+from tests.fleet.test_inventory import MALFORMED
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "inventory" / "demo.yaml")
@@ -112,3 +113,21 @@ def test_missing_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
         main(["inventory", "check"])
     assert info.value.code == 2
     assert "FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
+def test_every_malformed_inventory_exits_2_with_its_lines_and_no_traceback(
+    text: str,
+    expected: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "x.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert main(["inventory", "check", "x.yaml"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [f"fleet: error: {line}" for line in expected]

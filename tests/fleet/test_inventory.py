@@ -224,6 +224,14 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         ["x.yaml:4: fleet.control_pool: must differ from fleet.work_pool"],
     ),
     (
+        "work-pool-equals-default-control-pool",
+        sub(WP, "  work_pool: lab-control\n"),
+        [
+            "x.yaml:3: fleet.work_pool: must differ from the control pool "
+            "(default lab-control; set fleet.control_pool)"
+        ],
+    ),
+    (
         "api-url-not-http",
         sub(WP, WP + "  api_url: ftp://server/api\n"),
         [
