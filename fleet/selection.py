@@ -173,12 +173,10 @@ async def queue_load(inventory: Any, resort_names: Iterable[str], client: Any) -
 
 
 async def read_statuses(inventory: Any) -> dict[str, Any]:
-    """Resort name -> published status (`fleet.status.read_status`), run off the event loop."""
-    import anyio
+    """Resort name -> published status (`fleet.status.aread_status`)."""
+    from fleet.status import aread_status
 
-    from fleet.status import read_status
-
-    statuses: Sequence[Any] = await anyio.to_thread.run_sync(read_status, inventory)
+    statuses: Sequence[Any] = await aread_status(inventory)
     return {s.name: s for s in statuses}
 
 

@@ -23,7 +23,6 @@ One operation (`run_operation`):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
@@ -116,14 +115,9 @@ def validate_request(inventory: Any, op: Operation) -> None:
 
 
 async def _read_resort_status(inventory: Any, resort: str) -> Any:
-    import anyio
-    from fleet.status import read_status
+    from fleet.selection import read_statuses
 
-    statuses = await anyio.to_thread.run_sync(read_status, inventory)
-    for status in statuses:
-        if status.name == resort:
-            return status
-    return None
+    return (await read_statuses(inventory)).get(resort)
 
 
 async def wait_until_idle(
@@ -163,13 +157,9 @@ def _parent_run_id() -> str:
 
 
 async def _read_result(flow_run_id: str) -> Any:
-    import anyio
+    from flows.results import aread_device_result
 
-    from flows.results import read_device_result
-
-    if inspect.iscoroutinefunction(read_device_result):
-        return await read_device_result(flow_run_id)
-    return await anyio.to_thread.run_sync(read_device_result, flow_run_id)
+    return await aread_device_result(flow_run_id)
 
 
 async def _stop_unstarted(client: Any, flow_run_id: Any) -> None:

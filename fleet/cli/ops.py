@@ -1,0 +1,264 @@
+"""`fleet activate|home|move|batch|controller`: motions and batches through the parent flows.
+
+    fleet activate RESORT HOTEL        # e.g. fleet activate resort-a B
+    fleet home RESORT
+    fleet move RESORT DEG
+    fleet batch PLAN [--max-concurrency N] [--fail-fast] [--json]
+    fleet controller                   # serve the parent-flow deployments (control pool)
+
+The verbs run the parent flow in this process (a tracked flow run) and print the device result.
+The inventory comes from `--inventory FILE`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml`;
+the API from `PREFECT_API_URL`, else the inventory's `api_url`, else the local `fleet server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from fleet.errors import PlanError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add `activate`, `home`, `move`, `batch` and `controller` to the `fleet` parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--inventory", metavar="FILE", help="inventory (default $FLEET_INVENTORY)")
+    common.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds to wait for a busy resort (default 300; exit 4 when exceeded)",
+    )
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = subparsers.add_parser(
+        "activate", parents=[common], help="bring a hotel of a resort to the access position"
+    )
+    p.add_argument("resort", metavar="RESORT")
+    p.add_argument("hotel", metavar="HOTEL")
+    p.set_defaults(handler=_activate)
+
+    p = subparsers.add_parser("home", parents=[common], help="turn a resort to its home angle")
+    p.add_argument("resort", metavar="RESORT")
+    p.set_defaults(handler=_home)
+
+    p = subparsers.add_parser("move", parents=[common], help="turn a resort to an angle (deg)")
+    p.add_argument("resort", metavar="RESORT")
+    p.add_argument("angle", metavar="DEG", type=_angle)
+    p.set_defaults(handler=_move)
+
+    p = subparsers.add_parser(
+        "batch",
+        parents=[common],
+        help="run a plan of operations across the fleet",
+        description="Run PLAN (YAML/JSON `operations:` list): concurrent across resorts, one at "
+        "a time per resort; validated before anything is queued.",
+    )
+    p.add_argument("plan", metavar="PLAN")
+    p.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="at most N operations at once (default 8)",
+    )
+    p.add_argument("--fail-fast", action="store_true", help="stop after the first failure")
+    p.set_defaults(handler=_batch)
+
+    p = subparsers.add_parser(
+        "controller",
+        help="serve the parent-flow deployments from the control pool",
+        description="Run a process worker on the fleet's control pool, so parent flows started "
+        "through Prefect (UI, schedules, automations, run_deployment) execute.",
+    )
+    p.add_argument("--inventory", metavar="FILE", help="inventory (default $FLEET_INVENTORY)")
+    p.add_argument("--name", help="worker name (default fleet-controller-<host>)")
+    p.set_defaults(handler=_controller)
+
+
+def _angle(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"DEG must be a number of degrees, got {text!r}") from None
+
+
+def _inventory(args: argparse.Namespace) -> Any:
+    from fleet.cli.agent_ops import inventory_path
+    from fleet.inventory import load_inventory
+
+    return load_inventory(inventory_path(args.inventory))
+
+
+def _print_result(args: argparse.Namespace, resort: str, result: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps({"resort": resort, "result": result}, default=str))
+        return
+    parts = [f"{k}={v}" for k, v in result.items()]
+    print(f"{resort}: ok {' '.join(parts)}")
+
+
+def _single(args: argparse.Namespace, call: str, *params: Any) -> int:
+    from fleet.client import FleetClient
+    from fleet.server import api_settings
+
+    inv = _inventory(args)
+    with api_settings(inv):
+        client = FleetClient(inv, lock_timeout=args.lock_timeout)
+        result = getattr(client, call)(args.resort, *params)
+    _print_result(args, args.resort, result)
+    return 0
+
+
+def _activate(args: argparse.Namespace) -> int:
+    return _single(args, "activate_hotel", args.hotel)
+
+
+def _home(args: argparse.Namespace) -> int:
+    return _single(args, "go_home")
+
+
+def _move(args: argparse.Namespace) -> int:
+    return _single(args, "move_to_angle", args.angle)
+
+
+# --- batch --------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """One status line on stderr, redrawn as operations start and finish (TTY only)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.states: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, result: Any) -> None:
+        with self._lock:
+            self.states[result.index] = result.state
+            if not self.enabled:
+                return
+            done = sum(1 for s in self.states.values() if s not in ("Running", "Pending"))
+            running = sum(1 for s in self.states.values() if s == "Running")
+            failed = sum(
+                1 for s in self.states.values() if s not in ("Running", "Pending", "Completed")
+            )
+            width = 30
+            filled = int(width * done / self.total) if self.total else width
+            bar = "#" * filled + "-" * (width - filled)
+            line = f"\r[{bar}] {done}/{self.total} done, {running} running, {failed} failed"
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _table(results: list[Any]) -> str:
+    header = ("#", "operation", "resort", "state", "duration", "error")
+    rows = [
+        (
+            str(r.index),
+            r.operation,
+            r.resort or "-",
+            r.state,
+            f"{r.duration:.2f} s" if r.duration is not None else "-",
+            (r.error or "").splitlines()[0][:80] if r.error else "",
+        )
+        for r in results
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from fleet.client import FleetClient
+    from fleet.plan import load_plan, validate_plan
+    from fleet.server import api_settings
+
+    if args.max_concurrency < 1:
+        raise PlanError(f"--max-concurrency: must be at least 1, got {args.max_concurrency}")
+    inv = _inventory(args)
+    plan = load_plan(args.plan)
+    validate_plan(inv, plan, source=args.plan)  # before any server contact: nothing is queued
+    progress = _Progress(len(plan.operations), enabled=sys.stderr.isatty() and not args.json)
+    with api_settings(inv):
+        client = FleetClient(inv, lock_timeout=args.lock_timeout)
+        try:
+            report = client.batch(
+                plan,
+                max_concurrency=args.max_concurrency,
+                fail_fast=args.fail_fast,
+                on_progress=progress,
+            )
+        finally:
+            progress.close()
+    if args.json:
+        keys = ("resort", "action", "state", "duration", "error")
+        results = [{k: getattr(r, k) for k in keys} for r in report.results]
+        print(json.dumps({"results": results}, default=str))
+    else:
+        print(_table(report.results))
+        failed = len(report.failed)
+        print(
+            f"{len(report.results) - failed} of {len(report.results)} operations completed "
+            f"in {report.makespan:.1f} s" + (f"; {failed} did not" if failed else "")
+        )
+    return 1 if report.failed else 0
+
+
+# --- controller ---------------------------------------------------------------------------------
+
+
+def _controller(args: argparse.Namespace) -> int:
+    import socket
+    from pathlib import Path
+
+    from fleet import names
+    from fleet.server import api_settings
+
+    inv = _inventory(args)
+    pool = names.control_pool_name(inv)
+    name = args.name or f"fleet-controller-{socket.gethostname()}"
+    with api_settings(inv):
+        env = dict(os.environ)
+        env["FLEET_INVENTORY"] = str(Path(inv.path).resolve())
+        cmd = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            pool,
+            "--type",
+            "process",
+            "--name",
+            name,
+        ]
+        print(f"serving parent flows of fleet {inv.fleet.name} from pool {pool} as {name}")
+        sys.stdout.flush()
+        proc = subprocess.Popen(cmd, env=env)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                return proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                return 130

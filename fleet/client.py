@@ -1,0 +1,404 @@
+"""Python API for lab schedulers: `FleetClient` (sync) and `AsyncFleetClient` (asyncio).
+
+Every motion runs a parent flow *in the calling process* (a real, tracked Prefect flow run on the
+server that `PREFECT_API_URL` names): the resort is selected, locked, the device subflow runs on the
+resort's queue and its result comes back. Requests are validated against the inventory first, so
+an unknown resort or hotel or an out-of-range angle raises `PlanError` before any run is created.
+
+    from fleet.client import FleetClient
+
+    fleet = FleetClient("inventory/demo.yaml")
+    fleet.activate_hotel("resort-a", "B")
+    with fleet.reserve(selector={"labels": ["cold"], "hotel": "C"}) as r:
+        r.activate_hotel("C")      # no other scheduler can move this resort meanwhile
+        arm.pick_plate()           # your code
+        r.go_home()
+    report = fleet.batch("plan.yaml", max_concurrency=4)
+
+Errors (all `fleet.errors.FleetError`): `PlanError` (bad request), `DeviceSelectionError` (no
+resort fits / unavailable), `DeviceBusyError` (lock not free in time), `DispatchError` (the device
+run failed; `.flow_run_id`, `.state`), `EstopError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from fleet import locks, names
+from fleet.errors import PlanError
+from fleet.plan import Operation, Plan, load_plan, parse_plan, validate_plan
+from fleet.selection import Selector
+
+__all__ = ["AsyncFleetClient", "FleetClient", "Reservation"]
+
+SelectorLike = Selector | Mapping[str, Any]
+
+
+def _selector_dict(selector: SelectorLike | None) -> dict[str, Any] | None:
+    if selector is None:
+        return None
+    if isinstance(selector, Selector):
+        return selector.model_dump(mode="json")
+    return dict(selector)
+
+
+class Reservation:
+    """A resort held by this client across several operations (`reserve()`)."""
+
+    def __init__(self, client: AsyncFleetClient, resort: str, lock: locks.HeldLock) -> None:
+        self.client = client
+        self.resort = resort
+        self.lock = lock
+
+    @property
+    def lease_id(self) -> str:
+        """The lease of the held lock (passed to the parent flows)."""
+        return str(self.lock.lease_id)
+
+    async def activate_hotel(self, hotel: str) -> dict[str, Any]:
+        """Activate `hotel` on the reserved resort."""
+        return await self.client.activate_hotel(self.resort, hotel)
+
+    async def go_home(self) -> dict[str, Any]:
+        """Send the reserved resort home."""
+        return await self.client.go_home(self.resort)
+
+    async def move_to_angle(self, angle: float) -> dict[str, Any]:
+        """Turn the reserved resort to `angle` degrees."""
+        return await self.client.move_to_angle(self.resort, angle)
+
+
+class AsyncFleetClient:
+    """Asyncio API over the parent flows (see the module docstring).
+
+    Args:
+        inventory: an `Inventory`, or its path (default `$FLEET_INVENTORY` or
+            `inventory/demo.yaml`).
+        lock_timeout: seconds an operation waits for its resort's lock.
+    """
+
+    def __init__(self, inventory: Any = None, *, lock_timeout: float = 300.0) -> None:
+        if inventory is None or isinstance(inventory, str | os.PathLike):
+            from flows.parent import load_fleet_inventory
+
+            inventory = load_fleet_inventory(inventory)
+        self.inventory = inventory
+        self.lock_timeout = lock_timeout
+        self._reserved: dict[str, Reservation] = {}
+
+    @property
+    def _path(self) -> str:
+        return str(Path(self.inventory.path).resolve())
+
+    def _check(self, action: str, resort: str | None, selector: Any, **args: Any) -> Operation:
+        from flows.parent import _operation, validate_request
+
+        op = _operation(action, resort, _selector_dict(selector), **args)
+        validate_request(self.inventory, op)
+        return op
+
+    def _reservation(self, resort: str | None) -> str | None:
+        held = self._reserved.get(resort) if resort else None
+        return held.lease_id if held else None
+
+    async def activate_hotel(
+        self, resort: str | None, hotel: str, *, selector: SelectorLike | None = None
+    ) -> dict[str, Any]:
+        """Bring `hotel` to the access position on `resort` (or a resort chosen by `selector`)."""
+        from flows import parent
+
+        self._check("activate_hotel", resort, selector, hotel=hotel)
+        return await parent.activate_hotel(
+            hotel=hotel,
+            resort=resort,
+            selector=_selector_dict(selector),
+            inventory=self._path,
+            lock_timeout=self.lock_timeout,
+            reservation=self._reservation(resort),
+        )
+
+    async def go_home(
+        self, resort: str | None, *, selector: SelectorLike | None = None
+    ) -> dict[str, Any]:
+        """Turn `resort` (or one chosen by `selector`) to its home angle."""
+        from flows import parent
+
+        self._check("go_home", resort, selector)
+        return await parent.go_home(
+            resort=resort,
+            selector=_selector_dict(selector),
+            inventory=self._path,
+            lock_timeout=self.lock_timeout,
+            reservation=self._reservation(resort),
+        )
+
+    async def move_to_angle(
+        self, resort: str | None, angle: float, *, selector: SelectorLike | None = None
+    ) -> dict[str, Any]:
+        """Turn `resort` (or one chosen by `selector`) to `angle` degrees, 0 <= angle < 360."""
+        from flows import parent
+
+        self._check("move_to_angle", resort, selector, angle=angle)
+        return await parent.move_to_angle(
+            angle=angle,
+            resort=resort,
+            selector=_selector_dict(selector),
+            inventory=self._path,
+            lock_timeout=self.lock_timeout,
+            reservation=self._reservation(resort),
+        )
+
+    async def health(self, resorts: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Health of every (or each named) resort: name -> {state, result, error}."""
+        from flows import parent
+
+        for name in resorts or ():
+            self.inventory.resort(name)
+        return await parent.fleet_health(
+            resorts=list(resorts) if resorts else None, inventory=self._path
+        )
+
+    async def batch(
+        self,
+        plan: Plan | str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+        *,
+        max_concurrency: int = 8,
+        fail_fast: bool = False,
+        on_progress: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Run a plan (a `Plan`, a YAML/JSON path or a list of operation dicts).
+
+        The whole plan is validated first (`PlanError`, nothing queued). Failed operations do
+        not raise: see `BatchReport.failed`.
+
+        Returns:
+            `flows.batch.BatchReport` (results in plan order, makespan).
+        """
+        from flows import batch as batch_flows
+
+        if isinstance(plan, str | os.PathLike):
+            source = str(plan)
+            plan = load_plan(plan)
+        elif not isinstance(plan, Plan):
+            source = "plan"
+            plan = parse_plan(list(plan))
+        else:
+            source = "plan"
+        if max_concurrency < 1:
+            raise PlanError("max_concurrency: must be at least 1")
+        validate_plan(self.inventory, plan, source=source)
+        token = batch_flows.add_listener(on_progress) if on_progress else None
+        try:
+            state = await batch_flows.run_batch(
+                operations=[
+                    op.model_dump(mode="json", exclude_none=True) for op in plan.operations
+                ],
+                inventory=self._path,
+                max_concurrency=max_concurrency,
+                fail_fast=fail_fast,
+                lock_timeout=self.lock_timeout,
+                return_state=True,
+            )
+        finally:
+            if token:
+                batch_flows.remove_listener(token)
+        data = await state.result(raise_on_failure=False)
+        if isinstance(data, BaseException):
+            raise data
+        return batch_flows.BatchReport(
+            results=[batch_flows.OperationResult(**r) for r in data["results"]],
+            makespan=data["makespan"],
+        )
+
+    @asynccontextmanager
+    async def reserve(
+        self,
+        resort: str | None = None,
+        *,
+        selector: SelectorLike | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Reservation]:
+        """Hold a resort's lock across several operations (released on exit).
+
+        Operations on the reserved resort made through this client (or the yielded
+        `Reservation`) run under the held lock; other schedulers wait.
+
+        Raises:
+            DeviceSelectionError, DeviceBusyError.
+        """
+        from fleet.selection import select_resort
+
+        sel = Selector.model_validate(_selector_dict(selector)) if selector is not None else None
+        target = await select_resort(self.inventory, resort=resort, selector=sel)
+        if target.name in self._reserved:
+            raise PlanError(f"resort {target.name} is already reserved by this client")
+        held = await locks.acquire(
+            names.lock_name(target.name),
+            timeout=self.lock_timeout if timeout is None else timeout,
+            resort=target.name,
+        )
+        reservation = Reservation(self, target.name, held)
+        self._reserved[target.name] = reservation
+        try:
+            yield reservation
+        finally:
+            self._reserved.pop(target.name, None)
+            await locks.release(held)
+
+    async def estop(
+        self, resorts: Sequence[str] | None = None, reason: str = "fleet client"
+    ) -> Any:
+        """Emergency-stop resorts (None = all); returns the agents' acknowledgements."""
+        from fleet.estop import aestop
+
+        return await aestop(self.inventory, resorts, reason)
+
+    async def estop_clear(self, resorts: Sequence[str] | None = None) -> Any:
+        """Clear the e-stop latch of resorts (None = all)."""
+        from fleet.estop import aclear_estop
+
+        return await aclear_estop(self.inventory, resorts)
+
+    async def status(self) -> list[Any]:
+        """Every resort's `fleet.status.ResortStatus`."""
+        from fleet.status import aread_status
+
+        return await aread_status(self.inventory)
+
+    async def drain(self, resort: str, *, timeout: float = 300.0) -> Any:
+        """Pause `resort`'s queue and wait until nothing runs on it."""
+        import anyio
+
+        from fleet.provision import drain
+
+        return await anyio.to_thread.run_sync(
+            lambda: drain(self.inventory, resort, timeout=timeout)
+        )
+
+    async def resume(self, resort: str) -> Any:
+        """Unpause `resort`'s queue."""
+        import anyio
+
+        from fleet.provision import resume
+
+        return await anyio.to_thread.run_sync(resume, self.inventory, resort)
+
+
+class SyncReservation:
+    """Blocking view of a `Reservation`."""
+
+    def __init__(self, client: FleetClient, reservation: Reservation) -> None:
+        self._client = client
+        self._reservation = reservation
+        self.resort = reservation.resort
+
+    @property
+    def lease_id(self) -> str:
+        """The lease of the held lock."""
+        return self._reservation.lease_id
+
+    def activate_hotel(self, hotel: str) -> dict[str, Any]:
+        """Activate `hotel` on the reserved resort."""
+        return self._client._run(self._reservation.activate_hotel(hotel))
+
+    def go_home(self) -> dict[str, Any]:
+        """Send the reserved resort home."""
+        return self._client._run(self._reservation.go_home())
+
+    def move_to_angle(self, angle: float) -> dict[str, Any]:
+        """Turn the reserved resort to `angle` degrees."""
+        return self._client._run(self._reservation.move_to_angle(angle))
+
+
+class FleetClient:
+    """Blocking API with the same verbs as `AsyncFleetClient` (see the module docstring)."""
+
+    def __init__(self, inventory: Any = None, *, lock_timeout: float = 300.0) -> None:
+        self._async = AsyncFleetClient(inventory, lock_timeout=lock_timeout)
+        self.inventory = self._async.inventory
+
+    @staticmethod
+    def _run(coro: Any) -> Any:
+        from prefect.utilities.asyncutils import run_coro_as_sync
+
+        return run_coro_as_sync(coro)
+
+    def activate_hotel(
+        self, resort: str | None, hotel: str, *, selector: SelectorLike | None = None
+    ) -> dict[str, Any]:
+        """Bring `hotel` to the access position (see `AsyncFleetClient.activate_hotel`)."""
+        return self._run(self._async.activate_hotel(resort, hotel, selector=selector))
+
+    def go_home(
+        self, resort: str | None, *, selector: SelectorLike | None = None
+    ) -> dict[str, Any]:
+        """Turn a resort to its home angle."""
+        return self._run(self._async.go_home(resort, selector=selector))
+
+    def move_to_angle(
+        self, resort: str | None, angle: float, *, selector: SelectorLike | None = None
+    ) -> dict[str, Any]:
+        """Turn a resort to `angle` degrees."""
+        return self._run(self._async.move_to_angle(resort, angle, selector=selector))
+
+    def health(self, resorts: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Health of every (or each named) resort."""
+        return self._run(self._async.health(resorts))
+
+    def batch(
+        self,
+        plan: Plan | str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+        *,
+        max_concurrency: int = 8,
+        fail_fast: bool = False,
+        on_progress: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Run a plan; returns a `flows.batch.BatchReport`."""
+        return self._run(
+            self._async.batch(
+                plan, max_concurrency=max_concurrency, fail_fast=fail_fast, on_progress=on_progress
+            )
+        )
+
+    @contextmanager
+    def reserve(
+        self,
+        resort: str | None = None,
+        *,
+        selector: SelectorLike | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[SyncReservation]:
+        """Hold a resort across several operations (see `AsyncFleetClient.reserve`)."""
+        manager = self._async.reserve(resort, selector=selector, timeout=timeout)
+        reservation = self._run(manager.__aenter__())
+        try:
+            yield SyncReservation(self, reservation)
+        except BaseException as exc:
+            self._run(manager.__aexit__(type(exc), exc, exc.__traceback__))
+            raise
+        else:
+            self._run(manager.__aexit__(None, None, None))
+
+    def estop(self, resorts: Sequence[str] | None = None, reason: str = "fleet client") -> Any:
+        """Emergency-stop resorts (None = all)."""
+        return self._run(self._async.estop(resorts, reason))
+
+    def estop_clear(self, resorts: Sequence[str] | None = None) -> Any:
+        """Clear the e-stop latch of resorts (None = all)."""
+        return self._run(self._async.estop_clear(resorts))
+
+    def status(self) -> list[Any]:
+        """Every resort's status."""
+        return self._run(self._async.status())
+
+    def drain(self, resort: str, *, timeout: float = 300.0) -> Any:
+        """Pause a resort's queue and wait until nothing runs on it."""
+        return self._run(self._async.drain(resort, timeout=timeout))
+
+    def resume(self, resort: str) -> Any:
+        """Unpause a resort's queue."""
+        return self._run(self._async.resume(resort))
