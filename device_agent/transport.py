@@ -16,6 +16,7 @@ SDK's `(value, comm_result, error)` tuples into values and typed errors:
 
 from __future__ import annotations
 
+import errno
 import logging
 import termios
 import threading
@@ -170,6 +171,11 @@ class SdkTransport:
                 )
         except _PORT_ERRORS as exc:
             self._close_quietly(handler)
+            if getattr(exc, "errno", None) == errno.ENOENT:
+                raise PortLostError(
+                    f"serial port {self.port} does not exist (unplugged, emulator not running "
+                    "or wrong path)"
+                ) from exc
             raise PortLostError(f"cannot open serial port {self.port}: {exc}") from exc
         self._handler = handler
         log.debug("opened %s at %d baud", self.port, self.baudrate)
