@@ -36,7 +36,9 @@ __all__ = ["PtyServer", "control_path", "control_request"]
 _log = logging.getLogger(__name__)
 
 _IN_OPEN = 0x00000020
-_IN_IGNORED = 0x00008000
+# Closes are watched too: inotify merges identical *consecutive* unread events, so two opens with
+# no close event between them would count once.
+_IN_CLOSE = 0x00000008 | 0x00000010
 _EVENT = struct.Struct("iIII")
 _SLEEP_BELOW = 0.002  # s: shorter reply delays are slept, longer ones scheduled in the loop
 
@@ -107,7 +109,7 @@ class _Inotify:
 
     def watch(self, path: str) -> None:
         self.unwatch()
-        wd = self._libc.inotify_add_watch(self.fd, path.encode(), _IN_OPEN)
+        wd = self._libc.inotify_add_watch(self.fd, path.encode(), _IN_OPEN | _IN_CLOSE)
         if wd < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"inotify_add_watch({path}): {os.strerror(err)}")
