@@ -32,7 +32,13 @@ EXIT_CODES = {
 }
 
 # Verb-group modules, in `--help` order. Each has `register(subparsers)`.
-_GROUPS = ("fleet.cli.inventory", "fleet.cli.server", "fleet.cli.agent_ops", "fleet.cli.ops")
+_GROUPS = (
+    "fleet.cli.inventory",
+    "fleet.cli.server",
+    "fleet.cli.provision",
+    "fleet.cli.agent_ops",
+    "fleet.cli.ops",
+)
 
 
 def _parser() -> argparse.ArgumentParser:

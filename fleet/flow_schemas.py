@@ -1,0 +1,64 @@
+"""Parameter JSON schemas of the device subflows, written by hand for their deployments.
+
+`fleet` must not import `flows`, so provisioning cannot ask Prefect for the real flows' schemas.
+These are kept equal to `prefect.utilities.callables.parameter_schema(flow)` of `flows/device.py`
+(descriptions aside) by `tests/flows/test_flow_schemas.py`. The server validates run parameters
+against them (`enforce_parameter_schema`), so a bad parameter fails when the run is created, not on
+the Pi.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DEVICE_FLOW_SCHEMAS", "PARENT_FLOW_SCHEMAS", "schema_for"]
+
+_REQUIRED = object()
+
+_NUMBER = {"type": "number"}
+_STRING = {"type": "string"}
+_OPT_NUMBER = {"anyOf": [{"type": "number"}, {"type": "null"}]}
+
+
+def _schema(*params: tuple[str, dict[str, Any], Any]) -> dict[str, Any]:
+    """A Prefect parameter schema from `(name, json type, default or _REQUIRED)` in order."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for position, (name, kind, default) in enumerate(params):
+        prop: dict[str, Any] = {**kind, "position": position, "title": name}
+        if default is _REQUIRED:
+            required.append(name)
+        else:
+            prop["default"] = default
+        properties[name] = prop
+    schema: dict[str, Any] = {
+        "title": "Parameters",
+        "type": "object",
+        "properties": properties,
+        "definitions": {},
+    }
+    if required:
+        schema["required"] = required
+    return schema
+
+
+#: Device subflow name -> parameter schema (keys equal `fleet.names.DEVICE_FLOWS`).
+DEVICE_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
+    "activate-hotel": _schema(("hotel", _STRING, _REQUIRED)),
+    "go-home": _schema(),
+    "move-to-angle": _schema(("angle", _NUMBER, _REQUIRED)),
+    "set-speed": _schema(("speed", _NUMBER, _REQUIRED), ("acceleration", _OPT_NUMBER, None)),
+    "request-position": _schema(),
+    "request-health": _schema(),
+    "reboot-resort": _schema(),
+    "emergency-stop": _schema(("reason", _STRING, "")),
+}
+
+#: Parent flows are free-form on their deployments (run in-process by the CLI and client, where
+#: the parent validates its own arguments); an empty schema accepts any parameters.
+PARENT_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
+def schema_for(flow_name: str) -> dict[str, Any] | None:
+    """The hand-written schema of a device or parent flow, or None when it has none."""
+    return DEVICE_FLOW_SCHEMAS.get(flow_name) or PARENT_FLOW_SCHEMAS.get(flow_name)
