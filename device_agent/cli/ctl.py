@@ -132,6 +132,10 @@ def run_ctl(args: argparse.Namespace) -> int:
     from device_agent.driver import ResortDriver
     from device_agent.transport import SdkTransport
 
+    quiet = logging.getLogger("device_agent")
+    saved_level = quiet.level
+    if not getattr(args, "debug", False):  # the result (or the error) is the output: one line
+        quiet.setLevel(logging.ERROR)
     try:
         config = _config(args)
         transport = SdkTransport(config.serial_port, config.baudrate, config.motor_id)
@@ -155,6 +159,8 @@ def run_ctl(args: argparse.Namespace) -> int:
                 )
             )
         raise
+    finally:
+        quiet.setLevel(saved_level)
 
 
 def _act(args: argparse.Namespace, driver: Any) -> int:
@@ -162,12 +168,16 @@ def _act(args: argparse.Namespace, driver: Any) -> int:
     base: dict[str, Any] = {"ok": True, "action": action, "device": driver.config.name}
     if action in ("activate", "home", "move"):
         driver.connect()
-        if action == "activate":
-            result = driver.activate_hotel(args.hotel)
-        elif action == "home":
-            result = driver.go_home()
-        else:
-            result = driver.move_to_angle(args.degrees)
+        try:
+            if action == "activate":
+                result = driver.activate_hotel(args.hotel)
+            elif action == "home":
+                result = driver.go_home()
+            else:
+                result = driver.move_to_angle(args.degrees)
+        except KeyboardInterrupt:
+            driver.halt()  # Ctrl-C: stop the carousel where it is, not wherever it was going
+            raise
         _print(
             args,
             {**base, **result.to_dict()},
