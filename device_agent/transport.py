@@ -55,6 +55,8 @@ COMM_RESULTS = {
     dynamixel_sdk.COMM_NOT_AVAILABLE: "not available",
 }
 _LATE_RESULTS = (dynamixel_sdk.COMM_RX_TIMEOUT, dynamixel_sdk.COMM_RX_CORRUPT)
+# Worth one more attempt: a late/corrupt reply, or a port left busy by an interrupted call.
+_RETRY_RESULTS = (*_LATE_RESULTS, dynamixel_sdk.COMM_PORT_BUSY)
 _PORT_ERRORS = (termios.error, OSError, serial.SerialException)
 
 
@@ -314,7 +316,7 @@ class SdkTransport:
                         "reconnect when the device is back"
                     ) from exc
                 if result == dynamixel_sdk.COMM_PORT_BUSY:
-                    handler.is_using = False
+                    handler.is_using = False  # left set by an exception mid-transaction (6.2)
                 if (
                     result == dynamixel_sdk.COMM_SUCCESS
                     and expect is not None
@@ -326,7 +328,7 @@ class SdkTransport:
                 if result in _LATE_RESULTS:
                     self._drain_locked(handler)
             description = COMM_RESULTS.get(result, f"result {result}")
-            if attempt + 1 < attempts and result in _LATE_RESULTS:
+            if attempt + 1 < attempts and result in _RETRY_RESULTS:
                 log.debug("%s on %s: %s, retrying", what, self.port, description)
                 continue
             raise CommunicationError(

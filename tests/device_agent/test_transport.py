@@ -181,3 +181,17 @@ def test_close_is_idempotent(model: XM430Model) -> None:
     assert not t.is_open
     with pytest.raises(NotConnectedError):
         t.ping()
+
+
+def test_a_port_left_busy_by_an_interrupted_call_is_reset(model: XM430Model) -> None:
+    ports: list[MemoryPort] = []
+
+    def factory(name: str) -> MemoryPort:
+        ports.append(MemoryPort(model, name))
+        return ports[-1]
+
+    t = SdkTransport("memory://xm430", 57600, 1, port_factory=factory)
+    t.open()
+    ports[-1].is_using = True  # what Ctrl-C inside the SDK's receive loop leaves behind
+    assert t.read("model_number") == 1020
+    assert ports[-1].is_using is False
