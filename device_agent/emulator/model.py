@@ -118,13 +118,29 @@ class _Profile:
         return self.start + direction * min(s, dist), direction * vel
 
 
-def plan_profile(start: float, target: float, pv: int, pa: int, now: float, vmax: int) -> _Profile:
-    """Plan a velocity-based profile (reference section 4).
+def plan_profile(
+    start: float,
+    target: float,
+    pv: int,
+    pa: int,
+    now: float,
+    vmax: int,
+    time_based: bool = False,
+) -> _Profile:
+    """Plan a profile (reference section 4).
 
-    t1 = 64*PV/PA ms, t2 = 64*dPos/PV ms, trapezoid t3 = t1 + t2; triangle when the move is too
-    short (t3 = 128*sqrt(dPos/PA) ms); PA = 0 is rectangular; PV = 0 is a step at `vmax`.
+    Velocity-based: t1 = 64*PV/PA ms, t2 = 64*dPos/PV ms, trapezoid t3 = t1 + t2; triangle when
+    the move is too short (t3 = 128*sqrt(dPos/PA) ms); PA = 0 is rectangular; PV = 0 is a step at
+    `vmax`. Time-based (Drive Mode bit 2): the move lasts PV ms, accelerating for
+    min(PA, PV/2) ms.
     """
     dist = abs(target - start)
+    if time_based and pv > 0:
+        t3 = pv / 1000.0
+        t1 = min(pa, pv / 2.0) / 1000.0
+        v_peak = dist / (t3 - t1) if t3 > t1 else 0.0
+        kind = 0x10 if t1 == 0 else 0x20 if t1 * 2 >= t3 else 0x30
+        return _Profile(start, target, now, t1, t3, v_peak, kind)
     kind_none = pv == 0
     pv = vmax if pv == 0 else min(pv, vmax) if vmax > 0 else pv
     pv = max(pv, 1)
@@ -429,7 +445,8 @@ class XM430Model:
     def _start_move(self, start: float, target: float, now: float) -> None:
         vmax = self._get("velocity_limit") or 200
         pv, pa = self._get("profile_velocity"), self._get("profile_acceleration")
-        prof = plan_profile(start, float(target), pv, pa, now, vmax)
+        time_based = bool(self._mem[10] & 0x04)
+        prof = plan_profile(start, float(target), pv, pa, now, vmax, time_based)
         if self.instant:
             prof.t1 = prof.t3 = 0.0
         self._stall_limit = start + STALL_FRACTION * (target - start) if self._stall else None

@@ -177,6 +177,15 @@ class PtyServer:
         """
         if self.link.exists() and not self.link.is_symlink():
             raise FileExistsError(f"--link {self.link} exists and is not a symlink; not replacing")
+        if self.ctl_path.exists():
+            try:
+                other = control_request(self.link, {"stats": True}, timeout=1.0)
+            except (OSError, ValueError):
+                other = None  # a stale socket: replaced below
+            if other is not None:
+                raise FileExistsError(
+                    f"--link {self.link}: another emulator (pid {other.get('pid')}) serves it"
+                )
         self._plug()
         with contextlib.suppress(FileNotFoundError):
             self.ctl_path.unlink()

@@ -249,6 +249,20 @@ def test_triangle_profile_when_too_short_to_reach_velocity() -> None:
     assert prof.v_peak / 1000 * 64 == pytest.approx((10 * 100) ** 0.5)  # sqrt(PA*dPos) units
 
 
+def test_time_based_profile_lasts_profile_velocity_ms(timed: Bus) -> None:
+    assert timed.clock is not None
+    timed.ok("drive_mode", 0x04)
+    timed.ok("torque_enable", 1)
+    timed.ok("profile_velocity", 800)  # ms for the whole move
+    timed.ok("profile_acceleration", 200)  # ms accelerating
+    timed.ok("goal_position", 3000)
+    timed.clock.advance(0.4)
+    assert timed.value("present_position") == pytest.approx(1500, abs=2)
+    assert timed.value("moving_status") & 0x30 == 0x30
+    timed.clock.advance(0.401)
+    assert (timed.value("moving"), timed.value("present_position")) == (0, 3000)
+
+
 def test_timed_move_follows_the_profile(timed: Bus) -> None:
     assert timed.clock is not None
     timed.ok("torque_enable", 1)

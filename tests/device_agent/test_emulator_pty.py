@@ -251,3 +251,14 @@ def test_emulate_verb_runs_until_sigint(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_second_emulator_on_a_served_link_is_refused(emulator: Factory) -> None:
+    emu = emulator(instant=True)
+    emu.fault("unplug")  # even while the device path is gone, the control socket stays
+    cmd = [sys.executable, "-m", "device_agent.emulator", "--link", os.fspath(emu.link)]
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert second.returncode == 1
+    assert f"another emulator (pid {emu.pid})" in second.stderr
+    emu.fault("replug")
+    assert emu.stats()["plugged"] is True
