@@ -302,10 +302,12 @@ class ResortDriver:
         if not torque:
             self._torque_on()
 
-    def _torque_on(self) -> None:
+    def _torque_on(self, *, abortable: bool = False) -> None:
         t = self.transport
         present = t.read("present_position")
         self._write_verified("goal_position", min(max(present, 0), ct.PULSES_PER_REV - 1))
+        if abortable:
+            self._check_abort()
         t.write("torque_enable", 1)
         if t.read("torque_enable") != 1:
             self._raise_if_faulted("torque on")
@@ -398,14 +400,25 @@ class ResortDriver:
         with self._motion:
             self._abort.clear()
             self._abort_reason = "emergency stop"
-            self._prepare_motion()
+            try:
+                self._prepare_motion()
+            except MotionAbortedError:
+                self._safe_torque_off()
+                raise
             started = self._clock()
             log.info("%s: moving to %.2f deg (goal %d)", self.config.name, target, goal)
             try:
+                self._check_abort()
                 self.transport.write("goal_position", goal)
                 if self.transport.last_alert:
                     self._raise_if_faulted("goal write")
                 return self._wait(target, started)
+            except MotionAbortedError:
+                if self._abort_reason == "emergency stop":
+                    # The stop may have landed between two of our writes (say, before a torque-on
+                    # of this move): say it again so torque is certainly off.
+                    self._safe_torque_off()
+                raise
             except (MoveTimeoutError, CommunicationError) as exc:
                 if not isinstance(exc, PortLostError):
                     self._safe_torque_off()
@@ -415,7 +428,7 @@ class ResortDriver:
         self._raise_if_faulted("before the move")
         if not self.transport.read("torque_enable"):
             log.info("%s: torque was off, enabling it", self.config.name)
-            self._torque_on()
+            self._torque_on(abortable=True)
 
     def _wait(self, target: float, started: float) -> MoveResult:
         deadline = started + self.config.move_timeout
@@ -454,10 +467,13 @@ class ResortDriver:
                 )
             self._sleep(POLL_INTERVAL)
 
-    def _poll(self, name: str) -> int:
-        """One read of a running move: aborts first, then decodes an alert."""
+    def _check_abort(self) -> None:
         if self._abort.is_set():
             raise MotionAbortedError(f"{self.config.name}: move aborted by {self._abort_reason}")
+
+    def _poll(self, name: str) -> int:
+        """One read of a running move: aborts first, then decodes an alert."""
+        self._check_abort()
         value = self.transport.read(name)
         if self.transport.last_alert:
             self._raise_if_faulted("move")

@@ -230,6 +230,17 @@ def test_emergency_stop_from_another_thread_aborts_a_long_move() -> None:
     assert 2.0 < stats["position_deg"] < 90.0  # stopped early, far from 180
 
 
+def test_idle_emergency_stop_cuts_torque_and_does_not_poison_later_commands() -> None:
+    rig = make_rig()
+    rig.driver.activate_hotel("B")
+    rig.driver.emergency_stop()
+    assert rig.model.stats()["torque"] is False
+    assert rig.driver.reboot().torque is True  # the worker's e-stop latch gates this
+    rig.driver.emergency_stop()
+    assert rig.driver.activate_hotel("C").hotel == "C"
+    assert rig.model.stats()["torque"] is True
+
+
 def test_halt_stops_under_control_and_keeps_torque() -> None:
     rig = make_rig(instant=False, speed=30.0)
     threading.Timer(0.3, rig.driver.halt).start()

@@ -131,8 +131,11 @@ def test_emergency_stop_from_another_thread_during_a_long_move(emulator: Any) ->
         assert stats["torque"] is False
         assert stats["moving"] is False
         assert 3.0 < stats["position_deg"] < 120.0
-        torque_offs = [w for w in emu.writes() if w["name"] == "torque_enable" and w["value"] == 0]
-        assert torque_offs[-1]["moving"] is True  # it went out while the motor was turning
+        writes = emu.writes()
+        last_goal = max(i for i, w in enumerate(writes) if w["name"] == "goal_position")
+        stop = next(w for w in writes[last_goal:] if w["name"] == "torque_enable")
+        assert stop["value"] == 0
+        assert stop["moving"] is True  # it went out while the motor was turning
     finally:
         driver.close()
 
