@@ -27,8 +27,8 @@ import datetime
 import json
 import logging
 import os
-import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,6 +64,30 @@ STATUS_DEBOUNCE = 0.05  # coalesce bursts of changes
 # E-stop events older than the subscription minus this are replays (the latch variable covers
 # them); the slack tolerates small clock differences between the CLI host and the Pi.
 REPLAY_SLACK = datetime.timedelta(seconds=5)
+
+
+def _emulator_alive(link: str) -> bool:
+    """True when an emulator answers on `link`'s control socket (`<link>.ctl`)."""
+    path = f"{link}.ctl"
+    if not os.path.exists(link) or not os.path.exists(path):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2.0)
+            sock.connect(path if len(os.fsencode(path)) < 100 else _short(path))
+            sock.sendall(b'{"stats": true}\n')
+            return bool(sock.recv(65536))
+    except OSError:
+        return False
+
+
+def _short(path: str) -> str:
+    # Unix socket paths are limited to ~107 bytes; go through a short symlink in /tmp.
+    alias = f"/tmp/plate-resort-ctl-{abs(hash(path)) % 10**10}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(alias)
+    os.symlink(path, alias)
+    return alias
 
 
 def _now() -> datetime.datetime:
@@ -103,16 +127,23 @@ class Agent:
 
     # ---------------------------------------------------------------- device
     def start_emulator(self) -> None:
-        """Start `device-agent emulate --link <serial_port>` as a child process and wait for it."""
+        """Start the pty emulator (`device-agent emulate`) as a child process and wait for it.
+
+        Runs ``python -m device_agent.emulator`` (the same program as `device-agent emulate`,
+        without Prefect's import time). An emulator already serving the link (left by an agent
+        that was killed) is reused.
+        """
         options = self.settings.emulator
         if options is None:
             return
         device = self.settings.device
-        exe = Path(sys.executable).with_name("device-agent")
-        program = [str(exe)] if exe.exists() else [shutil.which("device-agent") or "device-agent"]
+        if _emulator_alive(device.serial_port):
+            logger.info("reusing the emulator already serving %s", device.serial_port)
+            return
         cmd = [
-            *program,
-            "emulate",
+            sys.executable,
+            "-m",
+            "device_agent.emulator",
             "--link",
             device.serial_port,
             "--motor-id",
@@ -123,18 +154,19 @@ class Agent:
         if options.instant:
             cmd.append("--instant")
         if options.log_file is not None:
+            Path(options.log_file).parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--log", str(options.log_file)]
         Path(device.serial_port).parent.mkdir(parents=True, exist_ok=True)
         logger.info("starting emulator: %s", " ".join(cmd))
         self.emulator = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 15.0
-        while not os.path.exists(device.serial_port):
+        while not _emulator_alive(device.serial_port):
             if self.emulator.poll() is not None:
                 raise DeviceError(
                     f"emulator for {device.name} exited with {self.emulator.returncode}"
                 )
             if time.monotonic() > deadline:
-                raise DeviceError(f"emulator did not create {device.serial_port} within 15 s")
+                raise DeviceError(f"emulator did not serve {device.serial_port} within 15 s")
             time.sleep(0.05)
 
     def stop_emulator(self) -> None:
@@ -433,15 +465,20 @@ class Agent:
 
 async def _set_variable(client: Any, name: str, value: Any) -> None:
     from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
     try:
         await client.update_variable(VariableUpdate(name=name, value=value))
+        return
     except ObjectNotFound:
-        try:
-            await client.create_variable(VariableCreate(name=name, value=value))
-        except ObjectAlreadyExists:
-            await client.update_variable(VariableUpdate(name=name, value=value))
+        pass
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 404:
+            raise
+    try:
+        await client.create_variable(VariableCreate(name=name, value=value))
+    except ObjectAlreadyExists:
+        await client.update_variable(VariableUpdate(name=name, value=value))
 
 
 async def read_latch(client: Any, name: str) -> dict[str, Any]:
@@ -463,6 +500,7 @@ def run_agent(settings: AgentSettings) -> int:
             from prefect.settings import temporary_settings
 
             settings_cm = temporary_settings(updates={"api.url": settings.api_url})
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     agent = Agent(settings)
     try:
         agent.start_emulator()

@@ -282,10 +282,13 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             WorkQueueFilter,
             WorkQueueFilterName,
         )
+        from prefect.client.schemas.sorting import DeploymentSort
 
         entrypoints = list(self._extra_entrypoints)
         try:
             deployments = await self.client.read_deployments(
+                limit=200,
+                sort=DeploymentSort.NAME_ASC,
                 work_pool_filter=WorkPoolFilter(
                     name=WorkPoolFilterName(any_=[self._work_pool_name])
                 ),
@@ -322,9 +325,10 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         for flow in self._flows_by_entrypoint.values():
             if flow.name == configuration.flow_name:
                 return flow
+        loaded = ", ".join(sorted(f.name for f in self._flows_by_entrypoint.values()))
         raise ValueError(
             f"flow {configuration.flow_name!r} has no deployment entrypoint and is not one this "
-            f"agent loaded ({', '.join(sorted(f.name for f in self._flows_by_entrypoint.values()))})"  # noqa: E501
+            f"agent loaded ({loaded})"
         )
 
     # ------------------------------------------------------------------ running
@@ -447,6 +451,22 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         except Exception as exc:
             logger.warning("halt on %s failed: %s", session.name, exc)
 
+    # ------------------------------------------------------------------ latency cuts
+    async def _propose_submitting_state(self, flow_run: FlowRun) -> None:
+        """Skip `Submitting`: there is no infrastructure to submit to (Pending -> Running)."""
+        return None
+
+    async def _give_worker_labels_to_flow_run(self, flow_run_id: UUID) -> None:
+        """Label the run with this worker in the background instead of before the start."""
+        if self._runs_task_group is not None:
+            self._runs_task_group.start_soon(self._label_run, flow_run_id)
+
+    async def _label_run(self, flow_run_id: UUID) -> None:
+        try:
+            await BaseWorker._give_worker_labels_to_flow_run(self, flow_run_id)
+        except Exception as exc:
+            logger.debug("could not label flow run %s: %s", flow_run_id, exc)
+
     # ------------------------------------------------------------------ orphans
     async def recover_orphans(self) -> list[UUID]:
         """Mark runs a previous incarnation of this agent left non-final as Crashed.
@@ -465,8 +485,11 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             WorkQueueFilterName,
         )
         from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.sorting import FlowRunSort
 
         runs = await self.client.read_flow_runs(
+            limit=200,
+            sort=FlowRunSort.ID_DESC,
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(
                     type=FlowRunFilterStateType(
@@ -596,6 +619,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             backoff = min(backoff * 2, 15.0)
 
     def _on_event(self, name: str, resource_id: str) -> None:
+        logger.debug("event %s %s", name, resource_id)
         if name == SCHEDULED_EVENT:
             self.wake(burst=True)
         elif name == CANCELLING_EVENT and resource_id.startswith("prefect.flow-run."):

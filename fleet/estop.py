@@ -73,15 +73,20 @@ def _resorts(inv: Any, resorts: Iterable[str] | None) -> list[Any]:
 
 async def _set_variable(client: Any, name: str, value: Any) -> None:
     from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
     try:
         await client.update_variable(VariableUpdate(name=name, value=value))
+        return
     except ObjectNotFound:
-        try:
-            await client.create_variable(VariableCreate(name=name, value=value))
-        except ObjectAlreadyExists:
-            await client.update_variable(VariableUpdate(name=name, value=value))
+        pass
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 404:
+            raise
+    try:
+        await client.create_variable(VariableCreate(name=name, value=value))
+    except ObjectAlreadyExists:
+        await client.update_variable(VariableUpdate(name=name, value=value))
 
 
 async def _command(

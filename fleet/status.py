@@ -70,15 +70,21 @@ def _parse_time(text: Any) -> datetime.datetime | None:
 async def aread_status(inv: Any) -> list[ResortStatus]:
     """Async form of `read_status`."""
     from prefect import get_client
+    from prefect.client.schemas.filters import WorkQueueFilter
     from prefect.exceptions import ObjectNotFound
 
     async with get_client() as client:
         try:
-            workers = await client.read_workers_for_work_pool(inv.fleet.work_pool)
+            workers = await client.read_workers_for_work_pool(inv.fleet.work_pool, limit=200)
         except ObjectNotFound:
             workers = []
         try:
-            queues = {q.name: q for q in await client.read_work_queues(inv.fleet.work_pool)}
+            queues = {
+                q.name: q
+                for q in await client.read_work_queues(
+                    inv.fleet.work_pool, work_queue_filter=WorkQueueFilter(), limit=200, offset=0
+                )
+            }
         except ObjectNotFound:
             queues = {}
         variables = await asyncio.gather(

@@ -9,7 +9,7 @@ e-stopped. Every flow returns a plain dict and also publishes it as a table arti
 
 from __future__ import annotations
 
-import datetime
+import time
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -39,13 +39,25 @@ def _artifact_key(resort: str, action: str) -> str:
     return "".join(c if c.isalnum() or c == "-" else "-" for c in raw)
 
 
-def publish_result(session: DeviceSession, action: str, result: dict[str, Any]) -> dict[str, Any]:
-    """Attach `result` to the current run as a table artifact and return it (JSON-ready)."""
+def _begin() -> tuple[DeviceSession, float]:
+    """The agent's device and the wall-clock time the flow body started (epoch seconds)."""
+    return current_device(), time.time()
+
+
+def publish_result(
+    session: DeviceSession, action: str, result: dict[str, Any], started_at: float | None = None
+) -> dict[str, Any]:
+    """Attach `result` to the current run as a table artifact and return it (JSON-ready).
+
+    The document also carries the resort, the action, the run id and the body's start and end
+    times (epoch seconds; `started_at` is what the dispatch benchmark measures against).
+    """
     document = {
         "resort": session.name,
         "action": action,
         "flow_run_id": str(runtime_flow_run.id) if runtime_flow_run.id else None,
-        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "started_at": started_at,
+        "finished_at": time.time(),
         **result,
     }
     create_table_artifact(
@@ -70,76 +82,76 @@ def _after_move(session: DeviceSession, move: Any) -> dict[str, Any]:
 @flow(name="activate-hotel", **_FLOW_OPTIONS)
 def activate_hotel(hotel: str) -> dict[str, Any]:
     """Bring `hotel` (by name, e.g. "B") into the access position."""
-    session = current_device()
+    session, started = _begin()
     get_run_logger().info("%s: activating hotel %s", session.name, hotel)
     with session.motion() as driver:
         move = driver.activate_hotel(hotel)
-    return publish_result(
-        session, "activate-hotel", {"hotel_requested": hotel, **_after_move(session, move)}
-    )
+    result = {"hotel_requested": hotel, **_after_move(session, move)}
+    return publish_result(session, "activate-hotel", result, started)
 
 
 @flow(name="go-home", **_FLOW_OPTIONS)
 def go_home() -> dict[str, Any]:
     """Turn the carousel to resort angle 0."""
-    session = current_device()
+    session, started = _begin()
     get_run_logger().info("%s: going home", session.name)
     with session.motion() as driver:
         move = driver.go_home()
-    return publish_result(session, "go-home", _after_move(session, move))
+    return publish_result(session, "go-home", _after_move(session, move), started)
 
 
 @flow(name="move-to-angle", **_FLOW_OPTIONS)
 def move_to_angle(angle: float) -> dict[str, Any]:
     """Turn the carousel to `angle` degrees (resort frame)."""
-    session = current_device()
+    session, started = _begin()
     get_run_logger().info("%s: moving to %.2f deg", session.name, angle)
     with session.motion() as driver:
         move = driver.move_to_angle(angle)
-    return publish_result(session, "move-to-angle", _after_move(session, move))
+    return publish_result(session, "move-to-angle", _after_move(session, move), started)
 
 
 @flow(name="set-speed", **_FLOW_OPTIONS)
 def set_speed(speed: float, acceleration: float | None = None) -> dict[str, Any]:
     """Set the carousel speed (deg/s) and optionally acceleration (deg/s^2) for later moves."""
-    session = current_device()
+    session, started = _begin()
     with session.device() as driver:
         driver.set_speed(speed, acceleration)
         result = {"speed": driver.speed, "acceleration": driver.acceleration}
-    return publish_result(session, "set-speed", result)
+    return publish_result(session, "set-speed", result, started)
 
 
 @flow(name="request-position", **_FLOW_OPTIONS)
 def request_position() -> dict[str, Any]:
     """Read the carousel angle and the hotel in position (no motion)."""
-    session = current_device()
+    session, started = _begin()
     with session.device() as driver:
         position = round(driver.request_position(), 3)
         hotel = driver.request_active_hotel()
     session.update(position=position, active_hotel=hotel)
-    return publish_result(session, "request-position", {"position": position, "hotel": hotel})
+    result = {"position": position, "hotel": hotel}
+    return publish_result(session, "request-position", result, started)
 
 
 @flow(name="request-health", **_FLOW_OPTIONS)
 def request_health() -> dict[str, Any]:
     """Read temperature, voltage, current, torque and hardware errors of the servo."""
-    session = current_device()
+    session, started = _begin()
     with session.device() as driver:
         health = driver.request_health()
     data = {**health.to_dict(), "ok": health.ok, "estopped": session.estopped}
     session.update(health=health.to_dict())
-    return publish_result(session, "request-health", data)
+    return publish_result(session, "request-health", data, started)
 
 
 @flow(name="reboot-resort", **_FLOW_OPTIONS)
 def reboot_resort() -> dict[str, Any]:
     """Reboot the servo (clears latched hardware errors) and re-apply the settings."""
-    session = current_device()
+    session, started = _begin()
     session.check_estop()
     with session.motion() as driver:
         health = driver.reboot()
     session.update(health=health.to_dict(), last_error=None)
-    return publish_result(session, "reboot-resort", {**health.to_dict(), "ok": health.ok})
+    return publish_result(session, "reboot-resort", {**health.to_dict(), "ok": health.ok}, started)
 
 
 @flow(name="emergency-stop", **_FLOW_OPTIONS)
@@ -149,6 +161,6 @@ def emergency_stop(reason: str = "emergency-stop flow run") -> dict[str, Any]:
     This runs through the work queue, behind any queued run; use `fleet estop` (out of band) to
     stop a move that is running. Clear with `fleet estop-clear`.
     """
-    session = current_device()
+    session, started = _begin()
     session.latch_estop(reason)
-    return publish_result(session, "emergency-stop", {"estopped": True, "reason": reason})
+    return publish_result(session, "emergency-stop", {"estopped": True, "reason": reason}, started)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 __all__ = ["aread_device_result", "read_device_result"]
@@ -16,17 +16,23 @@ async def aread_device_result(flow_run_id: UUID | str) -> dict[str, Any]:
     """Async form of `read_device_result`."""
     run_id = UUID(str(flow_run_id))
     async with get_client() as client:
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        # The typed client joins empty flow/task-run filters (which drops flow-level
+        # artifacts); ask the endpoint directly.
+        response = await client.request(
+            "POST",
+            "/artifacts/filter",
+            json={
+                "artifacts": {"flow_run_id": {"any_": [str(run_id)]}, "type": {"any_": ["table"]}},
+                "sort": "CREATED_DESC",
+                "limit": 1,
+                "offset": 0,
+            },
         )
-    tables = [a for a in artifacts if a.type == "table" and a.data]
-    if not tables:
+    artifacts = response.json()
+    if not artifacts or not artifacts[0].get("data"):
         raise LookupError(f"flow run {run_id} published no device result")
-    latest = max(tables, key=lambda a: a.created or 0)
-    data = latest.data
+    data = artifacts[0]["data"]
     if isinstance(data, str):
-        import json
-
         data = json.loads(data)
     return {row["field"]: row["value"] for row in data}
 
