@@ -1,10 +1,10 @@
-"""Parameter JSON schemas of the device subflows, written by hand for their deployments.
+"""Parameter JSON schemas of the device and parent flows, written by hand for their deployments.
 
 `fleet` must not import `flows`, so provisioning cannot ask Prefect for the real flows' schemas.
-These are kept equal to `prefect.utilities.callables.parameter_schema(flow)` of `flows/device.py`
-(descriptions aside) by `tests/flows/test_flow_schemas.py`. The server validates run parameters
-against them (`enforce_parameter_schema`), so a bad parameter fails when the run is created, not on
-the Pi.
+These are kept equal to `prefect.utilities.callables.parameter_schema(flow)` of the flows in
+`flows/device.py`, `flows/parent.py` and `flows/batch.py` (descriptions aside) by
+`tests/flows/test_flow_schemas.py`. The server validates run parameters against them
+(`enforce_parameter_schema`), so a bad parameter fails when the run is created, not on the Pi.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ _REQUIRED = object()
 
 _NUMBER = {"type": "number"}
 _STRING = {"type": "string"}
+_INTEGER = {"type": "integer"}
+_BOOLEAN = {"type": "boolean"}
 _OPT_NUMBER = {"anyOf": [{"type": "number"}, {"type": "null"}]}
+_OPT_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+_OPT_OBJECT = {"anyOf": [{"additionalProperties": True, "type": "object"}, {"type": "null"}]}
+_OPT_STRINGS = {"anyOf": [{"items": {"type": "string"}, "type": "array"}, {"type": "null"}]}
+_OBJECTS = {"items": {"additionalProperties": True, "type": "object"}, "type": "array"}
+_LOCK_TIMEOUT = 300.0
 
 
 def _schema(*params: tuple[str, dict[str, Any], Any]) -> dict[str, Any]:
@@ -51,12 +58,37 @@ DEVICE_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
     "request-position": _schema(),
     "request-health": _schema(),
     "reboot-resort": _schema(),
-    "emergency-stop": _schema(("reason", _STRING, "")),
+    "emergency-stop": _schema(("reason", _STRING, "emergency-stop flow run")),
 }
 
-#: Parent flows are free-form on their deployments (run in-process by the CLI and client, where
-#: the parent validates its own arguments); an empty schema accepts any parameters.
-PARENT_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {}
+# Target of a parent flow: a named resort or a selector, the inventory file, the lock wait.
+_TARGET = (
+    ("resort", _OPT_STRING, None),
+    ("selector", _OPT_OBJECT, None),
+    ("inventory", _OPT_STRING, None),
+    ("lock_timeout", _NUMBER, _LOCK_TIMEOUT),
+)
+_RESERVATION = ("reservation", _OPT_STRING, None)
+
+#: Parent flow name -> parameter schema (keys equal `fleet.names.PARENT_FLOWS`).
+PARENT_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
+    "fleet-activate-hotel": _schema(("hotel", _STRING, _REQUIRED), *_TARGET, _RESERVATION),
+    "fleet-go-home": _schema(*_TARGET, _RESERVATION),
+    "fleet-move-to-angle": _schema(("angle", _NUMBER, _REQUIRED), *_TARGET, _RESERVATION),
+    "fleet-health": _schema(
+        ("resorts", _OPT_STRINGS, None),
+        ("inventory", _OPT_STRING, None),
+        ("timeout", _NUMBER, 30.0),
+    ),
+    "fleet-reserve": _schema(("steps", _OBJECTS, _REQUIRED), *_TARGET),
+    "fleet-batch": _schema(
+        ("operations", _OBJECTS, _REQUIRED),
+        ("inventory", _OPT_STRING, None),
+        ("max_concurrency", _INTEGER, 8),
+        ("fail_fast", _BOOLEAN, False),
+        ("lock_timeout", _NUMBER, _LOCK_TIMEOUT),
+    ),
+}
 
 
 def schema_for(flow_name: str) -> dict[str, Any] | None:

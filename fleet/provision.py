@@ -290,8 +290,8 @@ class _Provisioner:
                 return out
             offset += _PAGE
 
-    def queues(self, pool: str, exists: bool) -> set[str]:
-        """Ensure one queue per resort; returns the names of dropped resorts' queues."""
+    def queues(self, pool: str, exists: bool) -> dict[str, WorkQueue]:
+        """Ensure one queue per resort; returns the queues of resorts no longer listed."""
         current = self._queues(pool, exists)
         for resort in self.inv.resorts:
             qname = names.work_queue_name(resort)
@@ -323,13 +323,15 @@ class _Provisioner:
             else:
                 self.note("work queue", f"{pool}/{qname}", "unchanged", _paused_note(desired))
         wanted = {names.work_queue_name(r) for r in self.inv.resorts} | {DEFAULT_QUEUE}
-        dropped = {q for q in current if q not in wanted}
-        if self.prune:
-            for qname in sorted(dropped):
-                self.note("work queue", f"{pool}/{qname}", "delete", "not in the inventory")
-                if not self.dry_run:
-                    self.client.delete_work_queue_by_id(current[qname].id)
-        return dropped
+        return {q: current[q] for q in current if q not in wanted}
+
+    def prune_queues(self, pool: str, dropped: dict[str, WorkQueue]) -> None:
+        """Delete dropped resorts' queues (after their deployments: deleting a queue first
+        would take the deployments with it unreported)."""
+        for qname in sorted(dropped):
+            self.note("work queue", f"{pool}/{qname}", "delete", "not in the inventory")
+            if not self.dry_run:
+                self.client.delete_work_queue_by_id(dropped[qname].id)
 
     # ---- global concurrency limits
 
@@ -416,6 +418,7 @@ class _Provisioner:
                     "work_pool_name": device_pool,
                     "work_queue_name": names.work_queue_name(resort),
                     "entrypoint": entrypoint,
+                    "parameters": {},
                     "parameter_openapi_schema": DEVICE_FLOW_SCHEMAS[flow_name],
                     "enforce_parameter_schema": True,
                     "tags": [f"fleet:{inv.fleet.name}", f"resort:{resort.name}"],
@@ -427,10 +430,13 @@ class _Provisioner:
         for flow_name, entrypoint in names.PARENT_FLOWS.items():
             schema = PARENT_FLOW_SCHEMAS.get(flow_name)
             full = names.parent_deployment_name(flow_name)
+            has_inventory = schema is not None and "inventory" in schema["properties"]
             desired[(flow_name, full.split("/", 1)[1])] = {
                 "work_pool_name": control_pool,
                 "work_queue_name": DEFAULT_QUEUE,
                 "entrypoint": entrypoint,
+                # Runs started from the UI or by automations find the provisioned inventory.
+                "parameters": {"inventory": str(inv.path)} if has_inventory else {},
                 "parameter_openapi_schema": schema or {"type": "object", "properties": {}},
                 "enforce_parameter_schema": schema is not None,
                 "tags": [f"fleet:{inv.fleet.name}"],
@@ -519,8 +525,10 @@ def provision(inv: Inventory, *, dry_run: bool = False, prune: bool = False) -> 
             CONTROL_POOL_TYPE,
             f"Parent flows of fleet {fleet} (managed by `fleet provision`).",
         )
-        dropped = p.queues(inv.fleet.work_pool, device_ok)
-        dropped |= p.deployments()
+        dropped_queues = p.queues(inv.fleet.work_pool, device_ok)
+        dropped = p.deployments() | set(dropped_queues)
+        if prune:
+            p.prune_queues(inv.fleet.work_pool, dropped_queues)
         p.limits(dropped)
     return ProvisionPlan(inv.fleet.name, tuple(p.changes), dry_run)
 

@@ -1,24 +1,23 @@
-"""Start a real Prefect server on a free loopback port with its own PREFECT_HOME (for tests)."""
+"""Start a real Prefect server on a free loopback port with its own PREFECT_HOME (for tests).
+
+A thin wrapper over `fleet.server` (the same environment `fleet server up` uses: filesystem lease
+storage, 1 s slot-wait cap, analytics and UI off), without the state file: the session fixture
+owns the process.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
+import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PrefectServer", "free_port", "start_prefect_server"]
+from fleet import server as fleet_server
+from fleet.server import free_port
 
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["PrefectServer", "free_port", "server_env", "start_prefect_server"]
 
 
 @dataclass
@@ -32,67 +31,34 @@ class PrefectServer:
     env: dict[str, str]
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s."""
+        """SIGTERM to the server's process group, then SIGKILL after 15 s."""
         if self.process.poll() is None:
-            self.process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
 
 
 def server_env(home: Path, port: int, database_url: str | None = None) -> dict[str, str]:
     """Environment for a test server (and its clients): own home, filesystem lease storage."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "PREFECT_HOME": str(home),
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_UI_ENABLED": "false",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": (
-                "prefect.server.concurrency.lease_storage.filesystem"
-            ),
-            "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-    )
-    if database_url:
-        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
-    return env
+    return fleet_server.server_env(home, port, database_url)
 
 
 def start_prefect_server(
     home: Path, *, database_url: str | None = None, timeout: float = 90.0
 ) -> PrefectServer:
-    """Start `prefect server start` and wait until `/api/health` answers."""
+    """Start `prefect server start` and wait until `/api/health` answers.
+
+    Raises:
+        fleet.errors.ServerError: (a RuntimeError) it exited or did not become healthy.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = server_env(home, port, database_url)
+    env = server_env(home, free_port(), database_url)
     log_path = home / "server.log"
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    api_url = env["PREFECT_API_URL"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return PrefectServer(api_url, home, proc, log_path, env)
-        except OSError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"prefect server did not become healthy in {timeout} s; see {log_path}")
+    proc = fleet_server.start_server_process(env, log_path)
+    fleet_server.wait_healthy(env["PREFECT_API_URL"], proc, log_path, timeout)
+    return PrefectServer(env["PREFECT_API_URL"], home, proc, log_path, env)

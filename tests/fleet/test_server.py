@@ -1,0 +1,162 @@
+"""`fleet server up|down|status` on a real local Prefect server; API resolution; auth string."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from fleet import server
+from fleet.cli import main
+from fleet.errors import ServerError, ServerUnavailableError
+from tests.support.inventories import write_inventory
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No API URL, credentials or state dir inherited from the session or the shell."""
+    for key in (
+        "PREFECT_API_URL",
+        "PREFECT_API_AUTH_STRING",
+        server.ENV_AUTH_FILE,
+        server.ENV_STATE_DIR,
+    ):
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+def _auth_file(tmp_path: Path, secret: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "auth"
+    path.write_text(secret + "\n")
+    path.chmod(mode)
+    return path
+
+
+def test_no_server_configured_or_answering_is_exit_3_in_one_line(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    inv = write_inventory(tmp_path / "inv.yaml", "nosrv", ["nosrv-a"])
+    state = str(tmp_path / "state")
+
+    assert main(["server", "status", "--state-dir", state]) == 3
+    assert "no Prefect server running" in capsys.readouterr().out
+
+    # Nothing recorded, no PREFECT_API_URL, no api_url in the inventory.
+    assert main(["provision", "-i", str(inv), "--state-dir", state]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "fleet server up" in err[0] and "PREFECT_API_URL" in err[0]
+
+    # PREFECT_API_URL names a port where nothing listens.
+    url = f"http://127.0.0.1:{server.free_port()}/api"
+    clean_env.setenv("PREFECT_API_URL", url)
+    assert main(["provision", "-i", str(inv), "--state-dir", state]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"fleet: error: no Prefect server at {url}: start one with `fleet server up` "
+        "or set PREFECT_API_URL"
+    ]
+
+
+def test_auth_file_must_be_private(tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys):
+    loose = _auth_file(tmp_path, "lab:secret", mode=0o644)
+    with pytest.raises(ServerError, match="must be 0600"):
+        server.read_auth_file(loose)
+    code = main(["server", "up", "--state-dir", str(tmp_path), "--auth-file", str(loose)])
+    assert code == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "server" / "server.json").exists()
+
+
+def test_api_resolution_order(tmp_path: Path, clean_env: pytest.MonkeyPatch):
+    class _Fleet:
+        api_url = "http://inventory.example:4200/api"
+
+    class _Inv:
+        fleet = _Fleet()
+
+    with pytest.raises(ServerUnavailableError, match="no Prefect server configured"):
+        server.resolve_api(None, state=tmp_path)
+    assert server.resolve_api(_Inv(), state=tmp_path).source == "inventory"
+    clean_env.setenv("PREFECT_API_URL", "http://env.example:4200/api/")
+    target = server.resolve_api(_Inv(), state=tmp_path)
+    assert (target.url, target.source) == ("http://env.example:4200/api", "PREFECT_API_URL")
+    clean_env.setenv("PREFECT_API_AUTH_STRING", "u:p")
+    assert server.resolve_api(None, state=tmp_path).auth_string == "u:p"
+
+
+@pytest.mark.orchestration
+def test_up_is_idempotent_auth_is_enforced_and_down_stops_it(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from prefect import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.settings import temporary_settings
+
+    state = str(tmp_path / "state")
+    secret = "lab:s3cret-token"
+    auth = _auth_file(tmp_path, secret)
+    up = ["server", "up", "--state-dir", state, "--no-ui", "--auth-file", str(auth)]
+    try:
+        assert main(up) == 0
+        out = capsys.readouterr().out
+        assert "started" in out
+        info = server.ServerInfo.load(Path(state) / "server" / "server.json")
+        assert info is not None and info.auth_file == str(auth)
+        assert f"export PREFECT_API_URL={info.api_url}" in out
+        assert info.api_url.startswith("http://127.0.0.1:")
+        assert Path(info.log_path).exists()
+
+        # A second `up` reports the running server instead of starting another.
+        assert main(up) == 0
+        out = capsys.readouterr().out
+        assert "already running" in out and f"pid {info.pid}" in out
+
+        assert main(["server", "status", "--state-dir", state, "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["running"] is True and status["pid"] == info.pid
+
+        # A Prefect client without the auth string is refused; with it, it works.
+        with (
+            temporary_settings(updates={"api.url": info.api_url}),
+            get_client(sync_client=True) as client,
+        ):
+            with pytest.raises(PrefectHTTPStatusError) as refused:
+                client.read_work_pools(limit=1)
+            assert refused.value.response.status_code == 401
+        with (
+            temporary_settings(updates={"api.url": info.api_url, "api.auth_string": secret}),
+            get_client(sync_client=True) as client,
+        ):
+            assert isinstance(client.read_work_pools(limit=1), list)
+
+        # Our own check names the fix; the recorded auth file is used for the local server.
+        with pytest.raises(ServerUnavailableError, match=r"401.*FLEET_AUTH_FILE"):
+            server.check_api(info.api_url, None)
+        with pytest.raises(ServerUnavailableError, match="was refused"):
+            server.check_api(info.api_url, "lab:wrong")
+        with server.api_settings(state=state) as target:
+            assert target.auth_string == secret
+            assert os.environ["PREFECT_API_AUTH_STRING"] == secret
+            with get_client(sync_client=True) as client:
+                assert isinstance(client.read_work_pools(limit=1), list)
+        assert "PREFECT_API_AUTH_STRING" not in os.environ
+
+        # A client pointed at the server by PREFECT_API_URL alone, with FLEET_AUTH_FILE.
+        other = tmp_path / "other-state"
+        clean_env.setenv("PREFECT_API_URL", info.api_url)
+        with pytest.raises(ServerUnavailableError, match="is required"):
+            server.api_settings(state=other).__enter__()
+        clean_env.setenv(server.ENV_AUTH_FILE, str(auth))
+        with server.api_settings(state=other) as target:
+            assert target.source == "PREFECT_API_URL" and target.auth_string == secret
+    finally:
+        assert main(["server", "down", "--state-dir", state]) == 0
+    assert "stopped" in capsys.readouterr().out
+    assert not psutil.pid_exists(info.pid) or psutil.Process(info.pid).status() == "zombie"
+    assert main(["server", "status", "--state-dir", state]) == 3
+    assert main(["server", "down", "--state-dir", state]) == 0
+    assert "no Prefect server running" in capsys.readouterr().out
