@@ -19,6 +19,7 @@ __all__ = ["LATENCY_TIMER", "MemoryPort"]
 
 LATENCY_TIMER = 16  # ms, as the SDK's port_handler module
 DEFAULT_BAUDRATE = 1000000
+_QUEUE_FROM = 0.005  # s: shorter reply delays are delivered immediately
 _SDK_BAUDRATES = (
     9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600,
     1000000, 1152000, 2000000, 2500000, 3000000, 3500000, 4000000,
@@ -144,7 +145,11 @@ class MemoryPort:
         now = time.monotonic()
         with self._lock:
             for reply in replies:
-                self._pending.append((now + reply.delay, reply.data))
+                # Sub-millisecond return delays are delivered at once: the SDK reads once, then
+                # checks its timeout, so a thread descheduled in between would miss a reply that
+                # was "on the wire" all along. Only real delays (``late``) are queued.
+                due = now + reply.delay if reply.delay >= _QUEUE_FROM else now
+                self._pending.append((due, reply.data))
         return len(data)
 
     def _arrive(self, now: float) -> None:

@@ -41,7 +41,32 @@ def connect() -> Iterator[Callable[..., PortHandler]]:
             port.closePort()
 
 
-PH = PacketHandler(2.0)
+RAW = PacketHandler(2.0)
+
+
+class _Retrying:
+    """The SDK packet handler, retrying a call that timed out (-3001) up to 3 times.
+
+    On a loaded 2-core box the SDK's busy-wait can be descheduled past its ~34 ms status timeout
+    even though the emulator answered in time (the SDK reads, then checks the clock); a driver
+    retries such a transaction too. Fault tests that expect silence use `RAW`.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(RAW, name)
+
+        def call(*args: Any) -> Any:
+            for _ in range(3):
+                out = method(*args)
+                result = out[1] if isinstance(out, tuple) and len(out) == 3 else out[0]
+                if result != COMM_RX_TIMEOUT:
+                    break
+            return out
+
+        return call
+
+
+PH: Any = _Retrying()
 
 
 def _read4(port: PortHandler, addr: int) -> tuple[int, int, int]:
@@ -81,14 +106,17 @@ def test_timed_move_through_the_pty(emulator: Factory, connect: Any) -> None:
     emu = emulator()
     port = connect(emu.link)
     assert PH.write1ByteTxRx(port, 1, 64, 1) == (COMM_SUCCESS, 0)
-    assert PH.write4ByteTxRx(port, 1, 112, 200) == (COMM_SUCCESS, 0)
+    assert PH.write4ByteTxRx(port, 1, 112, 100) == (COMM_SUCCESS, 0)
     start = time.monotonic()
     assert PH.write4ByteTxRx(port, 1, 116, 1024) == (COMM_SUCCESS, 0)
     assert PH.read1ByteTxRx(port, 1, 122) == (1, COMM_SUCCESS, 0)
-    while PH.read1ByteTxRx(port, 1, 122)[0]:
+    while True:  # a reply delayed by a loaded box (-3001) is retried, as a driver would
+        moving, result, _ = PH.read1ByteTxRx(port, 1, 122)
+        if result == COMM_SUCCESS and not moving:
+            break
         assert time.monotonic() - start < 10
         time.sleep(0.01)
-    assert time.monotonic() - start >= 0.32  # 1024 pulses at PV 200: 327.68 ms
+    assert time.monotonic() - start >= 0.65  # 1024 pulses at PV 100: 655.36 ms
     assert _read4(port, 132) == (1024, COMM_SUCCESS, 0)
 
 
@@ -103,7 +131,7 @@ def test_unplug_removes_the_path_and_replug_restores_it(emulator: Factory, conne
     assert not emu.link.is_symlink()
     assert not Path(pts).exists()
     with pytest.raises(termios.error):
-        PH.ping(port, 1)  # clearPort -> tcflush on a hung-up tty
+        RAW.ping(port, 1)  # clearPort -> tcflush on a hung-up tty
     assert emu.stats()["plugged"] is False
     with pytest.raises(Exception, match="could not open port"):
         PortHandler(os.fspath(emu.link)).openPort()
@@ -117,7 +145,7 @@ def test_unplug_removes_the_path_and_replug_restores_it(emulator: Factory, conne
 def test_baud_mismatch_gets_no_reply(emulator: Factory, connect: Any) -> None:
     emu = emulator(instant=True, baud=115200)
     port = connect(emu.link, baud=57600)
-    assert PH.ping(port, 1)[1] == COMM_RX_TIMEOUT
+    assert RAW.ping(port, 1)[1] == COMM_RX_TIMEOUT
     assert emu.stats()["baud_mismatches"] >= 1
     assert port.setBaudRate(115200)
     assert PH.ping(port, 1) == (1020, COMM_SUCCESS, 0)
@@ -137,12 +165,12 @@ def test_faults_through_the_control_socket(emulator: Factory, connect: Any) -> N
         ["overload"],
     )
     emu.fault("mute")
-    assert PH.ping(port, 1)[1] == COMM_RX_TIMEOUT
+    assert RAW.ping(port, 1)[1] == COMM_RX_TIMEOUT
     emu.fault("unmute")
     emu.fault("corrupt")
-    assert PH.ping(port, 1)[1] == COMM_RX_CORRUPT
+    assert RAW.ping(port, 1)[1] == COMM_RX_CORRUPT
     emu.fault("clear")
-    assert PH.reboot(port, 1) == (COMM_SUCCESS, ALERT)
+    assert RAW.reboot(port, 1) == (COMM_SUCCESS, ALERT)
     time.sleep(0.1)
     assert PH.read1ByteTxRx(port, 1, 70) == (0, COMM_SUCCESS, 0)
     answer = emu.request({"fault": "gremlins"})
@@ -154,7 +182,7 @@ def test_late_reply_arrives_after_the_sdk_timeout(emulator: Factory, connect: An
     emu = emulator(instant=True)
     port = connect(emu.link)
     emu.fault("late")
-    assert PH.read1ByteTxRx(port, 1, 146)[1] == COMM_RX_TIMEOUT
+    assert RAW.read1ByteTxRx(port, 1, 146)[1] == COMM_RX_TIMEOUT
     time.sleep(0.08)
     assert port.getBytesAvailable() > 0
     emu.fault("clear")
@@ -179,11 +207,11 @@ def test_fault_cli(emulator: Factory, connect: Any, capsys: pytest.CaptureFixtur
 def test_write_log_from_the_process(emulator: Factory, connect: Any) -> None:
     emu = emulator()
     port = connect(emu.link)
-    PH.write1ByteTxRx(port, 1, 64, 1)
-    PH.write4ByteTxRx(port, 1, 112, 50)
-    PH.write4ByteTxRx(port, 1, 116, 2048)
-    PH.write4ByteTxRx(port, 1, 116, 4000)  # while the first move runs
-    PH.reboot(port, 1)
+    RAW.write1ByteTxRx(port, 1, 64, 1)
+    RAW.write4ByteTxRx(port, 1, 112, 50)
+    RAW.write4ByteTxRx(port, 1, 116, 2048)
+    RAW.write4ByteTxRx(port, 1, 116, 4000)  # while the first move runs
+    RAW.reboot(port, 1)
     writes = emu.writes()
     assert [(w["name"], w["value"], w["moving"]) for w in writes] == [
         ("torque_enable", 1, False),
