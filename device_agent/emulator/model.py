@@ -244,6 +244,7 @@ class XM430Model:
             if now < self._silent_until or self._mute:
                 return []
             self.packets += 1
+            answer_id = self.motor_id  # a write to ID (7) still answers from the old ID
             statuses = self._execute(pkt, now)
             if not statuses:
                 return []
@@ -251,7 +252,7 @@ class XM430Model:
             if self._late:
                 delay += LATE_DELAY
             out = [
-                Reply(p.build_status(self.motor_id, err, data, corrupt=self._corrupt), delay)
+                Reply(p.build_status(answer_id, err, data, corrupt=self._corrupt), delay)
                 for err, data in statuses
             ]
             self.replies += len(out)

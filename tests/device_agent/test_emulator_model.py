@@ -532,6 +532,12 @@ def test_unknown_fault_is_refused(bus: Bus) -> None:
         bus.model.inject("gremlins")
 
 
+def test_changing_the_id_takes_effect_after_the_reply(bus: Bus) -> None:
+    assert bus.write("id", 9) == (COMM_SUCCESS, 0)
+    assert bus.ph.ping(bus.port, 1)[1] == COMM_RX_TIMEOUT
+    assert bus.ph.ping(bus.port, 9) == (1020, COMM_SUCCESS, 0)
+
+
 def test_other_motor_id(bus: Bus) -> None:
     model = XM430Model(motor_id=7, instant=True)
     port = MemoryPort(model)
