@@ -1,0 +1,503 @@
+"""The demo (`make demo`): a local Prefect server, an emulated fleet and a lab-scheduler scenario.
+
+    python -m flows.demo --inventory inventory/demo.yaml     # make demo
+    python -m flows.demo --down                              # make demo-down
+
+1. Starts (or reuses) the local Prefect server with SQLite and the UI (`fleet.server`), validates
+   and provisions the inventory (`fleet.provision`), starts one `device-agent run` subprocess per
+   resort (each starts its own pty emulator; logs and pids under `<state>/demo/`) and waits until
+   every agent reports online (`fleet.status`).
+2. Runs the scenario through the scheduler API (`fleet.client`, real parent flows in this process,
+   each a tracked flow run): a batch of hotel activations across the fleet (by name and by
+   selector) with live progress; a reservation held across two steps while a second scheduler
+   waits for the resort; an emergency stop during a move (`fleet.estop`), the refused next move,
+   `estop-clear` and a good move. It prints a final table and writes `<state>/demo/report.json`.
+3. Prints the Prefect UI address. On a terminal it keeps everything running until Ctrl-C; otherwise
+   (CI) it stops the agents (SIGTERM: they drain) and the server it started at the end.
+
+The state directory is `--state-dir`, else `$FLEET_STATE_DIR`, else `./.fleet-state`. The
+emulators' links and the agents' own state follow the inventory's `serial_port` paths (for
+`inventory/demo.yaml`: `<repo>/.fleet-state/demo/`); a test copies the inventory beside its own
+state directory. Exit codes: 0 every step as expected, 1 a step failed unexpectedly, 2 bad
+inventory or arguments, 3 no server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleet.errors import FleetError, InventoryError, ServerError, ServerUnavailableError
+from flows.demo_scenario import Console, Row, format_table, run_scenario
+
+__all__ = ["DemoState", "main", "run_demo", "start_agents", "stop_demo", "wait_online"]
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DIR = "demo"
+STATE_FILE = "demo.json"
+REPORT_FILE = "report.json"
+ONLINE_TIMEOUT = 180.0  # seconds for every agent to come online (cold imports on a busy Pi/CI)
+AGENT_STOP_TIMEOUT = 45.0  # an agent drains up to shutdown_grace (30 s) before it exits
+
+
+# --------------------------------------------------------------------------- state on disk
+
+
+@dataclass
+class DemoState:
+    """What a running demo left on disk (`<state>/demo/demo.json`) so `--down` can stop it.
+
+    Attributes:
+        inventory: absolute inventory path.
+        server_started: True when this demo started the server (so it stops it too).
+        agents: resort name -> {"pid", "create_time", "log"}.
+        emulators: pids of the agents' emulator children, as {"pid", "create_time"}.
+        links: the emulators' serial links (to find orphaned emulators).
+    """
+
+    inventory: str
+    server_started: bool = False
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    emulators: list[dict[str, Any]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> DemoState | None:
+        """Read the state file; None when missing or unreadable."""
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def save(self, path: Path) -> None:
+        """Write atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(path)
+
+
+def _proc_record(pid: int) -> dict[str, Any]:
+    import psutil
+
+    try:
+        return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+    except psutil.Error:
+        return {"pid": pid, "create_time": 0.0}
+
+
+def _live(record: dict[str, Any]) -> Any:
+    """The psutil process of `record` if it still runs and is the same process, else None."""
+    import psutil
+
+    try:
+        proc = psutil.Process(int(record["pid"]))
+        if abs(proc.create_time() - float(record.get("create_time") or 0)) > 1.0:
+            return None
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
+    except (psutil.Error, KeyError, ValueError):
+        return None
+
+
+def _emulators_on(links: Sequence[str]) -> list[Any]:
+    """Emulator processes serving one of `links` (`device_agent.emulator --link PATH`)."""
+    import psutil
+
+    wanted = set(links)
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "--link" in cmd and "device_agent.emulator" in " ".join(cmd):
+            index = cmd.index("--link")
+            if index + 1 < len(cmd) and cmd[index + 1] in wanted:
+                found.append(proc)
+    return found
+
+
+def _terminate(procs: Sequence[Any], timeout: float) -> list[int]:
+    """SIGTERM `procs`, SIGKILL what is left after `timeout`; the pids that needed SIGKILL."""
+    import psutil
+
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(list(procs), timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in alive]
+
+
+def stop_demo(
+    state_dir: Path, console: Console | None = None, *, stop_server: bool | None = None
+) -> bool:
+    """Stop what a demo left running: agents (SIGTERM, they drain), emulators, the server.
+
+    Args:
+        state_dir: the project state directory.
+        console: where to report what was stopped.
+        stop_server: stop the local server (default: when the demo started it, or no demo record
+            says otherwise).
+
+    Returns:
+        True when anything was running.
+    """
+    from fleet.server import server_down
+
+    say = console.line if console else (lambda _text: None)
+    path = state_dir / DEMO_DIR / STATE_FILE
+    state = DemoState.load(path)
+    anything = False
+    if state is not None:
+        agents = {name: _live(rec) for name, rec in state.agents.items()}
+        running = {name: proc for name, proc in agents.items() if proc is not None}
+        if running:
+            anything = True
+            say(f"stopping agents {', '.join(running)} (SIGTERM: they finish or halt their move)")
+            killed = _terminate(list(running.values()), AGENT_STOP_TIMEOUT)
+            if killed:
+                say(f"agents {killed} did not exit within {AGENT_STOP_TIMEOUT:g} s: killed")
+        leftovers = [p for p in (_live(r) for r in state.emulators) if p is not None]
+        leftovers += [p for p in _emulators_on(state.links) if p not in leftovers]
+        if leftovers:
+            anything = True
+            say(f"stopping {len(leftovers)} emulator process(es) left without their agent")
+            _terminate(leftovers, 5.0)
+        if stop_server is None:
+            stop_server = state.server_started
+        state.agents, state.emulators = {}, []
+        state.save(path)
+    if stop_server is None or stop_server:
+        info = server_down(state_dir)
+        if info is not None:
+            anything = True
+            say(f"stopped the Prefect server (pid {info.pid}, {info.api_url})")
+        if state is not None:
+            state.server_started = False
+            state.save(path)
+    return anything
+
+
+# --------------------------------------------------------------------------- fleet start-up
+
+
+def _agent_command(inventory: Path, resort: str) -> list[str]:
+    script = Path(sys.executable).with_name("device-agent")
+    args = ["run", "--inventory", str(inventory), "--device", resort, "--poll-interval", "5"]
+    if script.exists():
+        return [str(script), *args]
+    code = "import sys; from flows.agent_main import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", code, *args]
+
+
+def _agent_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def start_agents(inv: Any, state: DemoState, demo_dir: Path, console: Console) -> dict[str, Any]:
+    """One `device-agent run` per active resort, in its own session; logs in `demo_dir`."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    env = _agent_env()
+    for resort in inv.resorts:
+        if not resort.active:
+            console.line(f"{resort.name}: inactive in the inventory, no agent")
+            continue
+        log_path = demo_dir / f"agent-{resort.name}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                _agent_command(Path(inv.path).resolve(), resort.name),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=REPO,
+                start_new_session=True,  # Ctrl-C goes to the demo, which stops agents in order
+            )
+        procs[resort.name] = proc
+        state.agents[resort.name] = {**_proc_record(proc.pid), "log": str(log_path)}
+        if resort.emulate:
+            state.links.append(str(resort.serial_port))
+        console.line(
+            f"agent {resort.name}: pid {proc.pid}, emulator on {_rel(resort.serial_port)}, "
+            f"log {_rel(log_path)}"
+        )
+    state.save(demo_dir / STATE_FILE)
+    return procs
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def wait_online(
+    inv: Any, procs: dict[str, Any], state: DemoState, console: Console, timeout: float
+) -> None:
+    """Wait until every started agent reports online; print each as it comes up.
+
+    Raises:
+        FleetError: an agent exited, or not all came online within `timeout` seconds.
+    """
+    from fleet.status import aread_status
+
+    deadline = time.monotonic() + timeout
+    pending = set(procs)
+    while pending:
+        try:
+            statuses = {s.name: s for s in await aread_status(inv)}
+        except Exception as exc:  # the server is busy starting: ask again
+            statuses = {}
+            console.line(f"(status not readable yet: {type(exc).__name__})")
+        for name in sorted(pending):
+            status = statuses.get(name)
+            if status is not None and status.online:
+                pending.discard(name)
+                where = f"{status.position:.1f} deg" if status.position is not None else "?"
+                hotel = f"hotel {status.active_hotel}" if status.active_hotel else "between hotels"
+                estop = ", E-STOPPED (latched)" if status.estopped else ""
+                console.line(f"agent {name}: online, carousel at {where} ({hotel}){estop}")
+            elif procs[name].poll() is not None:
+                log = Path(state.agents[name]["log"])
+                raise FleetError(
+                    f"agent {name} exited with {procs[name].returncode}; see {_rel(log)}:\n"
+                    + _log_tail(log)
+                )
+        if pending and time.monotonic() > deadline:
+            raise FleetError(
+                f"agents {', '.join(sorted(pending))} not online after {timeout:g} s; "
+                f"see their logs in {_rel(Path(state.agents[min(pending)]['log']).parent)}"
+            )
+        if pending:
+            await asyncio.sleep(0.5)
+    import psutil
+
+    for proc in procs.values():  # the emulators the agents started (for --down)
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                state.emulators.append(_proc_record(child.pid))
+
+
+def _rel(path: str | os.PathLike[str]) -> str:
+    p = Path(path)
+    with contextlib.suppress(ValueError):
+        return str(p.resolve().relative_to(Path.cwd()))
+    return str(p)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.demo",
+        description="Local Prefect server + emulated fleet + a lab-scheduler scenario.",
+    )
+    parser.add_argument(
+        "--inventory", default="inventory/demo.yaml", help="fleet inventory (emulated resorts)"
+    )
+    parser.add_argument(
+        "--state-dir", help="state directory (default $FLEET_STATE_DIR or ./.fleet-state)"
+    )
+    parser.add_argument(
+        "--down", action="store_true", help="stop what a previous demo left running, then exit"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--no-wait", action="store_true", help="stop everything at the end even on a terminal"
+    )
+    mode.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave server and agents running and exit (stop them with --down)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show Prefect's console logs")
+    return parser
+
+
+def _prepare_env(state: Path, debug: bool) -> None:
+    """Process environment for the demo and its agents; set before Prefect is imported."""
+    from fleet.server import ENV_STATE_DIR
+
+    os.environ[ENV_STATE_DIR] = str(state)
+    os.environ["PREFECT_HOME"] = str(state / DEMO_DIR / "prefect-home")
+    if not debug:  # run logs still go to the server (the UI); the console shows our lines
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_for_ctrl_c(procs: dict[str, Any], console: Console) -> None:
+    reported: set[str] = set()
+    while True:
+        time.sleep(1.0)
+        for name, proc in procs.items():
+            if name not in reported and proc.poll() is not None:
+                reported.add(name)
+                console.line(f"agent {name} exited with {proc.returncode} (see its log)")
+
+
+def _write_report(
+    path: Path, rows: Sequence[Row], info: Any, record: DemoState, elapsed: float
+) -> None:
+    server = {"pid": info.pid, "create_time": info.create_time} if info else None
+    report = {
+        "ok": all(r.ok for r in rows),
+        "rows": [{**asdict(r), "ok": r.ok} for r in rows],
+        "api_url": info.api_url if info else None,
+        "ui_url": info.ui_url if info else None,
+        "elapsed": round(elapsed, 1),
+        "processes": {
+            "server": server if record.server_started else None,
+            "agents": list(record.agents.values()),
+            "emulators": record.emulators,
+        },
+    }
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _print_statuses(inv: Any, console: Console) -> None:
+    from fleet.status import read_status
+
+    for s in read_status(inv):
+        where = f"{s.position:.1f} deg" if s.position is not None else "?"
+        flags = ", ".join(f for f, on in (("e-stopped", s.estopped), ("faulted", s.faulted)) if on)
+        console.line(
+            f"  {s.name}: {'online' if s.online else 'OFFLINE'}, at {where} "
+            f"(hotel {s.active_hotel or '-'}){', ' + flags if flags else ''}"
+        )
+
+
+def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) -> int:
+    """Start the fleet, run the scenario, report; stop what it started unless kept running."""
+    from fleet.provision import provision
+    from fleet.server import api_settings, server_up
+
+    demo_dir = state / DEMO_DIR
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    state_path = demo_dir / STATE_FILE
+    previous = DemoState.load(state_path)
+    if previous is not None and any(_live(r) for r in previous.agents.values()):
+        console.line("a previous demo's agents still run: stopping them first")
+        stop_demo(state, console, stop_server=False)
+    record = DemoState(inventory=str(Path(inv.path).resolve()))
+    record.server_started = bool(previous and previous.server_started)
+    interactive = sys.stdin.isatty() and not args.no_wait and not args.keep
+    info = None
+    procs: dict[str, Any] = {}
+    began = time.monotonic()
+    try:
+        console.line(f"state directory {state}; starting the local Prefect server (SQLite, UI)")
+        info, started = server_up(state, ui=True)
+        record.server_started = record.server_started or started
+        record.save(state_path)
+        console.line(
+            f"Prefect server {'started' if started else 'already running'}: {info.api_url} "
+            f"(log {_rel(info.log_path)})"
+        )
+        os.environ["PREFECT_API_URL"] = info.api_url
+        with api_settings(inv, state=state):
+            plan = provision(inv)
+            console.line(f"provisioned fleet {inv.fleet.name}: {plan.summary()}")
+            procs = start_agents(inv, record, demo_dir, console)
+
+            async def fleet_main() -> list[Row]:
+                await wait_online(inv, procs, record, console, ONLINE_TIMEOUT)
+                record.save(state_path)
+                return await run_scenario(inv, console)
+
+            rows = asyncio.run(fleet_main())
+            console.line("== fleet status ==")
+            _print_statuses(inv, console)
+        console.raw("\n" + format_table(rows) + "\n")
+        failed = [r for r in rows if not r.ok]
+        expected = sum(r.expected_failure and r.ok for r in rows)
+        console.line(
+            f"{len(rows) - len(failed)} of {len(rows)} operations as intended "
+            f"({expected} intentional e-stop failure{'s' if expected != 1 else ''})"
+            + (f"; {len(failed)} UNEXPECTED" if failed else "")
+        )
+        _write_report(demo_dir / REPORT_FILE, rows, info, record, time.monotonic() - began)
+        if info.ui_url:
+            console.line(f"Prefect UI: {info.ui_url}  (flow runs: {info.ui_url}/runs)")
+        else:
+            console.line("this Prefect server runs without its UI (`fleet server up` without --ui)")
+        if args.keep:
+            console.line("left running; stop with `make demo-down` (python -m flows.demo --down)")
+        elif interactive:
+            console.line("the fleet keeps running: press Ctrl-C to stop agents and server")
+            with contextlib.suppress(KeyboardInterrupt):
+                _wait_for_ctrl_c(procs, console)
+            console.raw("")
+        return 1 if failed else 0
+    finally:
+        if not args.keep:
+            with contextlib.suppress(KeyboardInterrupt):
+                stop_demo(state, console, stop_server=record.server_started)
+                if not record.server_started and info is not None:
+                    console.line("the server was already running before the demo: left up")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m flows.demo`: see the module docstring; returns the exit code."""
+    args = _parser().parse_args(argv)
+    from fleet.server import state_dir
+
+    state = state_dir(args.state_dir)
+    console = Console()
+    _prepare_env(state, args.debug)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.down:
+            if not stop_demo(state, console, stop_server=True):
+                console.line(f"nothing to stop (state directory {state})")
+            return 0
+        from fleet.inventory import load_inventory
+
+        inv = load_inventory(args.inventory)
+        if inv.fleet.api_url:
+            raise InventoryError(
+                [
+                    f"{args.inventory}: fleet.api_url: the demo runs its own local server; "
+                    "remove api_url (use the `fleet` commands against a shared server)"
+                ]
+            )
+        return run_demo(args, inv, state, console)
+    except InventoryError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        return 2
+    except ServerUnavailableError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 3
+    except (FleetError, ServerError) as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: stopped the demo\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
