@@ -7,7 +7,9 @@ again. Why not `prefect.concurrency.asyncio.concurrency` as is:
 * Prefect's waiter sleeps for the server's `Retry-After` and is never woken when a slot frees
   (handoffs of up to ~13 s were measured). Here a waiter polls on its own bounded schedule
   (fast at first, at most `HEAD_POLL` s for the first waiter of this process, `TAIL_POLL` s for
-  the others), and a release in this process wakes the next local waiter at once (FIFO).
+  the others, which a local release wakes anyway), and a release in this process wakes the next
+  local waiter at once (FIFO). A busy server (HTTP 429/5xx, transport errors) is retried until
+  the timeout.
 * A timeout must say who holds the resort. Prefect 3.8 stores the lease holder
   (`{"type": "flow_run", "id": ...}`) in its lease storage but offers no API to read it back for a
   global limit, so the holder is also recorded in a Prefect variable
@@ -60,7 +62,7 @@ DEFAULT_LOCK_TIMEOUT = 300.0
 MIN_LEASE_DURATION = 60.0  # Prefect rejects shorter leases (422)
 FIRST_POLL = 0.05
 HEAD_POLL = 0.5
-TAIL_POLL = 2.0
+TAIL_POLL = 3.0
 _RENEW_ATTEMPTS = 3
 
 
@@ -256,9 +258,16 @@ async def _try_increment(
             holder=holder,
         )
     except httpx.HTTPStatusError as exc:
-        if exc.response.status_code == 423:
+        code = exc.response.status_code
+        if code == 423:
             return None
-        raise FleetError(f"acquiring lock {name} failed: HTTP {exc.response.status_code}") from exc
+        if code == 429 or code >= 500:  # an overloaded server: retry until the deadline
+            logger.debug("acquiring %s: HTTP %s, retrying", name, code)
+            return None
+        raise FleetError(f"acquiring lock {name} failed: HTTP {code}") from exc
+    except httpx.TransportError as exc:
+        logger.debug("acquiring %s: %s, retrying", name, exc)
+        return None
     granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
     if not granted.limits:
         raise ProvisionError(

@@ -1,0 +1,179 @@
+"""A small real fleet for orchestration tests: inventory, provisioning, emulators and agents.
+
+`start_fleet(tmp, prefix, n)` writes an inventory with `n` emulated resorts named
+`<prefix>-a`, `<prefix>-b`, ... (names are unique per test module: locks and variables on the
+shared test server are named after resorts), provisions it on the server `PREFECT_API_URL`
+points at, starts one pty emulator per resort (its write log is what overlap checks read) and one
+real agent subprocess per resort (`device-agent run --inventory ... --device ...`, which reuses
+the already running emulator), then waits until every agent reports online.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import string
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.emulator import EmulatorProcess, start_emulator
+
+__all__ = ["Fleet", "start_fleet"]
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Fleet:
+    """A running test fleet."""
+
+    inventory_path: Path
+    inventory: Any
+    emulators: dict[str, EmulatorProcess]
+    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    agent_logs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """Resort names in inventory order."""
+        return [r.name for r in self.inventory.resorts]
+
+    def agent_output(self, name: str) -> str:
+        """Tail of one agent's log (for failure messages)."""
+        path = self.agent_logs.get(name)
+        return path.read_text(errors="replace")[-3000:] if path and path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM every agent (SIGKILL after 20 s), then stop the emulators."""
+        for proc in self.agents.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.agents.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        for emu in self.emulators.values():
+            emu.stop()
+
+
+def _inventory_text(
+    prefix: str, count: int, *, inactive: Sequence[str], speed: float, labels: dict[str, list[str]]
+) -> str:
+    lines = [
+        f"fleet: {{name: {prefix}, work_pool: {prefix}-resorts, control_pool: {prefix}-control}}",
+        "defaults:",
+        "  emulate: true",
+        "  hotels: [A, B, C, D]",
+        f"  speed: {speed}",
+        "  acceleration: 0",
+        "  move_timeout: 15",
+        "resorts:",
+    ]
+    for letter in string.ascii_lowercase[:count]:
+        name = f"{prefix}-{letter}"
+        extra = ""
+        if name in inactive:
+            extra += ", active: false"
+        if labels.get(name):
+            extra += f", labels: [{', '.join(labels[name])}]"
+        lines.append(f"  - {{name: {name}, host: 127.0.0.1, serial_port: tty-{name}{extra}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _wait_online(fleet: Fleet, names: Sequence[str], timeout: float) -> None:
+    from fleet.status import read_status
+
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = {s.name: s for s in read_status(fleet.inventory)}
+        missing = [n for n in names if not (statuses.get(n) and statuses[n].online)]
+        if not missing:
+            return
+        for name in missing:
+            proc = fleet.agents[name]
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"agent {name} exited {proc.returncode}: {fleet.agent_output(name)}"
+                )
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"agents {missing} not online after {timeout} s: "
+                + " | ".join(fleet.agent_output(n)[-800:] for n in missing)
+            )
+        time.sleep(0.3)
+
+
+def start_fleet(
+    tmp: Path,
+    prefix: str,
+    count: int = 3,
+    *,
+    instant: bool = True,
+    speed: float = 270.0,
+    inactive: Sequence[str] = (),
+    labels: dict[str, list[str]] | None = None,
+    timeout: float = 90.0,
+) -> Fleet:
+    """Write the inventory, provision it, start emulators and agents; wait until online."""
+    from fleet.inventory import load_inventory
+    from fleet.provision import provision
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "inventory.yaml"
+    path.write_text(
+        _inventory_text(prefix, count, inactive=inactive, speed=speed, labels=labels or {})
+    )
+    inv = load_inventory(path)
+    provision(inv)
+    emulators: dict[str, EmulatorProcess] = {}
+    fleet = Fleet(path, inv, emulators)
+    try:
+        for resort in inv.resorts:
+            emulators[resort.name] = start_emulator(
+                Path(resort.serial_port),
+                instant=instant,
+                log=tmp / f"{resort.name}.writes.jsonl",
+            )
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
+        started = []
+        for resort in inv.resorts:
+            if not resort.active:
+                continue
+            log_path = tmp / f"agent-{resort.name}.log"
+            fleet.agent_logs[resort.name] = log_path
+            with log_path.open("wb") as out:
+                fleet.agents[resort.name] = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).with_name("device-agent")),
+                        "run",
+                        "--inventory",
+                        str(path),
+                        "--device",
+                        resort.name,
+                        "--poll-interval",
+                        "5",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=_REPO,
+                    start_new_session=True,
+                )
+            started.append(resort.name)
+        _wait_online(fleet, started, timeout)
+    except BaseException:
+        fleet.stop()
+        raise
+    return fleet
