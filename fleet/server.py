@@ -124,7 +124,7 @@ class ServerInfo:
         try:
             data = json.loads(path.read_text())
             return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, AttributeError):
             return None
 
     def save(self, path: Path) -> None:
@@ -137,6 +137,8 @@ class ServerInfo:
         """True when the recorded process still runs and is the same process (not a reused pid)."""
         import psutil
 
+        if not isinstance(self.pid, int) or not isinstance(self.create_time, int | float):
+            return False
         try:
             proc = psutil.Process(self.pid)
             if abs(proc.create_time() - self.create_time) > 1.0:
