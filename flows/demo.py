@@ -338,6 +338,7 @@ def _prepare_env(state: Path, debug: bool) -> None:
 
     os.environ[ENV_STATE_DIR] = str(state)
     os.environ["PREFECT_HOME"] = str(state / DEMO_DIR / "prefect-home")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # like the server's analytics: off, no notice
     if not debug:  # run logs still go to the server (the UI); the console shows our lines
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
 
@@ -439,6 +440,7 @@ def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) 
         _write_report(demo_dir / REPORT_FILE, rows, info, record, time.monotonic() - began)
         if info.ui_url:
             console.line(f"Prefect UI: {info.ui_url}  (flow runs: {info.ui_url}/runs)")
+            console.line(f"same server for the `fleet` CLI: export PREFECT_API_URL={info.api_url}")
         else:
             console.line("this Prefect server runs without its UI (`fleet server up` without --ui)")
         if args.keep:
@@ -466,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     _prepare_env(state, args.debug)
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C stops the demo in order, also when started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.down:
             if not stop_demo(state, console, stop_server=True):
