@@ -108,7 +108,8 @@ class SdkTransport:
         late_grace: seconds to wait after a timeout/corrupt reply before clearing the input
             buffer, so a late status packet is dropped instead of answering the next request.
         retries: extra attempts for a transaction that timed out or got a corrupt reply (all
-            transactions used are idempotent register reads/writes and pings).
+            transactions used are idempotent register reads/writes and pings). The SDK's status
+            timeout is only ~34 ms, which a busy Pi (or CI box) can miss without any fault.
     """
 
     def __init__(
@@ -119,7 +120,7 @@ class SdkTransport:
         *,
         port_factory: PortFactory | None = None,
         late_grace: float = 0.06,
-        retries: int = 1,
+        retries: int = 2,
     ) -> None:
         self.port = port
         self.baudrate = baudrate

@@ -85,7 +85,7 @@ def test_json_error_object_and_exit_code(emulator: Any, capsys: pytest.CaptureFi
     code, out, err = _ctl(capsys, "--port", str(emu.link), "activate", "B", "--json")
     assert code == 1
     payload = _json(out)
-    assert payload["ok"] is False and payload["error"] == "MotorFaultError"
+    assert payload["ok"] is False and payload["error"] == "MotorFaultError", payload
     assert payload["hardware_errors"] == ["electrical_shock"]
     assert "electrical_shock" in err
 
