@@ -173,3 +173,15 @@ def test_installed_console_script_runs_ctl(emulator: Any) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert _json(proc.stdout)["hotel"] == "D"
+
+
+def test_console_script_resolves_the_demo_inventory(emulator: Any) -> None:
+    emu = emulator(instant=True)
+    script = str(Path(sys.executable).with_name("device-agent"))
+    argv = [script, "ctl", "--inventory", str(_REPO / "inventory" / "demo.yaml")]
+    argv += ["--device", "resort-b", "--port", str(emu.link), "activate", "B", "--json"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=_REPO, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = _json(proc.stdout)
+    assert result["device"] == "resort-b" and result["hotel"] == "B"
+    assert result["position"] == pytest.approx(75.0, abs=0.1)  # six hotels, offset 15 degrees
