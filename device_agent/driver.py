@@ -304,8 +304,10 @@ class ResortDriver:
 
     def _torque_on(self, *, abortable: bool = False) -> None:
         t = self.transport
+        # With torque off Present Position is a multi-turn count; torque-on in position mode
+        # makes it single-turn absolute (count mod 4096): hold exactly there, nothing jumps.
         present = t.read("present_position")
-        self._write_verified("goal_position", min(max(present, 0), ct.PULSES_PER_REV - 1))
+        self._write_verified("goal_position", present % ct.PULSES_PER_REV)
         if abortable:
             self._check_abort()
         t.write("torque_enable", 1)
@@ -518,7 +520,8 @@ class ResortDriver:
 
     def halt(self) -> None:
         """Controlled stop: goal = present position (torque stays on); a waiting move aborts."""
-        self._abort_reason = "halt"
+        if not (self._abort.is_set() and self._abort_reason == "emergency stop"):
+            self._abort_reason = "halt"  # an e-stop already under way keeps precedence
         self._abort.set()
         present = self.transport.read("present_position")
         self.transport.write("goal_position", min(max(present, 0), ct.PULSES_PER_REV - 1))
