@@ -66,19 +66,26 @@ STATUS_DEBOUNCE = 0.05  # coalesce bursts of changes
 REPLAY_SLACK = datetime.timedelta(seconds=5)
 
 
-def _emulator_alive(link: str) -> bool:
-    """True when an emulator answers on `link`'s control socket (`<link>.ctl`)."""
+def _emulator_alive(link: str) -> dict[str, Any] | None:
+    """The stats of the emulator answering on `link`'s control socket, or None."""
     path = f"{link}.ctl"
     if not os.path.exists(link) or not os.path.exists(path):
-        return False
+        return None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(2.0)
             sock.connect(path if len(os.fsencode(path)) < 100 else _short(path))
             sock.sendall(b'{"stats": true}\n')
-            return bool(sock.recv(65536))
-    except OSError:
-        return False
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        answer = json.loads(buf)
+        return answer if isinstance(answer, dict) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _short(path: str) -> str:
@@ -116,6 +123,7 @@ class Agent:
         self.session: DeviceSession | None = None
         self.worker: Any = None
         self.emulator: subprocess.Popen[bytes] | None = None
+        self._adopted_emulator: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._shutdown = threading.Event()
@@ -137,8 +145,13 @@ class Agent:
         if options is None:
             return
         device = self.settings.device
-        if _emulator_alive(device.serial_port):
-            logger.info("reusing the emulator already serving %s", device.serial_port)
+        running = _emulator_alive(device.serial_port)
+        if running is not None:
+            # Left by an agent that was killed: adopt it (stopped with this agent).
+            self._adopted_emulator = running.get("pid")
+            logger.info(
+                "reusing the emulator (pid %s) serving %s", running.get("pid"), device.serial_port
+            )
             return
         cmd = [
             sys.executable,
@@ -171,6 +184,10 @@ class Agent:
 
     def stop_emulator(self) -> None:
         """Stop the emulator child, if this agent started one."""
+        if self._adopted_emulator:
+            with contextlib.suppress(OSError):
+                os.kill(int(self._adopted_emulator), signal.SIGTERM)
+            self._adopted_emulator = None
         if self.emulator is not None and self.emulator.poll() is None:
             self.emulator.terminate()
             try:
@@ -198,9 +215,22 @@ class Agent:
             logger.warning("%s: cannot open %s yet: %s", device.name, device.serial_port, exc)
             session.mark_link_error(exc)
         else:
+            self._settle(session)
             self._read_position(session)
         self.session = session
         return session
+
+    def _settle(self, session: DeviceSession) -> None:
+        """Wait (bounded) for a move still running from before a restart, so the reported
+        position is where the carousel stopped, not where it was passing."""
+        deadline = time.monotonic() + self.settings.device.move_timeout
+        while time.monotonic() < deadline:
+            try:
+                if not session.driver.request_health().moving:
+                    return
+            except DeviceError:
+                return
+            time.sleep(0.1)
 
     def _read_position(self, session: DeviceSession) -> None:
         driver = session.driver

@@ -604,6 +604,8 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
                     filter=event_filter, reconnection_attempts=3
                 ) as subscriber:
                     self.events_connected = True
+                    if self.session is not None:
+                        self.session.update()  # publish: the agent is now event-driven
                     backoff = 0.5
                     self.wake(burst=True)  # catch anything scheduled while disconnected
                     async for event in subscriber:

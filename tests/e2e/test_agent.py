@@ -1,0 +1,311 @@
+"""The device agent as a real subprocess against a real Prefect server and the pty emulator.
+
+One agent serves resort `resort-a` of a one-resort fleet for the whole module; later tests kill
+and restart it. Motion is timed (not instant): the carousel turns at 90 deg/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.agent_support import (
+    AgentProcess,
+    control,
+    emulator_writes,
+    provision_minimal,
+    start_agent,
+    wait_for,
+    write_inventory,
+)
+
+pytestmark = pytest.mark.orchestration
+
+RESORT = "resort-a"
+SPEED = 90.0  # deg/s (inventory)
+
+
+class Fleet:
+    """The module's fleet: inventory, settings, agent, and how to run device subflows."""
+
+    def __init__(self, directory: Path, api_url: str) -> None:
+        from fleet.inventory import load_inventory
+        from flows.agent_settings import agent_settings_for
+
+        self.directory = directory
+        self.inventory_path = write_inventory(directory, api_url, [RESORT], fleet="e2e")
+        self.inv = load_inventory(self.inventory_path)
+        self.settings = agent_settings_for(self.inv, RESORT)
+        self.link = Path(self.settings.device.serial_port)
+        assert self.settings.emulator is not None and self.settings.emulator.log_file
+        self.write_log = Path(self.settings.emulator.log_file)
+        self.agent: AgentProcess | None = None
+        self.starts = 0
+
+    def start(self, settings_file: Path | None = None) -> AgentProcess:
+        self.starts += 1
+        log = self.directory / f"agent-{self.starts}.log"
+        if settings_file is None:
+            self.agent = start_agent(self.inventory_path, RESORT, log)
+        else:
+            import os
+            import subprocess
+            import sys
+
+            env = dict(os.environ)
+            proc = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("device-agent")),
+                    "run",
+                    "--settings",
+                    str(settings_file),
+                ],
+                env=env,
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            self.agent = AgentProcess(proc, log, self.link)
+        self.wait_online()
+        return self.agent
+
+    def status(self) -> Any:
+        from fleet.status import read_status
+
+        return read_status(self.inv)[0]
+
+    def wait_online(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            assert self.agent is not None
+            if self.agent.proc.poll() is not None:
+                raise AssertionError(f"agent exited:\n{self.agent.output()[-3000:]}")
+            doc = self._status_doc()  # this agent's own document (not a killed one's)
+            if doc.get("pid") != self.agent.proc.pid or not doc.get("events_connected"):
+                return False
+            s = self.status()
+            return s.online and s.connected and s.worker_status == "ONLINE"
+
+        wait_for(ready, timeout, 0.25, "agent online")
+
+    def _status_doc(self) -> dict[str, Any]:
+        from prefect import get_client
+
+        async def read() -> dict[str, Any]:
+            async with get_client() as client:
+                v = await client.read_variable_by_name(self.settings.status_variable)
+                return dict(v.value) if v is not None and isinstance(v.value, dict) else {}
+
+        return asyncio.run(read())
+
+    def submit(self, flow: str, **parameters: Any) -> Any:
+        from prefect.deployments import run_deployment
+
+        return run_deployment(
+            f"{flow}/{RESORT}", parameters=parameters, timeout=0, as_subflow=False
+        )
+
+    def wait(self, flow_run: Any, timeout: float = 60.0) -> Any:
+        from prefect.flow_runs import wait_for_flow_run
+        from prefect.utilities.asyncutils import run_coro_as_sync
+
+        return run_coro_as_sync(wait_for_flow_run(flow_run.id, timeout=timeout))
+
+    def run(self, flow: str, timeout: float = 60.0, **parameters: Any) -> Any:
+        return self.wait(self.submit(flow, **parameters), timeout)
+
+    def read_run(self, flow_run_id: Any) -> Any:
+        from prefect import get_client
+
+        async def read() -> Any:
+            async with get_client() as client:
+                return await client.read_flow_run(flow_run_id)
+
+        return asyncio.run(read())
+
+    def emulator(self) -> dict[str, Any]:
+        return control(self.link, {"stats": True})
+
+
+@pytest.fixture(scope="module")
+def fleet_env(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    directory = tmp_path_factory.mktemp("e2e-agent")
+    env = Fleet(directory, prefect_server.api_url)
+    provision_minimal(env.inv)
+    env.start()
+    try:
+        yield env
+    finally:
+        if env.agent is not None:
+            env.agent.terminate(60)
+        # an emulator adopted after kill -9 is stopped by the last agent; make sure
+        try:
+            pid = env.emulator().get("pid")
+        except OSError:
+            pid = None
+        if pid:
+            import os
+            import signal
+
+            os.kill(int(pid), signal.SIGTERM)
+
+
+def _move_seconds(start: float, goal: float) -> float:
+    diff = abs(goal - start) % 360.0
+    return min(diff, 360.0 - diff) / SPEED
+
+
+def test_port_stays_open_across_ten_runs(fleet_env: Fleet) -> None:
+    from flows.results import read_device_result
+
+    opens_before = fleet_env.emulator()["opens"]
+    finals = []
+    for i in range(10):
+        flow = "activate-hotel" if i % 3 == 0 else "request-position"
+        params = {"hotel": "BCDA"[i % 4]} if flow == "activate-hotel" else {}
+        finals.append(fleet_env.run(flow, **params))
+    assert [r.state.type.value for r in finals] == ["COMPLETED"] * 10, [
+        r.state.message for r in finals
+    ]
+    assert fleet_env.emulator()["opens"] == opens_before
+    result = read_device_result(finals[-1].id)
+    assert result["resort"] == RESORT and result["action"] == "activate-hotel"
+    assert result["hotel"] == "C"  # i = 9 -> "BCDA"[1]
+    wait_for(lambda: fleet_env.status().active_hotel == "C", 10, 0.1, "status published")
+
+
+def test_estop_during_move_stops_motor_and_latches(fleet_env: Fleet) -> None:
+    from fleet.estop import clear_estop, estop
+
+    assert fleet_env.run("go-home").state.is_completed()
+    move = fleet_env.submit("move-to-angle", angle=179.0)  # ~2 s at 90 deg/s
+    wait_for(lambda: fleet_env.emulator()["moving"], 20, 0.05, "move started")
+    started = time.time()
+    acks = estop(fleet_env.inv, [RESORT], "test stop")
+    assert [a.resort for a in acks] == [RESORT]
+    would_end = started + _move_seconds(0.0, 179.0)
+    offs = [
+        w
+        for w in emulator_writes(fleet_env.write_log)
+        if w["name"] == "torque_enable" and w["value"] == 0 and w["t"] >= started - 0.5
+    ]
+    assert offs, "no torque-off write in the emulator log"
+    assert offs[0]["t"] < would_end
+    assert fleet_env.emulator()["torque"] is False
+    final = fleet_env.wait(move)
+    assert final.state.is_failed()
+    assert "EmergencyStopError" in (final.state.message or "")
+    refused = fleet_env.run("go-home")
+    assert refused.state.is_failed() and "estop-clear" in (refused.state.message or "")
+    wait_for(lambda: fleet_env.status().estopped, 10, 0.1, "estopped status")
+    # non-motion flows still work while stopped
+    assert fleet_env.run("request-position").state.is_completed()
+    clear_estop(fleet_env.inv, [RESORT])
+    assert fleet_env.run("go-home").state.is_completed()
+    wait_for(lambda: not fleet_env.status().estopped, 10, 0.1, "estop cleared in status")
+
+
+def test_cancel_of_running_move_halts_motor(fleet_env: Fleet) -> None:
+    from prefect import get_client
+    from prefect.states import Cancelling
+
+    assert fleet_env.run("go-home").state.is_completed()
+    move = fleet_env.submit("move-to-angle", angle=179.0)
+    wait_for(lambda: fleet_env.emulator()["moving"], 20, 0.05, "move started")
+    asked = time.time()
+
+    async def cancel() -> None:
+        async with get_client() as client:
+            await client.set_flow_run_state(move.id, Cancelling(message="test cancel"))
+
+    asyncio.run(cancel())
+    final = fleet_env.wait(move)
+    assert final.state.is_cancelled(), final.state
+    goals = [
+        w
+        for w in emulator_writes(fleet_env.write_log)
+        if w["name"] == "goal_position" and w["t"] >= asked
+    ]
+    assert goals, "halt wrote no goal_position"
+    stats = fleet_env.emulator()
+    assert not stats["moving"] and stats["torque"] is True
+    assert stats["position_deg"] < 178.0  # stopped short of the target
+    assert fleet_env.run("go-home").state.is_completed()
+
+
+def test_fleet_status_json(fleet_env: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli import main
+
+    assert main(["status", "--json", "--inventory", str(fleet_env.inventory_path)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == [RESORT]
+    row = rows[0]
+    assert row["online"] and row["connected"] and not row["estopped"]
+    assert row["queue_paused"] is False and row["worker_status"] == "ONLINE"
+    assert row["position"] == pytest.approx(0.0, abs=1.0)
+    assert main(["status", "--inventory", str(fleet_env.inventory_path)]) == 0
+    assert RESORT in capsys.readouterr().out
+
+
+def test_unplug_fails_runs_then_replug_resumes(fleet_env: Fleet) -> None:
+    control(fleet_env.link, {"fault": "unplug"})
+    try:
+        failed = fleet_env.run("request-position")
+        assert failed.state.is_failed()
+        wait_for(lambda: fleet_env.status().faulted, 20, 0.2, "faulted status")
+        refused = fleet_env.run("go-home")
+        assert refused.state.is_failed()
+        assert "not connected" in (refused.state.message or "")
+    finally:
+        control(fleet_env.link, {"fault": "replug"})
+    wait_for(lambda: fleet_env.status().connected, 30, 0.2, "reconnected")
+    assert fleet_env.run("activate-hotel", hotel="C").state.is_completed()
+
+
+def test_kill_9_then_restart_recovers(fleet_env: Fleet) -> None:
+    assert fleet_env.agent is not None
+    assert fleet_env.run("go-home").state.is_completed()
+    move = fleet_env.submit("move-to-angle", angle=179.0)
+    wait_for(lambda: fleet_env.emulator()["moving"], 20, 0.05, "move started")
+    fleet_env.agent.kill()
+    fleet_env.start()
+    orphan = fleet_env.read_run(move.id)
+    assert orphan.state.is_crashed(), orphan.state
+    real = fleet_env.emulator()["position_deg"]
+    wait_for(lambda: abs((fleet_env.status().position or -999) - real) <= 1.0, 10, 0.1, "position")
+    assert fleet_env.run("activate-hotel", hotel="D").state.is_completed()
+
+
+def test_sigterm_mid_move_leaves_every_run_final(fleet_env: Fleet) -> None:
+    assert fleet_env.agent is not None
+    assert fleet_env.agent.terminate(60) == 0
+    settings = fleet_env.settings.model_copy(update={"shutdown_grace": 0.3})
+    settings_file = fleet_env.directory / "agent-settings.json"
+    settings_file.write_text(settings.model_dump_json())
+    fleet_env.start(settings_file)
+    assert fleet_env.run("go-home").state.is_completed()
+    move = fleet_env.submit("move-to-angle", angle=179.0)
+    queued = fleet_env.submit("request-position")
+    wait_for(lambda: fleet_env.emulator()["moving"], 20, 0.05, "move started")
+    stopped_at = time.time()
+    assert fleet_env.agent.terminate(60) == 0
+    for run_id in (move.id, queued.id):
+        state = fleet_env.read_run(run_id).state
+        assert state.is_final() or state.is_scheduled(), state
+    moved = fleet_env.read_run(move.id).state
+    assert moved.is_final() and not moved.is_completed()
+    halts = [
+        w
+        for w in emulator_writes(fleet_env.write_log)
+        if w["name"] == "goal_position" and w["t"] >= stopped_at
+    ]
+    assert halts, "the move was not halted"
+    assert not fleet_env.status().online
+    fleet_env.agent = None
+    fleet_env.start()
+    assert fleet_env.wait(queued).state.is_completed()
