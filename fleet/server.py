@@ -511,15 +511,16 @@ def api_settings(
     updates = {"PREFECT_API_URL": target.url}
     if target.auth_string:
         updates["PREFECT_API_AUTH_STRING"] = target.auth_string
+    import prefect.context
+    from prefect.settings import temporary_settings
+
     saved = {k: os.environ.get(k) for k in updates}
+    saved_global = prefect.context.GLOBAL_SETTINGS_CONTEXT
     os.environ.update(updates)
     try:
-        from prefect.context import refresh_global_settings_context
-        from prefect.settings import temporary_settings
-
         # Threads that do not copy the caller's context (event workers, lease renewal) read the
-        # process-wide settings made at import time; refresh them from the environment.
-        refresh_global_settings_context()
+        # process-wide settings Prefect made from the environment at import; re-read it.
+        prefect.context.refresh_global_settings_context()
         settings: dict[str, Any] = {"api.url": target.url}
         if target.auth_string:
             settings["api.auth_string"] = target.auth_string
@@ -531,6 +532,4 @@ def api_settings(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        from prefect.context import refresh_global_settings_context
-
-        refresh_global_settings_context()
+        prefect.context.GLOBAL_SETTINGS_CONTEXT = saved_global

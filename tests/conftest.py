@@ -23,6 +23,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
     os.environ["PREFECT_API_URL"] = server.api_url
     os.environ["PREFECT_HOME"] = str(home / "client")
+    # Prefect snapshots the environment into its global settings when first imported (test
+    # modules import it at collection): re-read it, or clients start an ephemeral server.
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
     try:
         yield server
     finally:
@@ -32,6 +37,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        refresh_global_settings_context()
 
 
 @pytest.fixture
