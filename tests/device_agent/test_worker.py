@@ -1,0 +1,98 @@
+"""The plate-resort worker type, flow loading, and the device session seen by device subflows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from device_agent import DeviceError, EmergencyStopError, current_device
+from device_agent.errors import MotionAbortedError, NotConnectedError
+from device_agent.session import DeviceSession, use_session
+from device_agent.worker import WORKER_TYPE, ResortWorker, load_flow
+from tests.device_agent.driver_support import make_rig
+
+
+def test_worker_type_matches_fleet_names_and_is_registered() -> None:
+    from prefect.workers.base import BaseWorker
+
+    from fleet import names
+
+    assert ResortWorker.type == WORKER_TYPE == names.WORKER_TYPE
+    assert BaseWorker.get_worker_class_from_type(names.WORKER_TYPE) is ResortWorker
+    template = ResortWorker.get_default_base_job_template()
+    assert "move_timeout" in template["variables"]["properties"]
+
+
+def test_load_flow_by_entrypoint_turns_result_persistence_off() -> None:
+    from fleet import names
+
+    for flow_name, entrypoint in names.DEVICE_FLOWS.items():
+        flow = load_flow(entrypoint)
+        assert flow.name == flow_name
+        assert flow.persist_result is False
+    with pytest.raises(ValueError, match="not of the form"):
+        load_flow("flows.device")
+    with pytest.raises(ValueError, match="cannot import"):
+        load_flow("flows.nowhere:activate_hotel")
+    with pytest.raises(ValueError, match="does not name a Prefect flow"):
+        load_flow("flows.device:publish_result")
+
+
+def test_current_device_outside_an_agent_is_a_clear_error() -> None:
+    with pytest.raises(DeviceError, match="only available inside a device agent"):
+        current_device()
+
+
+def _session() -> tuple[DeviceSession, Any]:
+    rig = make_rig(instant=False, speed=90.0, acceleration=0.0)
+    return DeviceSession(rig.driver, name="resort-t", serial_port="memory"), rig
+
+
+def test_session_is_current_inside_use_session() -> None:
+    session, _ = _session()
+    with use_session(session):
+        assert current_device() is session
+    with pytest.raises(DeviceError):
+        current_device()
+
+
+def test_estop_latch_aborts_a_move_and_refuses_motion_until_cleared() -> None:
+    session, rig = _session()
+    errors: list[BaseException] = []
+
+    def move() -> None:
+        try:
+            with session.motion() as driver:
+                driver.move_to_angle(180.0)  # 2 s at 90 deg/s
+        except BaseException as exc:
+            errors.append(exc)
+
+    mover = threading.Thread(target=move)
+    mover.start()
+    time.sleep(0.3)
+    assert session.moving
+    assert session.latch_estop("test") is True
+    mover.join(5)
+    assert isinstance(errors[0], EmergencyStopError)
+    assert any(w.address == 64 and w.value == 0 for w in rig.writes())  # torque off on the wire
+    with pytest.raises(EmergencyStopError, match="estop-clear resort-t"), session.motion():
+        pass
+    assert session.clear_estop() is True
+    with session.motion() as driver:
+        assert driver.go_home().hotel == "A"
+    assert not session.moving
+
+
+def test_cancel_and_link_loss_refuse_motion() -> None:
+    session, _ = _session()
+    session.cancel_requested.set()
+    with pytest.raises(MotionAbortedError), session.motion():
+        pass
+    session.cancel_requested.clear()
+    session.mark_link_error(OSError("gone"))
+    assert session.faulted
+    with pytest.raises(NotConnectedError, match="keeps retrying"), session.device():
+        pass
