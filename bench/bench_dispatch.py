@@ -1,0 +1,234 @@
+"""Dispatch latency of the plate-resort worker vs Prefect's process worker, e-stop latency, RSS.
+
+Measured in one run against a fresh local server (SQLite) and pty emulators:
+
+* dispatch: `run_deployment` submission -> first line of the flow body on the device
+  (the device flows record `started_at`); the stock process worker at default settings runs a
+  probe flow that records the same;
+* e-stop: `fleet.estop` call -> `torque_enable = 0` in the emulator's write log, during a move;
+* agent RSS idle and after 100 runs;
+* N idle agents (env `BENCH_IDLE_AGENTS`, default 20): server CPU over 60 s and dispatch p95
+  with all of them connected.
+
+Env: `BENCH_N` (runs per dispatch sample, default 10), `BENCH_STOCK_N` (default 10).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "median_s": round(statistics.median(values), 4),
+        "p95_s": round(_pct(values, 0.95), 4),
+        "max_s": round(max(values), 4),
+    }
+
+
+def _dispatch(deployment: str, n: int, **params: Any) -> list[float]:
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from flows.results import read_device_result
+
+    out = []
+    for _ in range(n):
+        t0 = time.time()
+        fr = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False)
+        fr = run_coro_as_sync(wait_for_flow_run(fr.id, timeout=120))
+        if fr.state.is_completed():
+            out.append(float(read_device_result(fr.id)["started_at"]) - t0)
+    return out
+
+
+def _stock(api_dir: Path, n: int) -> list[float]:
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    out_dir = api_dir / "stock"
+    out_dir.mkdir()
+
+    async def setup() -> None:
+        async with get_client() as c:
+            await c.create_work_pool(WorkPoolCreate(name="stock", type="process"))
+            flow_id = await c.create_flow_from_name("stock-probe")
+            await c.create_deployment(
+                flow_id=flow_id,
+                name="stock",
+                work_pool_name="stock",
+                entrypoint="bench/stock_probe.py:stock_probe",
+                path=str(REPO),
+                job_variables={"working_dir": str(REPO)},
+            )
+
+    run_coro_as_sync(setup())
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "stock"],
+        env=env,
+        stdout=(api_dir / "stock-worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(5)
+        values = []
+        for _ in range(n):
+            t0 = time.time()
+            fr = run_deployment(
+                "stock-probe/stock",
+                parameters={"out_dir": str(out_dir)},
+                timeout=0,
+                as_subflow=False,
+            )
+            fr = run_coro_as_sync(wait_for_flow_run(fr.id, timeout=180))
+            mark = out_dir / str(fr.id)
+            if fr.state.is_completed() and mark.exists():
+                values.append(float(mark.read_text()) - t0)
+        return values
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _estop_latency(env: Any, n: int = 5) -> list[float]:
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from fleet.estop import clear_estop, estop
+    from tests.e2e.agent_support import control, emulator_writes, wait_for
+
+    values = []
+    for i in range(n):
+        run_coro_as_sync(
+            wait_for_flow_run(
+                run_deployment("go-home/resort-a", timeout=0, as_subflow=False).id, timeout=60
+            )
+        )
+        fr = run_deployment(
+            "move-to-angle/resort-a", parameters={"angle": 179.0 + i}, timeout=0, as_subflow=False
+        )
+        wait_for(lambda: control(env["link"], {"stats": True})["moving"], 30, 0.02)
+        time.sleep(0.3)
+        t0 = time.time()
+        estop(env["inv"], ["resort-a"], "bench")
+        offs = [
+            w["t"]
+            for w in emulator_writes(env["log"])
+            if w["name"] == "torque_enable" and w["value"] == 0 and w["t"] >= t0
+        ]
+        if offs:
+            values.append(offs[0] - t0)
+        run_coro_as_sync(wait_for_flow_run(fr.id, timeout=60))
+        clear_estop(env["inv"], ["resort-a"])
+    return values
+
+
+def run(results_dir: Path) -> dict[str, Any]:
+    """Run the dispatch benchmark; return its numbers."""
+    from tests.e2e.agent_support import provision_minimal, start_agent, wait_for, write_inventory
+    from tests.support.prefect_server import start_prefect_server
+
+    n = int(os.environ.get("BENCH_N", "10"))
+    stock_n = int(os.environ.get("BENCH_STOCK_N", "10"))
+    idle_agents = int(os.environ.get("BENCH_IDLE_AGENTS", "20"))
+    work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    server = start_prefect_server(work / "home")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    agents = []
+    result: dict[str, Any] = {}
+    try:
+        from fleet.inventory import load_inventory
+        from fleet.status import read_status
+        from flows.agent_settings import agent_settings_for
+
+        names = ["resort-a"] + [f"idle-{i:02d}" for i in range(idle_agents)]
+        inv = load_inventory(write_inventory(work, server.api_url, names, fleet="bench"))
+        provision_minimal(inv)
+        settings = agent_settings_for(inv, "resort-a")
+        main = start_agent(inv.path, "resort-a", work / "agent-resort-a.log")
+        agents.append(main)
+        wait_for(lambda: read_status(inv)[0].online, 120, 0.5, "agent online")
+        time.sleep(2)
+        proc = psutil.Process(main.proc.pid)
+        result["agent_rss_idle_mb"] = round(proc.memory_info().rss / 2**20, 1)
+        result["plate_resort_worker"] = _summary(_dispatch("request-position/resort-a", n))
+        env = {
+            "inv": inv,
+            "link": Path(settings.device.serial_port),
+            "log": Path(settings.emulator.log_file),
+        }
+        result["estop_to_torque_off"] = _summary(_estop_latency(env))
+        _dispatch("request-position/resort-a", max(0, 100 - n))
+        result["agent_rss_after_100_runs_mb"] = round(proc.memory_info().rss / 2**20, 1)
+        result["process_worker_default"] = _summary(_stock(work, stock_n))
+        result["ratio_median_stock_over_ours"] = round(
+            result["process_worker_default"]["median_s"]
+            / result["plate_resort_worker"]["median_s"],
+            1,
+        )
+        if idle_agents:
+            for name in names[1:]:
+                agents.append(start_agent(inv.path, name, work / f"agent-{name}.log"))
+            wait_for(
+                lambda: sum(s.online for s in read_status(inv)) == len(names),
+                300,
+                2,
+                "all agents online",
+            )
+            time.sleep(10)
+            srv = psutil.Process(server.process.pid)
+            procs = [srv, *srv.children(recursive=True)]
+            before = sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+            time.sleep(60)
+            after = sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+            result[f"server_cpu_percent_{idle_agents}_idle_agents"] = round(
+                (after - before) / 60 * 100, 1
+            )
+            result[f"plate_resort_worker_with_{idle_agents}_agents"] = _summary(
+                _dispatch("request-position/resort-a", n)
+            )
+        result["load_average_1min"] = round(os.getloadavg()[0], 2)
+    finally:
+        for agent in agents:
+            if agent.proc.poll() is None:
+                agent.proc.terminate()
+        for agent in agents:
+            try:
+                agent.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        server.stop()
+    return result
+
+
+if __name__ == "__main__":
+    print(run(REPO / "bench" / "results"))
