@@ -10,6 +10,9 @@ again. Why not `prefect.concurrency.asyncio.concurrency` as is:
   the others, which a local release wakes anyway), and a release in this process wakes the next
   local waiter at once (FIFO). A busy server (HTTP 429/5xx, transport errors) is retried until
   the timeout.
+* A poll reads the limit and increments only when a slot looks free: a refused increment is a
+  write on the server, and SQLite answers concurrent writes with 503s that Prefect's client retries
+  after 2, 4, 8 s.
 * A timeout must say who holds the resort. Prefect 3.8 stores the lease holder
   (`{"type": "flow_run", "id": ...}`) in its lease storage but offers no API to read it back for a
   global limit, so the holder is also recorded in a Prefect variable
@@ -276,6 +279,15 @@ async def _try_increment(
     return granted.lease_id
 
 
+async def _looks_free(client: Any, name: str) -> bool:
+    """Whether the limit shows a free slot right now (a read; True when unsure)."""
+    try:
+        limit = await client.read_global_concurrency_limit_by_name(name)
+    except Exception:
+        return True
+    return int(limit.active_slots) < int(limit.limit)
+
+
 async def acquire(
     name: str,
     *,
@@ -315,12 +327,18 @@ async def acquire(
         _waiters.setdefault(name, []).append(waiter)
     delay = FIRST_POLL
     lease_id: UUID | None = None
+    attempt = True  # first round, or woken by a local release: try to take it at once
     try:
         while True:
+            woken = waiter.event.is_set()
             waiter.event.clear()
-            lease_id = await _try_increment(client, name, lease_duration, run_id)
-            if lease_id is not None:
-                break
+            # A refused increment is a write on the server (denied-slot bookkeeping) and SQLite
+            # serialises writes, so a poll reads the limit first and increments only when free.
+            if attempt or woken or await _looks_free(client, name):
+                lease_id = await _try_increment(client, name, lease_duration, run_id)
+                if lease_id is not None:
+                    break
+            attempt = False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise await _busy_error(name, resort, time.monotonic() - start)
@@ -348,9 +366,10 @@ async def acquire(
         resort=resort,
     )
     _start_renewal(held)
+    logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
     if resort is not None:
         await _record_holder(resort, lease_id, run_id, run_name)
-    logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
+        logger.debug("recorded holder of %s at %.3f s", name, time.monotonic() - start)
     return held
 
 

@@ -217,9 +217,11 @@ async def dispatch(
     key = f"{_parent_run_id()}:{step}:{resort.name}"
     deployment = names.device_deployment_name(device_flow, resort)
     async with locks.fleet_move_slot(inventory) if device_flow in names.MOTION_FLOWS else _null():
+        began = time.monotonic()
         child = await arun_deployment(
             deployment, parameters=dict(parameters), timeout=0, idempotency_key=key
         )
+        _log.debug("%s: run created in %.3f s", deployment, time.monotonic() - began)
         child_id = str(child.id)
         if info is not None:
             info.update(flow_run_id=child_id, resort=resort.name)
@@ -237,6 +239,7 @@ async def dispatch(
                     flow_run_id=child_id,
                     state=child.state.name if child.state else None,
                 ) from None
+    _log.debug("%s: run %s final after %.3f s", deployment, child_id, time.monotonic() - began)
     state = child.state
     if state is not None and state.is_completed():
         return await _read_result(child_id)
