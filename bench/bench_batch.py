@@ -1,0 +1,104 @@
+"""Parent-flow overhead: one hotel activation end to end, and a 100-activation batch on 5 resorts.
+
+Against a fresh local server (SQLite, filesystem leases, 1 s slot-wait cap) with five timed pty
+emulators (180 deg/s, rectangular profile) and one real agent each:
+
+* single: `FleetClient.activate_hotel` wall time (parent flow run, selection, lock, dispatch,
+  event-driven wait, result) vs the physical move time the driver reported (`duration`), n runs;
+* batch: 100 activations spread round-robin over 5 resorts (20 each, consecutive hotels differ)
+  with `max_concurrency=5`: makespan vs the busiest resort's summed physical move time.
+
+Env: `BENCH_BATCH_SINGLE_N` (default 10), `BENCH_BATCH_OPS` (default 100).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HOTELS = "BCDA"
+
+
+def run(results_dir: Path) -> dict[str, Any]:
+    """Run the batch benchmark; return its numbers."""
+    from tests.support.fleet_harness import start_fleet
+    from tests.support.prefect_server import start_prefect_server
+
+    single_n = int(os.environ.get("BENCH_BATCH_SINGLE_N", "10"))
+    ops_n = int(os.environ.get("BENCH_BATCH_OPS", "100"))
+    work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    server = start_prefect_server(work / "home")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ["PREFECT_HOME"] = str(work / "home" / "client")
+    fleet = None
+    result: dict[str, Any] = {}
+    try:
+        from fleet.client import FleetClient
+
+        fleet = start_fleet(work / "fleet", "bench", 5, instant=False, speed=180.0)
+        client = FleetClient(fleet.inventory_path)
+        client.activate_hotel("bench-a", "A")  # warm-up: imports, first flow registration
+
+        walls, moves = [], []
+        for i in range(single_n):
+            t0 = time.perf_counter()
+            out = client.activate_hotel("bench-a", HOTELS[i % 4])
+            walls.append(time.perf_counter() - t0)
+            moves.append(float(out["duration"]))
+        result["single"] = {
+            "n": single_n,
+            "wall_median_s": round(statistics.median(walls), 3),
+            "move_median_s": round(statistics.median(moves), 3),
+            "overhead_median_s": round(
+                statistics.median(w - m for w, m in zip(walls, moves, strict=True)), 3
+            ),
+            "ratio_wall_over_move": round(statistics.median(walls) / statistics.median(moves), 2),
+        }
+
+        resorts = fleet.names
+        for name in resorts:  # every resort starts at A, so the first B is a real move
+            client.activate_hotel(name, "A")
+        operations = [
+            {
+                "resort": resorts[i % len(resorts)],
+                "action": "activate_hotel",
+                "hotel": HOTELS[(i // len(resorts)) % 4],
+            }
+            for i in range(ops_n)
+        ]
+        t0 = time.perf_counter()
+        report = client.batch(operations, max_concurrency=len(resorts))
+        wall = time.perf_counter() - t0
+        per_resort: dict[str, float] = {}
+        for r in report.results:
+            if r.state == "Completed":
+                per_resort[r.resort] = per_resort.get(r.resort, 0.0) + float(r.result["duration"])
+        busiest = max(per_resort.values()) if per_resort else float("nan")
+        result["batch"] = {
+            "operations": ops_n,
+            "resorts": len(resorts),
+            "completed": sum(r.state == "Completed" for r in report.results),
+            "makespan_s": round(report.makespan, 2),
+            "wall_s": round(wall, 2),
+            "busiest_resort_move_total_s": round(busiest, 2),
+            "ratio_makespan_over_busiest_moves": round(report.makespan / busiest, 2),
+            "failures": [f"{r.operation}: {r.state}: {r.error}" for r in report.failed][:5],
+            "per_operation_median_s": round(
+                statistics.median(r.duration for r in report.results if r.duration), 3
+            ),
+        }
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        server.stop()
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover - manual run
+    import json
+
+    print(json.dumps(run(Path("bench/results")), indent=2))
