@@ -67,6 +67,7 @@ class Lab:
     vault_password_file: Path
     wheelhouse: Path
     pis: dict[str, str] = field(default_factory=dict)  # resort -> Pi address
+    runs: int = 0
 
     def client_env(self) -> dict[str, str]:
         """Environment for `fleet`/Prefect clients talking to the lab's server."""
@@ -113,7 +114,11 @@ class Lab:
             "device_agent_apt_update_cache=false",  # the Pis are offline
             *args,
         ]
-        return run(cmd, env=ansible_env(), cwd=ANSIBLE_DIR, timeout=timeout)
+        result = run(cmd, env=ansible_env(), cwd=ANSIBLE_DIR, timeout=timeout)
+        self.runs += 1
+        log = self.work / f"playbook-{self.runs}.log"
+        log.write_text(f"$ {' '.join(cmd)}\n{result.stdout}\n--- stderr\n{result.stderr}")
+        return result
 
     def pi_exec(self, index: int, *cmd: str) -> subprocess.CompletedProcess[str]:
         """Run `cmd` inside fake Pi `index` (1-based)."""
