@@ -36,6 +36,8 @@ from fleet._inventory_yaml import (
 from fleet.errors import DeviceSelectionError, InventoryError
 
 __all__ = [
+    "DEFAULT_INVENTORY",
+    "INVENTORY_ENV",
     "SDK_BAUDRATES",
     "Fleet",
     "Inventory",
@@ -43,6 +45,7 @@ __all__ = [
     "Resort",
     "ResortEntry",
     "ResortSettings",
+    "inventory_path",
     "inventory_schema",
     "load_inventory",
     "parse_inventory",
@@ -590,6 +593,27 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         raise InventoryError([f"{source}: cannot read inventory: not UTF-8 text"]) from exc
     inv = parse_inventory(text, source=source, base_dir=file.resolve().parent)
     return inv.model_copy(update={"path": file.resolve()})
+
+
+INVENTORY_ENV = "FLEET_INVENTORY"
+DEFAULT_INVENTORY = Path("inventory/demo.yaml")
+
+
+def inventory_path(option: str | os.PathLike[str] | None = None) -> Path:
+    """The inventory file a command uses: `option`, else `$FLEET_INVENTORY`, else the demo's.
+
+    Raises:
+        InventoryError: none given and `inventory/demo.yaml` is absent from the current directory.
+    """
+    if option:
+        return Path(option)
+    if os.environ.get(INVENTORY_ENV):
+        return Path(os.environ[INVENTORY_ENV])
+    if DEFAULT_INVENTORY.exists():
+        return DEFAULT_INVENTORY
+    raise InventoryError(
+        [f"no inventory: pass --inventory FILE or set {INVENTORY_ENV} ({DEFAULT_INVENTORY} absent)"]
+    )
 
 
 def dump_schema() -> str:

@@ -38,8 +38,6 @@ from fleet.plan import DEVICE_FLOW_OF, Operation, validate_operation
 from fleet.selection import Selector, select_resort
 
 __all__ = [
-    "DEFAULT_INVENTORY",
-    "INVENTORY_ENV",
     "activate_hotel",
     "dispatch",
     "fleet_health",
@@ -55,8 +53,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-INVENTORY_ENV = "FLEET_INVENTORY"
-DEFAULT_INVENTORY = "inventory/demo.yaml"
 DEFAULT_LOCK_TIMEOUT = locks.DEFAULT_LOCK_TIMEOUT
 #: seconds a device run may wait for its agent to pick it up, on top of the resort's move_timeout
 PICKUP_MARGIN = 60.0
@@ -73,8 +69,10 @@ def _logger() -> Any:
 
 
 def resolve_inventory_path(path: str | os.PathLike[str] | None = None) -> str:
-    """`path`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml`."""
-    return str(path or os.environ.get(INVENTORY_ENV) or DEFAULT_INVENTORY)
+    """`path`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml` (`fleet.inventory`)."""
+    from fleet.inventory import inventory_path
+
+    return str(inventory_path(path))
 
 
 def load_fleet_inventory(path: str | os.PathLike[str] | None = None) -> Any:

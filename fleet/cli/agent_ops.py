@@ -11,37 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 from typing import Any
 
-from fleet.errors import InventoryError, PlanError
+from fleet.errors import PlanError
 
-__all__ = ["inventory_path", "register"]
-
-DEFAULT_INVENTORY = Path("inventory/demo.yaml")
-
-
-def inventory_path(option: str | None) -> Path:
-    """The inventory file to use: option, else $FLEET_INVENTORY, else inventory/demo.yaml."""
-    if option:
-        return Path(option)
-    if os.environ.get("FLEET_INVENTORY"):
-        return Path(os.environ["FLEET_INVENTORY"])
-    if DEFAULT_INVENTORY.exists():
-        return DEFAULT_INVENTORY
-    raise InventoryError(
-        ["no inventory: pass --inventory FILE or set FLEET_INVENTORY (inventory/demo.yaml absent)"]
-    )
+__all__ = ["register"]
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from fleet.inventory import load_inventory
+    from fleet.inventory import inventory_path, load_inventory
 
-    inv = load_inventory(inventory_path(args.inventory))
-    if inv.fleet.api_url and not os.environ.get("PREFECT_API_URL"):
-        os.environ["PREFECT_API_URL"] = inv.fleet.api_url
-    return inv
+    return load_inventory(inventory_path(args.inventory))
 
 
 def register(subparsers: Any) -> None:
@@ -93,10 +73,13 @@ def _targets(args: argparse.Namespace) -> list[str] | None:
 
 def _estop(args: argparse.Namespace) -> int:
     from fleet.estop import estop
+    from fleet.server import api_settings
 
     targets = _targets(args)
     inv = _load(args)
-    for ack in estop(inv, targets, args.reason, timeout=args.timeout):
+    with api_settings(inv):
+        acks = estop(inv, targets, args.reason, timeout=args.timeout)
+    for ack in acks:
         where = f" at {ack.position:.1f} deg" if ack.position is not None else ""
         print(f"{ack.resort}: stopped{where} (ack after {ack.latency * 1000:.0f} ms)")
     return 0
@@ -104,10 +87,13 @@ def _estop(args: argparse.Namespace) -> int:
 
 def _clear(args: argparse.Namespace) -> int:
     from fleet.estop import clear_estop
+    from fleet.server import api_settings
 
     targets = _targets(args)
     inv = _load(args)
-    for ack in clear_estop(inv, targets, timeout=args.timeout):
+    with api_settings(inv):
+        acks = clear_estop(inv, targets, timeout=args.timeout)
+    for ack in acks:
         print(f"{ack.resort}: e-stop cleared (ack after {ack.latency * 1000:.0f} ms)")
     return 0
 
@@ -123,10 +109,12 @@ def _cell(value: Any) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from fleet.server import api_settings
     from fleet.status import read_status
 
     inv = _load(args)
-    rows = read_status(inv)
+    with api_settings(inv):
+        rows = read_status(inv)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
         return 0

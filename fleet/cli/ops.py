@@ -92,8 +92,7 @@ def _angle(text: str) -> float:
 
 
 def _inventory(args: argparse.Namespace) -> Any:
-    from fleet.cli.agent_ops import inventory_path
-    from fleet.inventory import load_inventory
+    from fleet.inventory import inventory_path, load_inventory
 
     return load_inventory(inventory_path(args.inventory))
 
