@@ -359,7 +359,8 @@ class Inventory(BaseModel):
                 "worker_type": names.WORKER_TYPE,
                 "fleet_limit": names.fleet_limit_name(self),
                 "parent_deployments": {
-                    flow: names.parent_deployment_name(flow) for flow in names.PARENT_FLOWS
+                    flow: names.parent_deployment_name(flow, self.fleet.name)
+                    for flow in names.PARENT_FLOWS
                 },
             },
             "resorts": [

@@ -109,15 +109,21 @@ def device_deployment_name(flow_name: str, resort: str | _Named) -> str:
     return f"{flow_name}/{_resort(resort)}"
 
 
-def parent_deployment_name(flow_name: str) -> str:
-    """Full deployment name of a parent flow: `fleet-activate-hotel/default`.
+def parent_deployment_name(flow_name: str, fleet: str | Any) -> str:
+    """Full deployment name of a parent flow for one fleet: `fleet-activate-hotel/demo`.
+
+    Args:
+        flow_name: a key of `PARENT_FLOWS`.
+        fleet: the fleet's name, or an inventory (its `fleet.name`). Each fleet gets its own
+            deployment, so two fleets on one server do not repoint each other's.
 
     Raises:
         KeyError: `flow_name` is not a parent flow.
     """
     if flow_name not in PARENT_FLOWS:
         raise KeyError(f"unknown parent flow {flow_name!r}; known: {', '.join(PARENT_FLOWS)}")
-    return f"{flow_name}/default"
+    fleet_name = fleet if isinstance(fleet, str) else fleet.fleet.name
+    return f"{flow_name}/{fleet_name}"
 
 
 def estop_variable_name(resort: str | _Named) -> str:

@@ -429,7 +429,7 @@ class _Provisioner:
                 }
         for flow_name, entrypoint in names.PARENT_FLOWS.items():
             schema = PARENT_FLOW_SCHEMAS.get(flow_name)
-            full = names.parent_deployment_name(flow_name)
+            full = names.parent_deployment_name(flow_name, inv)
             has_inventory = schema is not None and "inventory" in schema["properties"]
             desired[(flow_name, full.split("/", 1)[1])] = {
                 "work_pool_name": control_pool,

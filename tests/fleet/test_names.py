@@ -24,7 +24,8 @@ def test_design_table_values() -> None:
     assert names.fleet_limit_name(inv) == names.fleet_limit_name("demo") == "fleet:demo:moves"
     assert names.device_deployment_name("activate-hotel", r) == "activate-hotel/resort-a"
     assert names.DEVICE_FLOWS["activate-hotel"] == "flows.device:activate_hotel"
-    assert names.parent_deployment_name("fleet-activate-hotel") == "fleet-activate-hotel/default"
+    parent = names.parent_deployment_name("fleet-activate-hotel", "demo")
+    assert parent == "fleet-activate-hotel/demo"
     assert names.PARENT_FLOWS["fleet-activate-hotel"] == "flows.parent:activate_hotel"
     assert names.estop_variable_name(r) == "fleet_estop__resort_a"
     assert names.status_variable_name(r) == "fleet_status__resort_a"
@@ -54,4 +55,4 @@ def test_unknown_flow_names_raise() -> None:
     with pytest.raises(KeyError, match="unknown device flow"):
         names.device_deployment_name("fly", "resort-a")
     with pytest.raises(KeyError, match="unknown parent flow"):
-        names.parent_deployment_name("fly")
+        names.parent_deployment_name("fly", "demo")

@@ -59,10 +59,9 @@ def test_provision_creates_everything_then_changes_nothing(tmp_path: Path, clien
     inv = load_inventory(path)
 
     dry = provision(inv, dry_run=True)
-    # Parent deployments are shared by every fleet on a server: earlier tests may have made them.
-    parents = {names.parent_deployment_name(f) for f in names.PARENT_FLOWS}
+    # Each fleet has its own parent deployments, so a fresh fleet creates everything.
     assert dry.dry_run
-    assert {c.action for c in dry.changes if c.name not in parents} == {"create"}
+    assert {c.action for c in dry.changes} == {"create"}
     with pytest.raises(ObjectNotFound):
         client.read_work_pool("pv1-resorts")
     assert _gcl(client, "resort:pv1-a") is None
@@ -93,7 +92,7 @@ def test_provision_creates_everything_then_changes_nothing(tmp_path: Path, clien
             assert dep.entrypoint == entrypoint and dep.enforce_parameter_schema
     assert _gcl(client, names.fleet_limit_name(inv)).limit == 2
     for flow_name, entrypoint in names.PARENT_FLOWS.items():
-        dep = _deployment(client, names.parent_deployment_name(flow_name))
+        dep = _deployment(client, names.parent_deployment_name(flow_name, inv))
         assert dep.work_pool_name == names.control_pool_name(inv)
         assert dep.entrypoint == entrypoint
 
