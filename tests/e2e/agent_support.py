@@ -1,13 +1,7 @@
-"""Helpers for agent tests: a one-file inventory, minimal provisioning, agent subprocesses.
-
-Provisioning here is the minimum the device worker needs (pool of type `plate-resort`, one queue
-per resort, the device deployments with their entrypoints), so these tests do not depend on
-`fleet provision`.
-"""
+"""Helpers for agent tests: a one-file inventory, provisioning, agent subprocesses."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -17,8 +11,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from fleet import names
 
 __all__ = [
     "AgentProcess",
@@ -57,43 +49,11 @@ def write_inventory(
     return path
 
 
-async def _aprovision(inv: Any) -> None:
-    from prefect import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    from device_agent.worker import ResortWorker
-
-    async with get_client() as client:
-        with contextlib.suppress(ObjectAlreadyExists):
-            await client.create_work_pool(
-                WorkPoolCreate(
-                    name=inv.fleet.work_pool,
-                    type=names.WORKER_TYPE,
-                    base_job_template=ResortWorker.get_default_base_job_template(),
-                )
-            )
-        for resort in inv.resorts:
-            queue = names.work_queue_name(resort)
-            with contextlib.suppress(ObjectAlreadyExists):
-                await client.create_work_queue(name=queue, work_pool_name=inv.fleet.work_pool)
-            for flow_name, entrypoint in names.DEVICE_FLOWS.items():
-                flow_id = await client.create_flow_from_name(flow_name)
-                await client.create_deployment(
-                    flow_id=flow_id,
-                    name=resort.name,
-                    work_pool_name=inv.fleet.work_pool,
-                    work_queue_name=queue,
-                    entrypoint=entrypoint,
-                    path=str(_REPO),
-                )
-
-
 def provision_minimal(inv: Any) -> None:
-    """Pool, queues and device deployments of `inv` (idempotent)."""
-    from prefect.utilities.asyncutils import run_coro_as_sync
+    """Provision `inv` with `fleet provision` (pool, queues, locks, deployments; idempotent)."""
+    from fleet.provision import provision
 
-    run_coro_as_sync(_aprovision(inv))
+    provision(inv)
 
 
 @dataclass
