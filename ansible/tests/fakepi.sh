@@ -49,11 +49,20 @@ cmd_base() {
   mv "$r" "$BASE"
 }
 
-# Build the wheelhouse inside the base (the same Python as the Pis, so markers match).
+# Build the wheelhouse inside the base (the same Python as the Pis, so markers match). Cached by
+# a hash of the package sources: an unchanged tree reuses the last archive.
 cmd_wheelhouse() {
-  local out="$1" repo
+  local out="$1" repo key
   repo="$(cd "$(dirname "$0")/../.." && pwd)"
   cmd_base
+  key="$(cd "$repo" && find pyproject.toml fleet device_agent flows -type f \
+    ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+  if [ -f "$CACHE/wheelhouse-$key.tar.gz" ]; then
+    mkdir -p "$(dirname "$out")"
+    cp "$CACHE/wheelhouse-$key.tar.gz" "$out"
+    log "wheelhouse unchanged ($key), reused"
+    return 0
+  fi
   mkdir -p "$(dirname "$out")"
   local src="$BASE/mnt/src" dst="$BASE/mnt/out"
   mkdir -p "$src" "$dst"
@@ -78,6 +87,10 @@ cmd_wheelhouse() {
     bash /mnt/src/ansible/tools/build-wheelhouse.sh --python /opt/wheelhouse-builder/bin/python \
     "/mnt/out/$(basename "$out")" || rc=$?
   umount "$BASE/dev" "$BASE/proc" "$dst" "$src"
+  if [ $rc -eq 0 ]; then
+    rm -f "$CACHE"/wheelhouse-*.tar.gz
+    cp "$out" "$CACHE/wheelhouse-$key.tar.gz"
+  fi
   return $rc
 }
 

@@ -112,6 +112,8 @@ class Lab:
             f"device_agent_wheelhouse_archive={self.wheelhouse}",
             "-e",
             "device_agent_apt_update_cache=false",  # the Pis are offline
+            "-e",
+            '{"device_agent_poll_interval": 2}',
             *args,
         ]
         result = run(cmd, env=ansible_env(), cwd=ANSIBLE_DIR, timeout=timeout)

@@ -26,7 +26,7 @@ bash "$here/fakepi.sh" down
 
 start=$SECONDS
 status=0
-"$repo/.venv/bin/python" -m pytest -p no:cacheprovider -m ansible \
+"$repo/.venv/bin/python" -m pytest -p no:cacheprovider -m ansible --durations=8 \
   "$here" "$@" || status=$?
 echo "test-ansible: $((SECONDS - start)) s"
 exit $status
