@@ -1,7 +1,10 @@
 """Run the benchmarks: ``python -m bench`` (all) or ``python -m bench device`` (one).
 
 Discovers every ``bench/bench_*.py`` module, calls its ``run(results_dir) -> dict``, writes the dict
-to ``bench/results/<name>.json`` and prints one table of every number.
+to ``bench/results/<name>.json`` and prints one table of every number. A run that includes the
+device, dispatch and batch benchmarks (``make bench``) also writes ``bench/results/summary.json``
+(`bench.summary`) and prints its figures with their baselines; ``--summary`` rebuilds it from the
+results files already there.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from bench import summary
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -59,7 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the named benchmarks (default: all); return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run ({', '.join(available())})")
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="run nothing; rebuild summary.json from the results files already written",
+    )
     args = parser.parse_args(argv)
+    if args.summary:
+        return _write_summary(*summary.load_results(RESULTS_DIR))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     names = args.names or available()
     unknown = sorted(set(names) - set(available()))
@@ -79,6 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         (RESULTS_DIR / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         results[name] = data
     print_table(results)
+    if set(summary.SOURCES) <= set(names):  # the headline figures come from one run only
+        print()
+        return _write_summary(results, None)
+    return 0
+
+
+def _write_summary(results: dict[str, dict[str, Any]], measured_at: Any) -> int:
+    """Write `summary.json` from `results` and print its table (figure, value, baseline)."""
+    doc = summary.build_summary(results, measured_at)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+    summary.print_summary(doc, results)
     return 0
 
 
