@@ -227,6 +227,7 @@ async def dispatch(
         async with get_client() as client:
             try:
                 child = await wait_for_flow_run(child.id, timeout=int(timeout) + 1, client=client)
+                child = await _confirm_final(client, child)
             except FlowRunWaitTimeout:
                 await _stop_unstarted(client, child.id)
                 child = await client.read_flow_run(child.id)
@@ -252,6 +253,17 @@ async def dispatch(
         flow_run_id=child_id,
         state=state_name,
     )
+
+
+async def _confirm_final(client: Any, run: Any, bound: float = 10.0) -> Any:
+    """Re-read a run that `wait_for_flow_run` returned on a final-state event but still reads
+    non-final: the server can publish the event before its transaction commits (seen on a loaded
+    SQLite server as "ended Running"), so give the state `bound` seconds to become readable."""
+    deadline = time.monotonic() + bound
+    while (run.state is None or not run.state.is_final()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        run = await client.read_flow_run(run.id)
+    return run
 
 
 class _null:
