@@ -229,11 +229,11 @@ def server_env(
 
 
 def start_server_process(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `python -m prefect server start` detached (own session), output to `log_path`."""
+    """Start Prefect's server (`fleet._server_main`) detached (own session), output to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start"],
+            [sys.executable, "-m", "fleet._server_main"],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
