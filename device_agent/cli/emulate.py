@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from device_agent.emulator.model import FAULT_KINDS
 from device_agent.errors import ConfigurationError
 
 __all__ = [
@@ -32,21 +33,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-FAULT_CHOICES = (
-    "overload",
-    "overheat",
-    "voltage",
-    "shock",
-    "encoder",
-    "stall",
-    "mute",
-    "unmute",
-    "corrupt",
-    "late",
-    "unplug",
-    "replug",
-    "clear",
-)
+# The CLI is the emulator's front end: its fault kinds are the model's.
+FAULT_CHOICES = FAULT_KINDS
 # Baud rates the XM430 supports (Baud Rate register 8, codes 0-7).
 XM430_BAUDRATES = (9600, 57600, 115200, 1000000, 2000000, 3000000, 4000000, 4500000)
 
