@@ -139,7 +139,7 @@ def write_fleet_inventory(path: Path, api_url: str) -> None:
         "  hotels: [A, B, C, D]",
         "  speed: 90.0",
         "  acceleration: 360.0",
-        "  move_timeout: 20.0",
+        "  move_timeout: 90.0",
         "resorts:",
     ]
     for i, name in enumerate(RESORTS, start=1):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 
 import pytest
 from rollout_helpers import RESORTS, VENV_BIN, Lab, run
@@ -81,6 +83,17 @@ def test_units_verify_and_files_are_private(lab: Lab) -> None:
         assert 'ATTR{latency_timer}="1"' in rule
 
 
+def completed_runs(lab: Lab, flow: str, queue: str | None = None) -> list[dict]:
+    """COMPLETED flow runs of `flow` on the server (optionally only those of work queue `queue`)."""
+    body: dict = {
+        "flows": {"name": {"any_": [flow]}},
+        "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
+    }
+    if queue is not None:
+        body["flow_runs"]["work_queue_name"] = {"any_": [queue]}
+    return lab.api("POST", "/flow_runs/filter", body)
+
+
 def test_each_resort_answers_a_parent_flow_run(lab: Lab) -> None:
     for resort in RESORTS:
         result = run(
@@ -100,7 +113,13 @@ def test_each_resort_answers_a_parent_flow_run(lab: Lab) -> None:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         answer = json.loads(result.stdout)
-        assert json.dumps(answer).count("C") >= 1, answer
+        assert answer["resort"] == resort
+        # The emulated carousel really turned: hotel C of four sits at 180 degrees.
+        assert answer["result"]["hotel"] == "C", answer
+        assert abs(float(answer["result"]["position"]) - 180.0) <= 1.0, answer
+        # The device subflow ran on the resort's own queue, i.e. in the agent on its fake Pi.
+        assert completed_runs(lab, "activate-hotel", queue=resort), resort
+    assert len(completed_runs(lab, "fleet-activate-hotel")) >= len(RESORTS)
 
 
 def test_second_run_changes_nothing(lab: Lab) -> None:
@@ -117,3 +136,52 @@ def test_check_diff_runs_clean(lab: Lab) -> None:
     hosts = recap(result.stdout)
     assert all(h["changed"] == 0 and h["failed"] == 0 for h in hosts.values()), result.stdout
     assert lab.auth_string.split(":", 1)[1] not in result.stdout + result.stderr
+
+
+def test_restart_waits_for_the_active_run_then_resumes(lab: Lab) -> None:
+    """A unit change on Pi 1 while resort-a is moving: pause, wait for the run, restart, resume."""
+    resort, pi = RESORTS[0], lab.pis[RESORTS[0]]
+    slow = run(
+        [
+            str(VENV_BIN / "python"),
+            "-c",
+            "from prefect.deployments import run_deployment\n"
+            f"r = run_deployment('set-speed/{resort}', parameters={{'speed': 5.0}}, timeout=60)\n"
+            "assert r.state.is_completed(), r.state",
+        ],
+        env=lab.client_env(),
+        timeout=120,
+    )
+    assert slow.returncode == 0, slow.stderr[-2000:]
+    # From hotel C (180 deg) to 0 deg at 5 deg/s: a ~36 s run, longer than the playbook needs
+    # to reach its drain step.
+    move = subprocess.Popen(
+        [str(VENV_BIN / "fleet"), "home", resort, "--inventory", str(lab.fleet_inventory)],
+        env=lab.client_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        running = {
+            "flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}},
+            "work_pool_queues": {"name": {"any_": [resort]}},
+        }
+        deadline = time.monotonic() + 60
+        while lab.api("POST", "/flow_runs/count", running) == 0:
+            assert move.poll() is None, move.communicate()
+            assert time.monotonic() < deadline, "the move never started"
+            time.sleep(0.3)
+        result = lab.playbook("--limit", pi, "-e", '{"device_agent_restart_sec": 6}')
+        out, err = move.communicate(timeout=120)
+    finally:
+        if move.poll() is None:
+            move.kill()
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert move.returncode == 0, out + err  # the run finished; the restart did not kill it
+    assert re.search(r"RETRYING: .*Wait until no run is active", result.stdout), result.stdout
+    drained = result.stdout.index("Wait until no run is active")
+    assert result.stdout.index("RUNNING HANDLER [device_agent : Restart the agents]") > drained
+    queue = lab.api("GET", f"/work_pools/rollout-resorts/queues/{resort}")
+    assert queue["is_paused"] is False
+    assert workers(lab)[f"agent-{resort}"]["status"] == "ONLINE"
