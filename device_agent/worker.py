@@ -77,11 +77,71 @@ _BURST_SECONDS = 1.0
 _BURST_STEP = 0.05
 
 
+# Deployments and flows are read for every run; cache them briefly (a deployment re-provisioned
+# with a new entrypoint is seen within this many seconds; a flow id never changes its name).
+_DEPLOYMENT_TTL = 30.0
+
+
+class _ApiCache:
+    """Per-process cache of the deployment and flow reads that every run's set-up repeats."""
+
+    def __init__(self) -> None:
+        self._deployments: dict[UUID, tuple[float, Any]] = {}
+        self._flows: dict[UUID, Any] = {}
+
+    async def deployment(self, client: Any, deployment_id: UUID) -> Any:
+        hit = self._deployments.get(deployment_id)
+        if hit is not None and time.monotonic() < hit[0]:
+            return hit[1]
+        deployment = await client.read_deployment(deployment_id)
+        self._deployments[deployment_id] = (time.monotonic() + _DEPLOYMENT_TTL, deployment)
+        return deployment
+
+    async def flow(self, client: Any, flow_id: UUID) -> Any:
+        if flow_id not in self._flows:
+            self._flows[flow_id] = await client.read_flow(flow_id)
+        return self._flows[flow_id]
+
+
+_API_CACHE = _ApiCache()
+
+
 class ResortJobConfiguration(BaseJobConfiguration):
     """Job configuration of a device subflow run (in-process: no infrastructure to template).
 
     Besides the base fields it records the deployment's entrypoint, which selects the flow.
     """
+
+    @classmethod
+    async def resolve_for_flow_run(
+        cls,
+        flow_run: FlowRun,
+        *,
+        client: Any,
+        work_pool: WorkPool,
+        worker_name: str,
+        worker_id: UUID | None = None,
+        deployment: DeploymentResponse | None = None,
+    ) -> ResortJobConfiguration:
+        """Prefect's resolution (job variables over the pool's template), with the deployment
+        and flow reads cached: they sat on the dispatch path of every run (~2 API calls)."""
+        if deployment is None and flow_run.deployment_id:
+            deployment = await _API_CACHE.deployment(client, flow_run.deployment_id)
+        flow = await _API_CACHE.flow(client, flow_run.flow_id)
+        values = {**(getattr(deployment, "job_variables", None) or {})}
+        values.update(flow_run.job_variables or {})
+        configuration = await cls.from_template_and_values(
+            base_job_template=work_pool.base_job_template, values=values, client=client
+        )
+        configuration.prepare_for_flow_run(
+            flow_run=flow_run,
+            deployment=deployment,
+            flow=flow,
+            work_pool=work_pool,
+            worker_name=worker_name,
+            worker_id=worker_id,
+        )
+        return configuration
 
     move_timeout: float | None = Field(
         default=None,

@@ -3,8 +3,8 @@
 `python -m fleet._server_main` is what `fleet server up` and the test fixtures start instead of
 `prefect server start`. It serves exactly `prefect.server.api.server.create_app(final=True)`, the
 app `prefect server start` serves, with one ASGI wrapper: a 503 without a `Retry-After` header
-gets one, ``0.1`` s when 503s are rare, doubling with each other 503 of the last two seconds (up
-to 4 s), so a lock storm still backs off as Prefect's own schedule would.
+gets one: ``0.1`` s when 503s are rare, growing by 0.1 s with each other 503 of the last second
+(up to 2 s), so a lock storm still backs off.
 
 Why: on SQLite a write that loses a lock race answers 503 ("database is locked"), and Prefect's
 client then sleeps ``2**attempt`` seconds (2 s first) unless the server says otherwise. Measured on
@@ -32,15 +32,15 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_RETRY_AFTER = "0.1"
-MAX_RETRY_AFTER = 4.0
-WINDOW = 2.0  # seconds of 503 history that scale the delay
+MAX_RETRY_AFTER = 2.0
+WINDOW = 1.0  # seconds of 503 history that scale the delay
 
 
 class RetryAfter503:
     """ASGI wrapper: add a `Retry-After` to 503 responses that lack one.
 
-    The delay is `base * 2**k`, k = other 503s answered in the last `WINDOW` seconds, at most
-    `MAX_RETRY_AFTER`: a lone lock conflict is retried at once, a storm backs off.
+    The delay is `base * (1 + k)`, k = other 503s answered in the last `WINDOW` seconds, at most
+    `MAX_RETRY_AFTER`: a lone lock conflict is retried almost at once, a storm backs off.
     """
 
     def __init__(
@@ -56,7 +56,7 @@ class RetryAfter503:
         now = self.clock()
         while self._recent and now - self._recent[0] > WINDOW:
             self._recent.popleft()
-        delay = min(MAX_RETRY_AFTER, self.base * 2 ** len(self._recent))
+        delay = min(MAX_RETRY_AFTER, self.base * (1 + len(self._recent)))
         self._recent.append(now)
         return delay
 
