@@ -244,6 +244,18 @@ def _start_renewal(lock: HeldLock) -> None:
 # --- acquire / release --------------------------------------------------------------------------
 
 
+def is_transient_server_error(exc: BaseException) -> bool:
+    """Whether `exc` is an overloaded or briefly unreachable server (worth a bounded retry).
+
+    429 and 5xx answers (SQLite answers lock conflicts with 503) and transport errors are; other
+    HTTP errors (404, 409, 422 ...) are not.
+    """
+    if isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+        return code == 429 or code >= 500
+    return isinstance(exc, httpx.TransportError)
+
+
 async def _try_increment(
     client: Any, name: str, lease_duration: float, run_id: str | None
 ) -> UUID | None:
@@ -264,7 +276,7 @@ async def _try_increment(
         code = exc.response.status_code
         if code == 423:
             return None
-        if code == 429 or code >= 500:  # an overloaded server: retry until the deadline
+        if is_transient_server_error(exc):  # an overloaded server: retry until the deadline
             logger.debug("acquiring %s: HTTP %s, retrying", name, code)
             return None
         raise FleetError(f"acquiring lock {name} failed: HTTP {code}") from exc

@@ -176,6 +176,34 @@ async def _stop_unstarted(client: Any, flow_run_id: Any) -> None:
         await client.set_flow_run_state(flow_run_id, Cancelling(message="parent gave up"))
 
 
+#: seconds to keep re-trying the creation of a device run on an overloaded server
+CREATE_RETRY_WINDOW = 60.0
+
+
+async def _create_child(deployment: str, parameters: dict[str, Any], key: str) -> Any:
+    """`arun_deployment(..., timeout=0)`, retried while the server is overloaded.
+
+    Prefect's client gives up after a few retries of a 503 (SQLite lock conflicts under many
+    parents); the idempotency key makes a repeat return the run a lost answer already created,
+    so re-trying for `CREATE_RETRY_WINDOW` seconds is safe.
+    """
+    from prefect.deployments import arun_deployment
+
+    deadline = time.monotonic() + CREATE_RETRY_WINDOW
+    delay = 0.2
+    while True:
+        try:
+            return await arun_deployment(
+                deployment, parameters=parameters, timeout=0, idempotency_key=key
+            )
+        except Exception as exc:
+            if not locks.is_transient_server_error(exc) or time.monotonic() + delay > deadline:
+                raise
+            _log.warning("creating %s: %s; retrying in %.1f s", deployment, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 async def dispatch(
     inventory: Any,
     resort: Any,
@@ -204,7 +232,6 @@ async def dispatch(
         DispatchError: the child run did not complete (carries its id and state).
     """
     from prefect.client.orchestration import get_client
-    from prefect.deployments import arun_deployment
     from prefect.exceptions import FlowRunWaitTimeout
     from prefect.flow_runs import wait_for_flow_run
 
@@ -216,9 +243,7 @@ async def dispatch(
     deployment = names.device_deployment_name(device_flow, resort)
     async with locks.fleet_move_slot(inventory) if device_flow in names.MOTION_FLOWS else _null():
         began = time.monotonic()
-        child = await arun_deployment(
-            deployment, parameters=dict(parameters), timeout=0, idempotency_key=key
-        )
+        child = await _create_child(deployment, dict(parameters), key)
         _log.debug("%s: run created in %.3f s", deployment, time.monotonic() - began)
         child_id = str(child.id)
         if info is not None:

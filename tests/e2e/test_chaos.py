@@ -498,15 +498,6 @@ class TestInstantFleet:
         )
         assert [r.state for r in again.results] == ["Completed"] * len(resorts), again.failed
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "flows.parent.dispatch has no retry around arun_deployment: the SQLite server answers "
-            "create_flow_run with 503 under 8 parents in flight on 2 cores, past Prefect's client "
-            "retries, and that parent fails (seen in 3 of 3 runs, after 30 to 200 parents)"
-        ),
-        raises=Exception,
-    )
     def test_200_parents_racing_over_4_resorts_never_overlap(self, instant: Fleet) -> None:
         from fleet.client import AsyncFleetClient
 
