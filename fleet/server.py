@@ -229,7 +229,7 @@ def server_env(
 
 
 def start_server_process(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start Prefect's server (`fleet._server_main`) detached (own session), output to `log_path`."""
+    """Start Prefect's server (`fleet._server_main`) detached, output to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(

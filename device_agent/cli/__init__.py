@@ -23,7 +23,11 @@ SettingsResolver = Callable[[str, str], Any]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-_GROUPS: tuple[str, ...] = ("device_agent.cli.ctl", "device_agent.cli.emulate", "device_agent.cli.run")
+_GROUPS: tuple[str, ...] = (
+    "device_agent.cli.ctl",
+    "device_agent.cli.emulate",
+    "device_agent.cli.run",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
