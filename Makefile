@@ -32,8 +32,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The orchestration tests on the shared server fixture, against PostgreSQL. The chaos suite and
+# the demo start their own (SQLite) servers, so they are not repeated here.
 test-postgres: $(STAMP)
-	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m orchestration $(PYTEST_ARGS)
+	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m "orchestration and not chaos and not slow" $(PYTEST_ARGS)
 
 test-ansible: $(STAMP)
 	bash ansible/tests/run.sh
