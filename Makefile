@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo demo-down test test-unit test-orchestration test-postgres test-ansible test-chaos lint bench clean
+.PHONY: help venv demo demo-down test test-postgres test-ansible test-chaos lint bench clean
 
 help:
 	@echo "make demo        local Prefect server + emulated fleet from inventory/demo.yaml + a real batch"
