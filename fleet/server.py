@@ -47,6 +47,7 @@ __all__ = [
     "ServerInfo",
     "api_settings",
     "check_api",
+    "flush_prefect_clients",
     "free_port",
     "read_auth_file",
     "resolve_api",
@@ -401,14 +402,38 @@ def _stop(info: ServerInfo, timeout: float) -> None:
         pass
 
 
+def flush_prefect_clients(timeout: float = 10.0) -> None:
+    """Send this process's queued Prefect logs and events now, while the server still answers.
+
+    Call before stopping a server this process talked to (flows run in-process ship their logs
+    in the background): otherwise the interpreter's exit waits on those sends, each retried
+    against the dead server for about a minute ("Error logging to API").
+    """
+    import sys
+
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=timeout)
+        except Exception as exc:  # flushing is best effort; stopping must go on
+            logger.debug("flushing %s failed: %s", service.__name__, exc)
+
+
 def server_down(
     state: str | os.PathLike[str] | None = None, *, timeout: float = 15.0
 ) -> ServerInfo | None:
     """Stop the recorded local server (SIGTERM to its group, SIGKILL after `timeout`).
 
+    Queued logs and events of this process are flushed to it first.
+
     Returns:
         The record of the server that was stopped, or None when none was running.
     """
+    flush_prefect_clients()
     directory = server_dir(state)
     with _locked(directory):
         info = ServerInfo.load(directory / STATE_FILE)

@@ -31,8 +31,9 @@ class PrefectServer:
     env: dict[str, str]
 
     def stop(self) -> None:
-        """SIGTERM to the server's process group, then SIGKILL after 15 s."""
+        """Flush this process's queued logs/events, SIGTERM the group, SIGKILL after 15 s."""
         if self.process.poll() is None:
+            fleet_server.flush_prefect_clients()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
             try:
