@@ -13,6 +13,7 @@ Env: `BENCH_BATCH_SINGLE_N` (default 10), `BENCH_BATCH_OPS` (default 100).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import tempfile
@@ -26,14 +27,14 @@ HOTELS = "BCDA"
 def run(results_dir: Path) -> dict[str, Any]:
     """Run the batch benchmark; return its numbers."""
     from tests.support.fleet_harness import start_fleet
-    from tests.support.prefect_server import start_prefect_server
+    from tests.support.prefect_server import prefect_pointed_at, start_prefect_server
 
     single_n = int(os.environ.get("BENCH_BATCH_SINGLE_N", "10"))
     ops_n = int(os.environ.get("BENCH_BATCH_OPS", "100"))
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     server = start_prefect_server(work / "home")
-    os.environ["PREFECT_API_URL"] = server.api_url
-    os.environ["PREFECT_HOME"] = str(work / "home" / "client")
+    pointed = contextlib.ExitStack()  # this process's Prefect settings -> the new server
+    pointed.enter_context(prefect_pointed_at(server))
     fleet = None
     result: dict[str, Any] = {}
     try:
@@ -95,6 +96,7 @@ def run(results_dir: Path) -> dict[str, Any]:
         if fleet is not None:
             fleet.stop()
         server.stop()
+        pointed.close()
     return result
 
 

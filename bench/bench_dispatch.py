@@ -15,6 +15,7 @@ Env: `BENCH_N` (runs per dispatch sample, default 10), `BENCH_STOCK_N` (default 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -155,14 +156,15 @@ def _estop_latency(env: Any, n: int = 5) -> list[float]:
 def run(results_dir: Path) -> dict[str, Any]:
     """Run the dispatch benchmark; return its numbers."""
     from tests.e2e.agent_support import provision_minimal, start_agent, wait_for, write_inventory
-    from tests.support.prefect_server import start_prefect_server
+    from tests.support.prefect_server import prefect_pointed_at, start_prefect_server
 
     n = int(os.environ.get("BENCH_N", "10"))
     stock_n = int(os.environ.get("BENCH_STOCK_N", "10"))
     idle_agents = int(os.environ.get("BENCH_IDLE_AGENTS", "20"))
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     server = start_prefect_server(work / "home")
-    os.environ["PREFECT_API_URL"] = server.api_url
+    pointed = contextlib.ExitStack()  # this process's Prefect settings -> the new server
+    pointed.enter_context(prefect_pointed_at(server))
     agents = []
     result: dict[str, Any] = {}
     try:
@@ -227,6 +229,7 @@ def run(results_dir: Path) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 agent.kill()
         server.stop()
+        pointed.close()
     return result
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.prefect_server import PrefectServer, start_prefect_server
+from tests.support.prefect_server import PrefectServer, prefect_pointed_at, start_prefect_server
 
 
 @pytest.fixture(scope="session")
@@ -20,24 +20,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     """
     home = Path(tmp_path_factory.mktemp("prefect-home"))
     server = start_prefect_server(home, database_url=os.environ.get("FLEET_TEST_DATABASE_URL"))
-    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
-    os.environ["PREFECT_API_URL"] = server.api_url
-    os.environ["PREFECT_HOME"] = str(home / "client")
-    # Prefect snapshots the environment into its global settings when first imported (test
-    # modules import it at collection): re-read it, or clients start an ephemeral server.
-    from prefect.context import refresh_global_settings_context
-
-    refresh_global_settings_context()
     try:
-        yield server
+        with prefect_pointed_at(server):
+            yield server
     finally:
         server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        refresh_global_settings_context()
 
 
 @pytest.fixture

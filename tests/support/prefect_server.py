@@ -11,13 +11,20 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleet import server as fleet_server
 from fleet.server import free_port
 
-__all__ = ["PrefectServer", "free_port", "server_env", "start_prefect_server"]
+__all__ = [
+    "PrefectServer",
+    "free_port",
+    "prefect_pointed_at",
+    "server_env",
+    "start_prefect_server",
+]
 
 
 @dataclass
@@ -63,3 +70,28 @@ def start_prefect_server(
     proc = fleet_server.start_server_process(env, log_path)
     fleet_server.wait_healthy(env["PREFECT_API_URL"], proc, log_path, timeout)
     return PrefectServer(env["PREFECT_API_URL"], home, proc, log_path, env)
+
+
+@contextlib.contextmanager
+def prefect_pointed_at(server: PrefectServer) -> Iterator[PrefectServer]:
+    """Point this process's Prefect settings (and `os.environ`) at `server`, then restore.
+
+    Prefect snapshots the environment into its global settings when first imported, so setting
+    `PREFECT_API_URL` alone is not enough: clients would start an ephemeral server or talk to a
+    server started earlier in the same process.
+    """
+    from prefect.context import refresh_global_settings_context
+
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ["PREFECT_HOME"] = str(server.home / "client")
+    refresh_global_settings_context()
+    try:
+        yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        refresh_global_settings_context()
