@@ -236,3 +236,39 @@ def test_parent_killed_while_holding_the_lock_frees_it_with_the_lease(fleet, tmp
     holder = asyncio.run(locks.read_holder("pp-c"))
     assert holder is None  # cleared by the last (clean) release
     assert names.lock_name("pp-c") == "resort:pp-c"
+
+
+def test_controller_runs_parent_deployments_triggered_through_prefect(fleet) -> None:
+    """`fleet controller` serves the provisioned parent deployments (UI, schedules, automations):
+    a `run_deployment` of `fleet-activate-hotel/<fleet>` completes and turns the resort."""
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    inv = str(fleet.inventory_path)
+    log = fleet.inventory_path.parent / "controller.log"
+    env = dict(os.environ, PREFECT_WORKER_QUERY_SECONDS="1")
+    with log.open("wb") as out:
+        controller = subprocess.Popen(
+            [str(Path(sys.executable).with_name("fleet")), "controller", "--inventory", inv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=str(REPO),
+            start_new_session=True,
+        )
+    try:
+        deployment = names.parent_deployment_name("fleet-activate-hotel", fleet.inventory)
+        run = run_deployment(
+            deployment, parameters={"resort": "pp-c", "hotel": "C"}, timeout=0, as_subflow=False
+        )
+        run = run_coro_as_sync(wait_for_flow_run(run.id, timeout=150))
+        assert run.state.is_completed(), (run.state, log.read_text(errors="replace")[-2000:])
+        status = {s.name: s for s in FleetClient(fleet.inventory_path).status()}["pp-c"]
+        assert status.active_hotel == "C"
+    finally:
+        os.killpg(controller.pid, signal.SIGTERM)
+        try:
+            controller.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(controller.pid, signal.SIGKILL)
