@@ -49,6 +49,7 @@ __all__ = [
     "check_api",
     "flush_prefect_clients",
     "free_port",
+    "prefect_environment",
     "read_auth_file",
     "resolve_api",
     "server_dir",
@@ -536,21 +537,32 @@ def api_settings(
     updates = {"PREFECT_API_URL": target.url}
     if target.auth_string:
         updates["PREFECT_API_AUTH_STRING"] = target.auth_string
-    import prefect.context
     from prefect.settings import temporary_settings
 
-    saved = {k: os.environ.get(k) for k in updates}
-    saved_global = prefect.context.GLOBAL_SETTINGS_CONTEXT
-    os.environ.update(updates)
-    try:
-        # Threads that do not copy the caller's context (event workers, lease renewal) read the
-        # process-wide settings Prefect made from the environment at import; re-read it.
-        prefect.context.refresh_global_settings_context()
+    with prefect_environment(updates):
         settings: dict[str, Any] = {"api.url": target.url}
         if target.auth_string:
             settings["api.auth_string"] = target.auth_string
         with temporary_settings(updates=settings):
             yield target
+
+
+@contextlib.contextmanager
+def prefect_environment(updates: Mapping[str, str]) -> Iterator[None]:
+    """Set Prefect environment variables for the enclosed block, process-wide, then restore.
+
+    Prefect snapshots the environment into its global settings when first imported; threads that
+    do not copy the caller's context (event and log workers, lease renewal) read that snapshot,
+    so it is re-read here and the previous one put back on exit.
+    """
+    import prefect.context
+
+    saved = {k: os.environ.get(k) for k in updates}
+    saved_global = prefect.context.GLOBAL_SETTINGS_CONTEXT
+    os.environ.update(updates)
+    try:
+        prefect.context.refresh_global_settings_context()
+        yield
     finally:
         for k, v in saved.items():
             if v is None:

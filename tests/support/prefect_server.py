@@ -80,18 +80,6 @@ def prefect_pointed_at(server: PrefectServer) -> Iterator[PrefectServer]:
     `PREFECT_API_URL` alone is not enough: clients would start an ephemeral server or talk to a
     server started earlier in the same process.
     """
-    from prefect.context import refresh_global_settings_context
-
-    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
-    os.environ["PREFECT_API_URL"] = server.api_url
-    os.environ["PREFECT_HOME"] = str(server.home / "client")
-    refresh_global_settings_context()
-    try:
+    updates = {"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(server.home / "client")}
+    with fleet_server.prefect_environment(updates):
         yield server
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        refresh_global_settings_context()
