@@ -7,10 +7,9 @@ import json
 import os
 
 from fleet.errors import PlanError
+from fleet.inventory import INVENTORY_ENV
 
 __all__ = ["register"]
-
-ENV_INVENTORY = "FLEET_INVENTORY"
 
 
 def _inventory_arg(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +17,8 @@ def _inventory_arg(parser: argparse.ArgumentParser) -> None:
         "--inventory",
         "-i",
         metavar="FILE",
-        default=os.environ.get(ENV_INVENTORY),
-        help=f"inventory YAML file (default ${ENV_INVENTORY})",
+        default=os.environ.get(INVENTORY_ENV),
+        help=f"inventory YAML file (default ${INVENTORY_ENV})",
     )
     parser.add_argument(
         "--state-dir",
@@ -75,7 +74,7 @@ def _load(args: argparse.Namespace):  # -> Inventory (lazy import keeps --help f
     from fleet.inventory import load_inventory
 
     if not args.inventory:
-        raise PlanError(f"--inventory: required (or set {ENV_INVENTORY})")
+        raise PlanError(f"--inventory: required (or set {INVENTORY_ENV})")
     return load_inventory(args.inventory)
 
 

@@ -144,6 +144,21 @@ def status(fleet: Fleet, name: str) -> Any:
     return {s.name: s for s in read_status(fleet.inventory)}[name]
 
 
+def fault_mid_move(
+    client: Any, emu: Any, name: str, kind: str
+) -> tuple[float, threading.Thread, dict[str, Any]]:
+    """From home, start a 179-degree move in the background and inject `kind` once it moves.
+
+    Returns the time before the move (for `queue_runs`), the thread and its outcome dict.
+    """
+    client.go_home(name)
+    since = time.time()
+    thread, outcome = in_background(lambda: client.move_to_angle(name, 179.0))
+    wait_for(lambda: emu.stats()["moving"], 30, 0.02, "move started")
+    emu.fault(kind)
+    return since, thread, outcome
+
+
 def in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     """Run `fn` on a thread; the dict gets `result` or `error` (and `ended`, monotonic)."""
     outcome: dict[str, Any] = {}
@@ -329,11 +344,7 @@ class TestTimedFleet:
         name = "ch-c"
         emu = timed.emulators[name]
         client = FleetClient(timed.inventory_path, lock_timeout=60)
-        client.go_home(name)
-        since = time.time()
-        thread, outcome = in_background(lambda: client.move_to_angle(name, 179.0))
-        wait_for(lambda: emu.stats()["moving"], 30, 0.02, "move started")
-        emu.fault("unplug")
+        since, thread, outcome = fault_mid_move(client, emu, name, "unplug")
         try:
             thread.join(60)
             assert not thread.is_alive()
@@ -364,11 +375,7 @@ class TestTimedFleet:
         name = "ch-c"
         emu = timed.emulators[name]
         client = FleetClient(timed.inventory_path, lock_timeout=60)
-        client.go_home(name)
-        since = time.time()
-        thread, outcome = in_background(lambda: client.move_to_angle(name, 179.0))
-        wait_for(lambda: emu.stats()["moving"], 30, 0.02, "move started")
-        emu.fault("overload")
+        since, thread, outcome = fault_mid_move(client, emu, name, "overload")
         thread.join(60)
         assert not thread.is_alive()
         error = outcome.get("error")
