@@ -72,6 +72,44 @@ class Reservation:
         return await self.client.move_to_angle(self.resort, angle)
 
 
+#: seconds to keep re-trying the start of a parent flow on an overloaded server
+START_RETRY_WINDOW = 60.0
+
+
+def _parent_run_not_created(exc: BaseException) -> bool:
+    """True when `exc` is an overloaded server refusing to *create* the parent flow run.
+
+    Nothing has happened then (no lock, no dispatch), so starting the flow again is safe.
+    """
+    request = getattr(exc, "request", None)
+    return (
+        locks.is_transient_server_error(exc)
+        and request is not None
+        and request.method == "POST"
+        and request.url.path.rstrip("/").endswith("/flow_runs")
+    )
+
+
+async def _start_parent(flow: Callable[..., Any], **parameters: Any) -> Any:
+    """Run a parent flow in-process; re-try while the server (SQLite) refuses to create its run.
+
+    Prefect's client gives up after a few 503 answers under many concurrent schedulers.
+    """
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + START_RETRY_WINDOW
+    delay = 0.2
+    while True:
+        try:
+            return await flow(**parameters)
+        except Exception as exc:
+            if not _parent_run_not_created(exc) or time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class AsyncFleetClient:
     """Asyncio API over the parent flows (see the module docstring).
 
@@ -112,7 +150,8 @@ class AsyncFleetClient:
         from flows import parent
 
         self._check("activate_hotel", resort, selector, hotel=hotel)
-        return await parent.activate_hotel(
+        return await _start_parent(
+            parent.activate_hotel,
             hotel=hotel,
             resort=resort,
             selector=_selector_dict(selector),
@@ -128,7 +167,8 @@ class AsyncFleetClient:
         from flows import parent
 
         self._check("go_home", resort, selector)
-        return await parent.go_home(
+        return await _start_parent(
+            parent.go_home,
             resort=resort,
             selector=_selector_dict(selector),
             inventory=self._path,
@@ -143,7 +183,8 @@ class AsyncFleetClient:
         from flows import parent
 
         self._check("move_to_angle", resort, selector, angle=angle)
-        return await parent.move_to_angle(
+        return await _start_parent(
+            parent.move_to_angle,
             angle=angle,
             resort=resort,
             selector=_selector_dict(selector),
