@@ -60,7 +60,7 @@ STATUS_EVENT = "plate-resort.status"
 
 STATUS_HEARTBEAT = 15.0  # seconds between status publications when nothing changes
 RECONNECT_INTERVAL = 1.0  # seconds between attempts to reopen a lost port
-STATUS_DEBOUNCE = 0.05  # coalesce bursts of changes
+STATUS_DEBOUNCE = 0.25  # coalesce bursts of changes (and stay off a run's start-up writes)
 # E-stop events older than the subscription minus this are replays (the latch variable covers
 # them); the slack tolerates small clock differences between the CLI host and the Pi.
 REPLAY_SLACK = datetime.timedelta(seconds=5)
@@ -306,6 +306,7 @@ class Agent:
             "current_run": s.current_run if s else None,
             "events_connected": bool(worker and worker.events_connected),
             "runs_executed": worker.runs_executed if worker else 0,
+            "runs_claimed_from_events": worker.claims_from_events if worker else 0,
             "pid": os.getpid(),
             "updated_at": _now().isoformat(),
         }
@@ -335,13 +336,17 @@ class Agent:
     async def _status_loop(self, client: Any) -> None:
         assert self._changed is not None
         while True:
-            with contextlib.suppress(TimeoutError):
+            heartbeat = False
+            try:
                 await asyncio.wait_for(self._changed.wait(), STATUS_HEARTBEAT)
                 await asyncio.sleep(STATUS_DEBOUNCE)
+            except TimeoutError:
+                heartbeat = True
             self._changed.clear()
             try:
                 await self._publish(client, self.status())
-                await self._sync_latch(client)
+                if heartbeat:  # the e-stop listener applies latches live; this is the backstop
+                    await self._sync_latch(client)
             except Exception as exc:
                 logger.warning("status publication failed: %s", exc)
 
@@ -358,6 +363,15 @@ class Agent:
             session.clear_estop()
 
     # ---------------------------------------------------------------- e-stop
+    async def _sync_latch_once(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        try:
+            async with get_client() as client:
+                await self._sync_latch(client)
+        except Exception as exc:
+            logger.info("could not read the e-stop latch: %s", exc)
+
     def _estop_main(self) -> None:
         asyncio.run(self._estop_listen())
 
@@ -380,6 +394,7 @@ class Agent:
                 ) as subscriber:
                     self.estop_listener_connected = True
                     backoff = 0.5
+                    await self._sync_latch_once()  # events missed while disconnected
                     async for event in subscriber:
                         if event.occurred < since:
                             continue

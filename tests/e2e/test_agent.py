@@ -179,6 +179,35 @@ def test_port_stays_open_across_ten_runs(fleet_env: Fleet) -> None:
     wait_for(lambda: fleet_env.status().active_hotel == "C", 10, 0.1, "status published")
 
 
+def test_runs_are_claimed_from_their_scheduled_events_and_marked_as_the_agents(
+    fleet_env: Fleet,
+) -> None:
+    before = fleet_env._status_doc()
+    finals = [fleet_env.run("request-position") for _ in range(5)]
+    assert all(r.state.is_completed() for r in finals), [r.state for r in finals]
+
+    def counted() -> bool:
+        doc = fleet_env._status_doc()
+        return doc.get("runs_executed", 0) - before.get("runs_executed", 0) >= 5
+
+    wait_for(counted, 10, 0.1, "status published")
+    after = fleet_env._status_doc()
+    # every run came from its Scheduled event (the fallback poll is 15 s; none was needed)
+    claimed = after["runs_claimed_from_events"] - before.get("runs_claimed_from_events", 0)
+    assert claimed == 5
+    # worker markers are written after the start; orphan recovery relies on them
+    for final in finals:
+        wait_for(
+            lambda run_id=final.id: fleet_env.read_run(run_id).infrastructure_pid is not None,
+            10,
+            0.1,
+            "worker markers",
+        )
+        run = fleet_env.read_run(final.id)
+        assert run.infrastructure_pid.startswith(f"plate-resort:agent-{RESORT}:")
+        assert run.labels.get("prefect.worker.name") == f"agent-{RESORT}"
+
+
 def test_estop_during_move_stops_motor_and_latches(fleet_env: Fleet) -> None:
     from fleet.estop import clear_estop, estop
 
@@ -273,12 +302,29 @@ def test_kill_9_then_restart_recovers(fleet_env: Fleet) -> None:
     move = fleet_env.submit("move-to-angle", angle=179.0)
     wait_for(lambda: fleet_env.emulator()["moving"], 20, 0.05, "move started")
     fleet_env.agent.kill()
+    unmarked = _claimed_without_markers(fleet_env)  # as if killed right after a claim
     fleet_env.start()
     orphan = fleet_env.read_run(move.id)
     assert orphan.state.is_crashed(), orphan.state
+    assert fleet_env.read_run(unmarked).state.is_crashed()
     real = fleet_env.emulator()["position_deg"]
     wait_for(lambda: abs((fleet_env.status().position or -999) - real) <= 1.0, 10, 0.1, "position")
     assert fleet_env.run("activate-hotel", hotel="D").state.is_completed()
+
+
+def _claimed_without_markers(fleet_env: Fleet) -> Any:
+    """A run of the resort's queue put in Pending with no worker markers (the agent is down)."""
+    from prefect import get_client
+    from prefect.states import Pending
+
+    run = fleet_env.submit("request-position")
+
+    async def claim() -> None:
+        async with get_client() as client:
+            await client.set_flow_run_state(run.id, Pending(), force=True)
+
+    asyncio.run(claim())
+    return run.id
 
 
 def test_sigterm_mid_move_leaves_every_run_final(fleet_env: Fleet) -> None:
