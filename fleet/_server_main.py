@@ -14,14 +14,14 @@ same retry happens 0.1 s later instead. PostgreSQL servers rarely answer 503 at 
 Set ``FLEET_SERVER_RETRY_AFTER=`` (empty) to serve the unmodified app, or a number of seconds to
 change the base delay.
 
-Two more things differ from `prefect server start`, both about SQLite and both switchable:
+``FLEET_SERVER_TIMING_LOG=FILE`` also logs every request's start, duration and status
+(`RequestTimingLog`), to see what sits on a dispatch path.
 
-* SQLite write transactions begin ``IMMEDIATE`` (`immediate_sqlite_transactions`), so concurrent
-  writers wait for the lock instead of failing with 503 (measured: 8 threads of read-then-write
-  API calls got 22 503s in 67 requests and then dropped connections without it, none in 360
-  with it). ``FLEET_SQLITE_IMMEDIATE=0`` turns it off. PostgreSQL is unaffected.
-* ``FLEET_SERVER_TIMING_LOG=FILE`` logs every request's start, duration and status
-  (`RequestTimingLog`), to see what sits on a dispatch path.
+Not done here, on purpose: beginning every SQLite write transaction ``IMMEDIATE`` removes the
+503s (8 threads of read-then-write calls: 0 of 360 instead of 22 of 67), but Prefect opens
+nested sessions inside write transactions (e.g. `PATCH /work_queues/{id}` emitting its status
+event), and those then wait on the outer transaction's lock until the busy timeout: the server
+hung. Fewer writes on the dispatch path (see `device_agent.worker`) was the safer cure.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["RequestTimingLog", "RetryAfter503", "immediate_sqlite_transactions", "main"]
+__all__ = ["RequestTimingLog", "RetryAfter503", "main"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -120,39 +120,6 @@ class RequestTimingLog:
             )
 
 
-def immediate_sqlite_transactions() -> bool:
-    """Make Prefect's SQLite write transactions start with ``BEGIN IMMEDIATE``.
-
-    Prefect begins most write transactions ``DEFERRED``: the transaction reads first and asks
-    for the write lock at its first write. If another writer committed in between, SQLite fails
-    at once with "database is locked" (its busy timeout does not apply to that case) and the API
-    answers 503; the client retries later. With ``IMMEDIATE`` the transaction takes the write
-    lock up front and waits for it under the busy timeout, so concurrent writers queue instead
-    of failing. Prefect already does this for its ``with_for_update`` transactions. Reads
-    outside transactions are unaffected (WAL). Returns False if this Prefect lacks the hook.
-    """
-    import contextlib as _contextlib
-
-    from prefect.server.database import configurations
-
-    mode = getattr(configurations, "SQLITE_BEGIN_MODE", None)
-    config = getattr(configurations, "AioSqliteConfiguration", None)
-    if mode is None or config is None:
-        return False
-
-    @_contextlib.asynccontextmanager
-    async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> Any:
-        token = mode.set("IMMEDIATE")
-        try:
-            async with session.begin() as transaction:
-                yield transaction
-        finally:
-            mode.reset(token)
-
-    config.begin_transaction = begin_transaction
-    return True
-
-
 def main() -> None:
     """Serve Prefect's app on the host/port of the Prefect settings (as `prefect server start`)."""
     import uvicorn
@@ -160,8 +127,6 @@ def main() -> None:
     from prefect.settings import get_current_settings
 
     settings = get_current_settings().server
-    if os.environ.get("FLEET_SQLITE_IMMEDIATE", "1") != "0":
-        immediate_sqlite_transactions()
     app: Any = create_app(final=True)
     retry_after = os.environ.get("FLEET_SERVER_RETRY_AFTER", DEFAULT_RETRY_AFTER)
     if retry_after:
