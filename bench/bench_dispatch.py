@@ -10,7 +10,7 @@ Measured in one run against a fresh local server (SQLite) and pty emulators:
 * N idle agents (env `BENCH_IDLE_AGENTS`, default 20): server CPU over 60 s and dispatch p95
   with all of them connected.
 
-Env: `BENCH_N` (runs per dispatch sample, default 10), `BENCH_STOCK_N` (default 10).
+Env: `BENCH_N` (runs per dispatch sample, default 20), `BENCH_STOCK_N` (default 10).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def run(results_dir: Path) -> dict[str, Any]:
     from tests.e2e.agent_support import provision_minimal, start_agent, wait_for, write_inventory
     from tests.support.prefect_server import prefect_pointed_at, start_prefect_server
 
-    n = int(os.environ.get("BENCH_N", "10"))
+    n = int(os.environ.get("BENCH_N", "20"))
     stock_n = int(os.environ.get("BENCH_STOCK_N", "10"))
     idle_agents = int(os.environ.get("BENCH_IDLE_AGENTS", "20"))
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))

@@ -163,6 +163,15 @@ class ResortJobConfiguration(BaseJobConfiguration):
         description="Unused by the worker itself; device flows take their own timeouts.",
     )
     _entrypoint: str | None = PrivateAttr(default=None)
+
+    @classmethod
+    def _base_environment(cls) -> dict[str, str]:
+        """No environment: the run executes in this process, not in new infrastructure.
+
+        Prefect's base class renders every Prefect setting as an environment variable for the
+        infrastructure it would start: ~50 ms of CPU per run, measured on this dispatch path.
+        """
+        return {}
     _flow_name: str | None = PrivateAttr(default=None)
 
     def prepare_for_flow_run(
@@ -380,6 +389,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         self.runs_executed = 0
         self._run_end_hook: Callable[[UUID, Any], None] | None = None
         self._running_seen: dict[UUID, asyncio.Event] = {}
+        self._claim_lock: asyncio.Lock | None = None
         self.claims_from_events = 0
 
     # ------------------------------------------------------------------ loading
@@ -632,7 +642,17 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             logger.warning("could not mark flow run %s as this agent's: %s", flow_run_id, exc)
 
     async def _claim(self, flow_run_id: UUID) -> None:
-        """Claim the run of a Scheduled event directly (no queue poll); poll if it is unseen."""
+        """Claim the run of a Scheduled event directly (no queue poll); poll if it is unseen.
+
+        Claims are serialised in event order, so two runs submitted back to back start in
+        submission order (the second finds the worker busy and is polled after the first).
+        """
+        if self._claim_lock is None:
+            self._claim_lock = asyncio.Lock()
+        async with self._claim_lock:
+            await self._claim_one(flow_run_id)
+
+    async def _claim_one(self, flow_run_id: UUID) -> None:
         from prefect.client.schemas.responses import WorkerFlowRunResponse
         from prefect.exceptions import ObjectNotFound
 

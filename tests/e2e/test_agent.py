@@ -208,6 +208,16 @@ def test_runs_are_claimed_from_their_scheduled_events_and_marked_as_the_agents(
         assert run.labels.get("prefect.worker.name") == f"agent-{RESORT}"
 
 
+def test_runs_submitted_back_to_back_start_in_submission_order(fleet_env: Fleet) -> None:
+    from flows.results import read_device_result
+
+    submitted = [fleet_env.submit("request-position") for _ in range(4)]
+    finals = [fleet_env.wait(run) for run in submitted]
+    assert all(r.state.is_completed() for r in finals), [r.state for r in finals]
+    starts = [float(read_device_result(r.id)["started_at"]) for r in finals]
+    assert starts == sorted(starts)
+
+
 def test_estop_during_move_stops_motor_and_latches(fleet_env: Fleet) -> None:
     from fleet.estop import clear_estop, estop
 
