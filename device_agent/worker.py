@@ -163,6 +163,7 @@ class ResortJobConfiguration(BaseJobConfiguration):
         description="Unused by the worker itself; device flows take their own timeouts.",
     )
     _entrypoint: str | None = PrivateAttr(default=None)
+    _flow_name: str | None = PrivateAttr(default=None)
 
     @classmethod
     def _base_environment(cls) -> dict[str, str]:
@@ -172,7 +173,6 @@ class ResortJobConfiguration(BaseJobConfiguration):
         infrastructure it would start: ~50 ms of CPU per run, measured on this dispatch path.
         """
         return {}
-    _flow_name: str | None = PrivateAttr(default=None)
 
     def prepare_for_flow_run(
         self,
