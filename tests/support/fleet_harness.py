@@ -67,10 +67,18 @@ class Fleet:
 
 
 def _inventory_text(
-    prefix: str, count: int, *, inactive: Sequence[str], speed: float, labels: dict[str, list[str]]
+    prefix: str,
+    count: int,
+    *,
+    inactive: Sequence[str],
+    speed: float,
+    labels: dict[str, list[str]],
+    max_concurrent_moves: int | None = None,
 ) -> str:
+    limit = f", max_concurrent_moves: {max_concurrent_moves}" if max_concurrent_moves else ""
     lines = [
-        f"fleet: {{name: {prefix}, work_pool: {prefix}-resorts, control_pool: {prefix}-control}}",
+        f"fleet: {{name: {prefix}, work_pool: {prefix}-resorts, control_pool: {prefix}-control"
+        f"{limit}}}",
         "defaults:",
         "  emulate: true",
         "  hotels: [A, B, C, D]",
@@ -122,6 +130,7 @@ def start_fleet(
     speed: float = 270.0,
     inactive: Sequence[str] = (),
     labels: dict[str, list[str]] | None = None,
+    max_concurrent_moves: int | None = None,
     timeout: float = 90.0,
 ) -> Fleet:
     """Write the inventory, provision it, start emulators and agents; wait until online."""
@@ -131,7 +140,14 @@ def start_fleet(
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "inventory.yaml"
     path.write_text(
-        _inventory_text(prefix, count, inactive=inactive, speed=speed, labels=labels or {})
+        _inventory_text(
+            prefix,
+            count,
+            inactive=inactive,
+            speed=speed,
+            labels=labels or {},
+            max_concurrent_moves=max_concurrent_moves,
+        )
     )
     inv = load_inventory(path)
     provision(inv)
