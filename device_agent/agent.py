@@ -60,7 +60,7 @@ STATUS_EVENT = "plate-resort.status"
 
 STATUS_HEARTBEAT = 15.0  # seconds between status publications when nothing changes
 RECONNECT_INTERVAL = 1.0  # seconds between attempts to reopen a lost port
-STATUS_DEBOUNCE = 0.25  # coalesce bursts of changes (and stay off a run's start-up writes)
+STATUS_DEBOUNCE = 0.05  # coalesce bursts of changes
 # E-stop events older than the subscription minus this are replays (the latch variable covers
 # them); the slack tolerates small clock differences between the CLI host and the Pi.
 REPLAY_SLACK = datetime.timedelta(seconds=5)

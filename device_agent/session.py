@@ -76,12 +76,20 @@ class DeviceSession:
 
     def update(self, **fields: Any) -> None:
         """Set status fields (position, active_hotel, health, last_error, ...) and publish."""
+        self.note(**fields)
+        self._changed()
+
+    def note(self, **fields: Any) -> None:
+        """Set status fields without publishing now; they go out with the next publication.
+
+        The worker notes the run it starts this way: a publication then would be one more
+        server write while the run is being started.
+        """
         with self._state_lock:
             for key, value in fields.items():
                 if not hasattr(self, key):
                     raise AttributeError(f"DeviceSession has no status field {key!r}")
                 setattr(self, key, value)
-        self._changed()
 
     @property
     def estopped(self) -> bool:

@@ -495,7 +495,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         session = self.session
         assert session is not None
         session.cancel_requested.clear()
-        session.update(current_run=str(flow_run.id))
+        session.note(current_run=str(flow_run.id))  # published with the run's first change
         state: Any = None
         try:
             state = run_flow(flow, flow_run=flow_run, return_type="state")

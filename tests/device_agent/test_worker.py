@@ -132,3 +132,16 @@ def test_suspension_observer_is_skipped_on_device_threads_only(
     device.start()
     device.join(10)
     assert entered == [threading.current_thread().name]  # only the call off the device thread
+
+
+def test_session_note_sets_fields_without_publishing_and_update_publishes() -> None:
+    rig = make_rig(instant=True)
+    published: list[str | None] = []
+    session = DeviceSession(rig.driver, name="resort-t", on_change=lambda: None)
+    session._on_change = lambda: published.append(session.current_run)
+    session.note(current_run="run-1")
+    assert session.current_run == "run-1" and published == []
+    session.update(active_hotel="B")
+    assert published == ["run-1"]  # the noted field goes out with the next publication
+    with pytest.raises(AttributeError, match="no status field"):
+        session.note(nonsense=1)
