@@ -61,6 +61,7 @@ STATUS_EVENT = "plate-resort.status"
 STATUS_HEARTBEAT = 15.0  # seconds between status publications when nothing changes
 RECONNECT_INTERVAL = 1.0  # seconds between attempts to reopen a lost port
 STATUS_DEBOUNCE = 0.05  # coalesce bursts of changes
+STATUS_TIMEOUT = 10.0  # seconds one status publication may take before it is retried
 # E-stop events older than the subscription minus this are replays (the latch variable covers
 # them); the slack tolerates small clock differences between the CLI host and the Pi.
 REPLAY_SLACK = datetime.timedelta(seconds=5)
@@ -344,11 +345,15 @@ class Agent:
                 heartbeat = True
             self._changed.clear()
             try:
-                await self._publish(client, self.status())
+                # bounded: a request sent as the server went down can hang until the client's
+                # read timeout (60 s), and the published status would go stale meanwhile
+                await asyncio.wait_for(self._publish(client, self.status()), STATUS_TIMEOUT)
                 if heartbeat:  # the e-stop listener applies latches live; this is the backstop
-                    await self._sync_latch(client)
+                    await asyncio.wait_for(self._sync_latch(client), STATUS_TIMEOUT)
             except Exception as exc:
-                logger.warning("status publication failed: %s", exc)
+                logger.warning("status publication failed: %r; retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
+                self._changed.set()
 
     async def _sync_latch(self, client: Any) -> None:
         """Apply the latch variable (covers e-stop events lost while disconnected)."""

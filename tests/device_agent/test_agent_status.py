@@ -1,0 +1,46 @@
+"""The agent's status loop: a publication that hangs is abandoned and retried, not waited out."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_agent import agent as agent_module
+from fleet.inventory import load_inventory
+from flows.agent_settings import agent_settings_for
+from tests.support.inventories import write_inventory
+
+
+def test_a_hanging_status_publication_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inv = load_inventory(write_inventory(tmp_path / "inv.yaml", "sl", ["sl-a"]))
+    agent = agent_module.Agent(agent_settings_for(inv, "sl-a", state_dir=tmp_path))
+    monkeypatch.setattr(agent_module, "STATUS_TIMEOUT", 0.2)
+    published: list[float] = []
+
+    async def publish(client: Any, status: dict[str, Any]) -> None:
+        if not published:
+            published.append(-1.0)
+            await asyncio.sleep(3600)  # the request that never gets an answer
+        published.append(asyncio.get_running_loop().time())
+
+    monkeypatch.setattr(agent, "_publish", publish)
+
+    async def scenario() -> None:
+        agent._changed = asyncio.Event()
+        agent._changed.set()
+        loop = asyncio.create_task(agent._status_loop(client=None))
+        try:
+            for _ in range(100):
+                if len(published) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            loop.cancel()
+
+    asyncio.run(scenario())
+    assert len(published) >= 2  # hung once, then published within ~1.2 s
