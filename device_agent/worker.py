@@ -19,8 +19,8 @@ each flow run with `prefect.flow_engine.run_flow` on a single long-lived *device
   a `prefect.flow-run.Cancelling` event for the run being executed halts the motor; the run then
   ends `Cancelled` instead of staying `Cancelling`.
 * Cuts on the device thread: one sync API client for the thread's lifetime, `persist_result`
-  off, flow-run heartbeats off
-  (they keep the thread ~1 s after each body), and no per-run suspension observer: for every
+  off, flow-run heartbeats off (they keep the thread ~1 s after each body), and no per-run
+  suspension observer: for every
   deployment run Prefect's engine starts a thread with its own event loop, client and events
   websocket, and blocks the start until it is subscribed (~60 ms on this path) and the end
   until it stops (up to 0.2 s). Device runs cannot be suspended (cancel them instead; the motor
