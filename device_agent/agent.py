@@ -356,10 +356,14 @@ class Agent:
                 self._changed.set()
 
     async def _sync_latch(self, client: Any) -> None:
-        """Apply the latch variable (covers e-stop events lost while disconnected)."""
+        """Apply the latch variable (covers e-stop events lost while disconnected).
+
+        A command already applied here is skipped: this read may have been answered before a
+        newer command arrived (`device_agent.latch`).
+        """
         latch = await read_latch(client, self.settings.estop_variable)
         session = self.session
-        if session is None:
+        if session is None or not session.latch_commands.first_time(latch.get("command_id")):
             return
         if latch.get("estopped") and not session.estopped:
             logger.warning("%s: latch variable says e-stopped: stopping", session.name)
@@ -403,22 +407,35 @@ class Agent:
                     async for event in subscriber:
                         if event.occurred < since:
                             continue
-                        payload = dict(event.payload or {})
-                        if event.event == ESTOP_EVENT:
-                            session.latch_estop(str(payload.get("reason") or "fleet estop"))
-                            self._schedule_second_stop(session)
-                            self._emit(ESTOPPED_EVENT, {**payload, "position": session.position})
-                            logger.warning("%s: EMERGENCY STOP (%s)", session.name, payload)
-                        elif event.event == ESTOP_CLEAR_EVENT:
-                            session.clear_estop()
-                            self._emit(ESTOP_CLEARED_EVENT, payload)
-                            logger.warning("%s: emergency stop cleared", session.name)
+                        self._apply_event(session, event.event, dict(event.payload or {}))
             except Exception as exc:
                 logger.info("e-stop subscription dropped: %s", exc)
             self.estop_listener_connected = False
             if self._shutdown.wait(backoff):
                 return
             backoff = min(backoff * 2, 10.0)
+
+    def _apply_event(self, session: DeviceSession, name: str, payload: dict[str, Any]) -> None:
+        """Apply a stop or clear event once; acknowledge it while the resort is in that state.
+
+        A replayed copy of a command applied before is not applied again: a replayed stop must not
+        undo the clear that followed it. It is acknowledged again (a `fleet estop` waiting across
+        the reconnect gets its answer) unless a newer command changed the state since.
+        """
+        first = session.latch_commands.first_time(payload.get("command_id"))
+        if name == ESTOP_EVENT:
+            if first:
+                session.latch_estop(str(payload.get("reason") or "fleet estop"))
+                self._schedule_second_stop(session)
+                logger.warning("%s: EMERGENCY STOP (%s)", session.name, payload)
+            if session.estopped:
+                self._emit(ESTOPPED_EVENT, {**payload, "position": session.position})
+        elif name == ESTOP_CLEAR_EVENT:
+            if first:
+                session.clear_estop()
+                logger.warning("%s: emergency stop cleared", session.name)
+            if not session.estopped:
+                self._emit(ESTOP_CLEARED_EVENT, payload)
 
     @staticmethod
     def _schedule_second_stop(session: DeviceSession) -> None:

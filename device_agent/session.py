@@ -22,6 +22,7 @@ from device_agent.errors import (
     MotionAbortedError,
     NotConnectedError,
 )
+from device_agent.latch import LatchLedger
 
 __all__ = ["DeviceSession", "current_device", "use_session"]
 
@@ -56,6 +57,7 @@ class DeviceSession:
         self._on_change = on_change
         self._state_lock = threading.Lock()
         self._estopped = threading.Event()
+        self.latch_commands = LatchLedger()  # ids of the e-stop commands applied here
         self.estop_reason: str | None = None
         self.cancel_requested = threading.Event()
         self.connected = True

@@ -9,15 +9,19 @@ e-stopped. Every flow returns a plain dict and also publishes it as a table arti
 
 from __future__ import annotations
 
+import datetime
 import time
+import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run as runtime_flow_run
+from prefect.variables import Variable
 
 from device_agent import current_device
 from device_agent.session import DeviceSession
+from fleet import names
 
 __all__ = [
     "activate_hotel",
@@ -42,6 +46,20 @@ def _artifact_key(resort: str, action: str) -> str:
 def _begin() -> tuple[DeviceSession, float]:
     """The agent's device and the wall-clock time the flow body started (epoch seconds)."""
     return current_device(), time.time()
+
+
+def _write_latch(session: DeviceSession, reason: str) -> None:
+    """Set the resort's e-stop latch variable to "stopped" by this run (a new latch command)."""
+    command_id = str(uuid.uuid4())
+    session.latch_commands.first_time(command_id)  # applied already: the agent must not re-apply
+    latch = {
+        "estopped": True,
+        "reason": reason,
+        "by": f"emergency-stop flow run {runtime_flow_run.id}",
+        "at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "command_id": command_id,
+    }
+    Variable.set(names.estop_variable_name(session.name), latch, overwrite=True)
 
 
 def publish_result(
@@ -159,8 +177,12 @@ def emergency_stop(reason: str = "emergency-stop flow run") -> dict[str, Any]:
     """Torque off and latch the stop on this agent.
 
     This runs through the work queue, behind any queued run; use `fleet estop` (out of band) to
-    stop a move that is running. Clear with `fleet estop-clear`.
+    stop a move that is running. Clear with `fleet estop-clear`. The stop is also written to the
+    resort's latch variable, as `fleet estop` does: without it the agent's next latch read (the
+    variable still saying "cleared") would release the stop, and a restarted agent would not be
+    stopped.
     """
     session, started = _begin()
     session.latch_estop(reason)
+    _write_latch(session, reason)
     return publish_result(session, "emergency-stop", {"estopped": True, "reason": reason}, started)

@@ -249,6 +249,25 @@ def test_estop_during_move_stops_motor_and_latches(fleet_env: Fleet) -> None:
     wait_for(lambda: not fleet_env.status().estopped, 10, 0.1, "estop cleared in status")
 
 
+def test_emergency_stop_flow_sets_the_latch_variable_like_fleet_estop(fleet_env: Fleet) -> None:
+    from prefect.variables import Variable
+
+    from fleet import names
+    from fleet.estop import clear_estop
+
+    final = fleet_env.run("emergency-stop", reason="flow stop")
+    assert final.state.is_completed(), final.state
+    # without the variable the agent's next latch read ("cleared" by the test before) would
+    # release this stop, and a restarted agent would come up unstopped
+    latch = Variable.get(names.estop_variable_name(RESORT))
+    assert latch["estopped"] is True and latch["reason"] == "flow stop" and latch["command_id"]
+    wait_for(lambda: fleet_env.status().estopped, 10, 0.1, "estopped status")
+    refused = fleet_env.run("go-home")
+    assert refused.state.is_failed() and "estop-clear" in (refused.state.message or "")
+    clear_estop(fleet_env.inv, [RESORT])
+    assert fleet_env.run("go-home").state.is_completed()
+
+
 def test_cancel_of_running_move_halts_motor(fleet_env: Fleet) -> None:
     from prefect import get_client
     from prefect.states import Cancelling
