@@ -359,17 +359,21 @@ class Agent:
         """Apply the latch variable (covers e-stop events lost while disconnected).
 
         A command already applied here is skipped: this read may have been answered before a
-        newer command arrived (`device_agent.latch`).
+        newer command arrived (`DeviceSession.apply_latch`).
         """
         latch = await read_latch(client, self.settings.estop_variable)
         session = self.session
-        if session is None or not session.latch_commands.first_time(latch.get("command_id")):
+        if session is None or not latch:
             return
-        if latch.get("estopped") and not session.estopped:
+        stop = bool(latch.get("estopped"))
+        if stop and not session.estopped:
             logger.warning("%s: latch variable says e-stopped: stopping", session.name)
-            await asyncio.to_thread(session.latch_estop, latch.get("reason") or "latched")
-        elif not latch.get("estopped") and session.estopped and latch:
-            session.clear_estop()
+        await asyncio.to_thread(
+            session.apply_latch,
+            stop,
+            str(latch.get("reason") or "latched"),
+            latch.get("command_id"),
+        )
 
     # ---------------------------------------------------------------- e-stop
     async def _sync_latch_once(self) -> None:
@@ -422,17 +426,16 @@ class Agent:
         undo the clear that followed it. It is acknowledged again (a `fleet estop` waiting across
         the reconnect gets its answer) unless a newer command changed the state since.
         """
-        first = session.latch_commands.first_time(payload.get("command_id"))
+        command_id = payload.get("command_id")
         if name == ESTOP_EVENT:
-            if first:
-                session.latch_estop(str(payload.get("reason") or "fleet estop"))
+            reason = str(payload.get("reason") or "fleet estop")
+            if session.apply_latch(True, reason, command_id, stop_again=True):
                 self._schedule_second_stop(session)
                 logger.warning("%s: EMERGENCY STOP (%s)", session.name, payload)
             if session.estopped:
                 self._emit(ESTOPPED_EVENT, {**payload, "position": session.position})
         elif name == ESTOP_CLEAR_EVENT:
-            if first:
-                session.clear_estop()
+            if session.apply_latch(False, "", command_id):
                 logger.warning("%s: emergency stop cleared", session.name)
             if not session.estopped:
                 self._emit(ESTOP_CLEARED_EVENT, payload)

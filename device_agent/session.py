@@ -58,6 +58,7 @@ class DeviceSession:
         self._state_lock = threading.Lock()
         self._estopped = threading.Event()
         self.latch_commands = LatchLedger()  # ids of the e-stop commands applied here
+        self._latch_lock = threading.Lock()  # one latch command applied at a time
         self.estop_reason: str | None = None
         self.cancel_requested = threading.Event()
         self.connected = True
@@ -127,6 +128,25 @@ class DeviceSession:
         self.estop_reason = None
         self._changed()
         return was
+
+    def apply_latch(
+        self, estopped: bool, reason: str, command_id: object, *, stop_again: bool = False
+    ) -> bool:
+        """Apply an e-stop latch command once, by its id; False if it was applied before.
+
+        A copy of an applied command changes nothing: a late copy of a stop must not undo the
+        clear that followed it, nor a late clear the stop (`device_agent.latch`). The id is
+        recorded even when the resort is already in the wanted state. A stop is sent to the motor
+        again when `stop_again` (a live stop event) or when the resort was not stopped.
+        """
+        with self._latch_lock:
+            if not self.latch_commands.first_time(command_id):
+                return False
+            if estopped and (stop_again or not self.estopped):
+                self.latch_estop(reason)
+            elif not estopped and self.estopped:
+                self.clear_estop()
+            return True
 
     def check_estop(self) -> None:
         """Raise `EmergencyStopError` while the latch is set."""

@@ -77,6 +77,9 @@ def test_a_stale_stop_does_not_undo_the_clear_that_followed_it(
     # a new stop is applied from the variable alone (its event was lost)
     _sync_after_writing(agent, {"estopped": True, "reason": "new", "command_id": "stop-2"})
     assert session.estopped and session.estop_reason == "new"
+    # a late copy of the older clear does not release it
+    _sync_after_writing(agent, {"estopped": False, "command_id": "clear-1"})
+    assert session.estopped
     # and a new clear from the variable releases it
     _sync_after_writing(agent, {"estopped": False, "command_id": "clear-2"})
     assert not session.estopped
