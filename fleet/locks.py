@@ -20,8 +20,9 @@ again. Why not `prefect.concurrency.asyncio.concurrency` as is:
   the slot is granted and cleared right before the slot is released, so a record is only ever
   overwritten by the next holder.
 * The lease (>= 60 s, Prefect's minimum) is renewed from a daemon thread. A crashed holder's slot
-  frees when its lease expires (plus the server's repossessor loop, ~15 s). The next holder finds
-  the dead holder's record and marks its run `Crashed` (nothing else would ever end it). Leases
+  frees when its lease expires (plus the server's repossessor loop, ~15 s). A next holder on the
+  same host finds the dead holder's record and, its process being gone, marks its run `Crashed`
+  (nothing else would ever end it). Leases
   survive a server restart only with filesystem (or Redis) lease storage on the server.
 """
 
@@ -181,11 +182,12 @@ async def read_holder(resort: str) -> LockHolder | None:
 async def _record_holder(
     client: Any, resort: str, lease_id: UUID, run_id: str | None, run_name: str | None
 ) -> None:
-    """Record this holder; a record left by a holder whose lease expired gets its run crashed.
+    """Record this holder; a record left by a holder whose process died gets its run crashed.
 
-    A clean release clears the record before it gives the slot back, so a record of another
-    lease means that holder stopped renewing (its process was killed or hung) and the lease ran
-    out. Two requests (read, then update or create), one fewer than `Variable.aset`.
+    A clean release clears the record before it gives the slot back, so a record of another lease
+    means that holder's lease ran out, or that its clear failed. Its run is only closed when its
+    process is known to be gone (`_process_gone`). Two requests (read, then update or create), one
+    fewer than `Variable.aset`.
     """
     from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 
@@ -208,19 +210,40 @@ async def _record_holder(
         logger.warning("could not record the holder of %s", resort, exc_info=True)
         return
     previous = _holder_from(existing.value) if existing is not None else None
-    if previous is not None and previous.lease_id != str(lease_id) and previous.run_id:
+    if (
+        previous is not None
+        and previous.lease_id != str(lease_id)
+        and previous.run_id
+        and _process_gone(previous)
+    ):
         await _crash_abandoned_run(client, resort, previous, record)
+
+
+def _process_gone(holder: LockHolder) -> bool:
+    """True only when `holder`'s process certainly no longer exists (same host, no such pid).
+
+    A record can also outlive a healthy holder: its clear failed (a 503 on the delete), it gave
+    the slot back, and its run is still finishing. Measured in the batch benchmark: such a run was
+    marked Crashed. So a stale record alone proves nothing; a holder on another host is left alone.
+    """
+    if holder.host != socket.gethostname() or holder.pid <= 0:
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 async def _crash_abandoned_run(
     client: Any, resort: str, previous: LockHolder, successor: dict[str, Any]
 ) -> None:
-    """Mark the run of a holder whose lease expired `Crashed`, if it is still not final.
+    """Mark the run of a holder whose process died `Crashed`, if it is still not final.
 
-    Its process stopped renewing the lease, so it was killed or hung: nothing else would ever end
-    that run (Prefect closes no run whose process died; a self-hosted server has no zombie
-    detection unless an automation is added). A holder that released normally but failed to
-    clear its record is already final and left alone.
+    Nothing else would ever end that run: Prefect closes no run whose process died, and a
+    self-hosted server has no zombie detection unless an automation is added.
     """
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
@@ -232,7 +255,7 @@ async def _crash_abandoned_run(
         who = successor["run_name"] or f"process {successor['pid']} on {successor['host']}"
         message = (
             f"lock {names.lock_name(resort)} was held by this run (process {previous.pid} on "
-            f"{previous.host} since {previous.since}), which stopped renewing its lease; the lease "
+            f"{previous.host} since {previous.since}), whose process is gone; its lease "
             f"expired and {who} took the resort over"
         )
         await client.set_flow_run_state(run.id, Crashed(message=message))
