@@ -20,10 +20,8 @@ again. Why not `prefect.concurrency.asyncio.concurrency` as is:
   the slot is granted and cleared right before the slot is released, so a record is only ever
   overwritten by the next holder.
 * The lease (>= 60 s, Prefect's minimum) is renewed from a daemon thread. A crashed holder's slot
-  frees when its lease expires (plus the server's repossessor loop, ~15 s). A next holder on the
-  same host finds the dead holder's record and, its process being gone, marks its run `Crashed`
-  (nothing else would ever end it). Leases
-  survive a server restart only with filesystem (or Redis) lease storage on the server.
+  frees when its lease expires (plus the server's repossessor loop, ~15 s). Leases survive a
+  server restart only with filesystem (or Redis) lease storage on the server.
 """
 
 from __future__ import annotations
@@ -156,7 +154,11 @@ def _current_run() -> tuple[str | None, str | None]:
     return str(ctx.flow_run.id), ctx.flow_run.name
 
 
-def _holder_from(value: Any) -> LockHolder | None:
+async def read_holder(resort: str) -> LockHolder | None:
+    """The recorded holder of `resort`'s lock (None when no record; it may be stale)."""
+    from prefect.variables import Variable
+
+    value = await Variable.aget(holder_variable_name(resort), default=None)
     if not isinstance(value, dict):
         return None
     try:
@@ -172,26 +174,9 @@ def _holder_from(value: Any) -> LockHolder | None:
         return None
 
 
-async def read_holder(resort: str) -> LockHolder | None:
-    """The recorded holder of `resort`'s lock (None when no record; it may be stale)."""
+async def _record_holder(resort: str, lease_id: UUID, run_id: str | None, run_name: str | None):
     from prefect.variables import Variable
 
-    return _holder_from(await Variable.aget(holder_variable_name(resort), default=None))
-
-
-async def _record_holder(
-    client: Any, resort: str, lease_id: UUID, run_id: str | None, run_name: str | None
-) -> None:
-    """Record this holder; a record left by a holder whose process died gets its run crashed.
-
-    A clean release clears the record before it gives the slot back, so a record of another lease
-    means that holder's lease ran out, or that its clear failed. Its run is only closed when its
-    process is known to be gone (`_process_gone`). Two requests (read, then update or create), one
-    fewer than `Variable.aset`.
-    """
-    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-
-    name = holder_variable_name(resort)
     record: dict[str, Any] = {
         "run_id": run_id,
         "run_name": run_name,
@@ -201,67 +186,9 @@ async def _record_holder(
         "lease_id": str(lease_id),
     }
     try:
-        existing = await client.read_variable_by_name(name)
-        if existing is None:
-            await client.create_variable(VariableCreate(name=name, value=record))
-        else:
-            await client.update_variable(VariableUpdate(name=name, value=record))
+        await Variable.aset(holder_variable_name(resort), record, overwrite=True)
     except Exception:  # the record only feeds error messages; never fail a lock over it
         logger.warning("could not record the holder of %s", resort, exc_info=True)
-        return
-    previous = _holder_from(existing.value) if existing is not None else None
-    if (
-        previous is not None
-        and previous.lease_id != str(lease_id)
-        and previous.run_id
-        and _process_gone(previous)
-    ):
-        await _crash_abandoned_run(client, resort, previous, record)
-
-
-def _process_gone(holder: LockHolder) -> bool:
-    """True only when `holder`'s process certainly no longer exists (same host, no such pid).
-
-    A record can also outlive a healthy holder: its clear failed (a 503 on the delete), it gave
-    the slot back, and its run is still finishing. Measured in the batch benchmark: such a run was
-    marked Crashed. So a stale record alone proves nothing; a holder on another host is left alone.
-    """
-    if holder.host != socket.gethostname() or holder.pid <= 0:
-        return False
-    try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-async def _crash_abandoned_run(
-    client: Any, resort: str, previous: LockHolder, successor: dict[str, Any]
-) -> None:
-    """Mark the run of a holder whose process died `Crashed`, if it is still not final.
-
-    Nothing else would ever end that run: Prefect closes no run whose process died, and a
-    self-hosted server has no zombie detection unless an automation is added.
-    """
-    from prefect.client.schemas.objects import StateType
-    from prefect.states import Crashed
-
-    try:
-        run = await client.read_flow_run(UUID(previous.run_id))
-        if run.state is None or run.state.type not in (StateType.RUNNING, StateType.PENDING):
-            return
-        who = successor["run_name"] or f"process {successor['pid']} on {successor['host']}"
-        message = (
-            f"lock {names.lock_name(resort)} was held by this run (process {previous.pid} on "
-            f"{previous.host} since {previous.since}), whose process is gone; its lease "
-            f"expired and {who} took the resort over"
-        )
-        await client.set_flow_run_state(run.id, Crashed(message=message))
-        logger.warning("marked run %s Crashed: %s", previous.run_id, message)
-    except Exception:
-        logger.warning("could not close the run of %s's expired holder", resort, exc_info=True)
 
 
 async def _clear_holder(resort: str, lease_id: UUID) -> None:
@@ -453,7 +380,7 @@ async def acquire(
     _start_renewal(held)
     logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
     if resort is not None:
-        await _record_holder(client, resort, lease_id, run_id, run_name)
+        await _record_holder(resort, lease_id, run_id, run_name)
         logger.debug("recorded holder of %s at %.3f s", name, time.monotonic() - start)
     return held
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -225,7 +224,6 @@ def test_parent_killed_while_holding_the_lock_frees_it_with_the_lease(fleet, tmp
         with pytest.raises(DeviceBusyError, match=r"resort busy: pp-c held by run \S+ \(") as info:
             busy.activate_hotel("pp-c", "B")
         assert " since 20" in str(info.value)
-        killed_run = re.search(r"\(([0-9a-f-]{36})\)", str(info.value)).group(1)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -237,13 +235,6 @@ def test_parent_killed_while_holding_the_lock_frees_it_with_the_lease(fleet, tmp
     assert patient.activate_hotel("pp-c", "B")["hotel"] == "B"
     holder = asyncio.run(locks.read_holder("pp-c"))
     assert holder is None  # cleared by the last (clean) release
-    # the killed holder's own run is closed by the parent that took the resort over
-    from prefect import get_client
-
-    with get_client(sync_client=True) as c:
-        state = c.read_flow_run(killed_run).state
-    assert state.is_crashed(), state
-    assert "process is gone" in state.message and "took the resort over" in state.message
     assert names.lock_name("pp-c") == "resort:pp-c"
 
 
