@@ -264,8 +264,8 @@ def test_controller_runs_parent_deployments_triggered_through_prefect(fleet) -> 
         )
         run = run_coro_as_sync(wait_for_flow_run(run.id, timeout=150))
         assert run.state.is_completed(), (run.state, log.read_text(errors="replace")[-2000:])
-        status = {s.name: s for s in FleetClient(fleet.inventory_path).status()}["pp-c"]
-        assert status.active_hotel == "C"
+        # the agent publishes its status after the device run ends (debounced): wait for it
+        wait_status(FleetClient(fleet.inventory_path), "pp-c", active_hotel="C")
     finally:
         os.killpg(controller.pid, signal.SIGTERM)
         try:
