@@ -365,15 +365,15 @@ class Agent:
         session = self.session
         if session is None or not latch:
             return
-        stop = bool(latch.get("estopped"))
-        if stop and not session.estopped:
-            logger.warning("%s: latch variable says e-stopped: stopping", session.name)
+        was_stopped = session.estopped
         await asyncio.to_thread(
             session.apply_latch,
-            stop,
+            bool(latch.get("estopped")),
             str(latch.get("reason") or "latched"),
             latch.get("command_id"),
         )
+        if session.estopped and not was_stopped:
+            logger.warning("%s: latch variable says e-stopped: stopped", session.name)
 
     # ---------------------------------------------------------------- e-stop
     async def _sync_latch_once(self) -> None:
