@@ -14,14 +14,15 @@ command without an id (a latch variable written by hand) is always applied.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 
 __all__ = ["LatchLedger"]
 
 
 class LatchLedger:
-    """The ids of the latch commands applied here (the newest `size`); thread-safe.
+    """The ids of the latch commands applied here (the newest `size`).
+
+    Not locked itself: `DeviceSession.apply_latch`, its one user, holds the session's latch lock.
 
     Args:
         size: how many ids to remember.
@@ -31,7 +32,6 @@ class LatchLedger:
         self._order: deque[str] = deque()
         self._ids: set[str] = set()
         self._size = size
-        self._lock = threading.Lock()
 
     def first_time(self, command_id: object) -> bool:
         """Record `command_id` as applied; False if it already was (then skip the command).
@@ -40,11 +40,10 @@ class LatchLedger:
         """
         if not isinstance(command_id, str) or not command_id:
             return True
-        with self._lock:
-            if command_id in self._ids:
-                return False
-            self._ids.add(command_id)
-            self._order.append(command_id)
-            while len(self._order) > self._size:
-                self._ids.discard(self._order.popleft())
-            return True
+        if command_id in self._ids:
+            return False
+        self._ids.add(command_id)
+        self._order.append(command_id)
+        while len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return True

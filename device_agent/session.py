@@ -57,7 +57,7 @@ class DeviceSession:
         self._on_change = on_change
         self._state_lock = threading.Lock()
         self._estopped = threading.Event()
-        self.latch_commands = LatchLedger()  # ids of the e-stop commands applied here
+        self._latch_commands = LatchLedger()  # ids of the e-stop commands applied here
         self._latch_lock = threading.Lock()  # one latch command applied at a time
         self.estop_reason: str | None = None
         self.cancel_requested = threading.Event()
@@ -140,7 +140,7 @@ class DeviceSession:
         again when `stop_again` (a live stop event) or when the resort was not stopped.
         """
         with self._latch_lock:
-            if not self.latch_commands.first_time(command_id):
+            if not self._latch_commands.first_time(command_id):
                 return False
             if estopped and (stop_again or not self.estopped):
                 self.latch_estop(reason)

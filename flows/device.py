@@ -48,10 +48,8 @@ def _begin() -> tuple[DeviceSession, float]:
     return current_device(), time.time()
 
 
-def _write_latch(session: DeviceSession, reason: str) -> None:
-    """Set the resort's e-stop latch variable to "stopped" by this run (a new latch command)."""
-    command_id = str(uuid.uuid4())
-    session.latch_commands.first_time(command_id)  # applied already: the agent must not re-apply
+def _write_latch(session: DeviceSession, reason: str, command_id: str) -> None:
+    """Set the resort's e-stop latch variable to "stopped" by this run's latch command."""
     latch = {
         "estopped": True,
         "reason": reason,
@@ -183,6 +181,7 @@ def emergency_stop(reason: str = "emergency-stop flow run") -> dict[str, Any]:
     stopped.
     """
     session, started = _begin()
-    session.latch_estop(reason)
-    _write_latch(session, reason)
+    command_id = str(uuid.uuid4())
+    session.apply_latch(True, reason, command_id, stop_again=True)  # the agent won't re-apply it
+    _write_latch(session, reason, command_id)
     return publish_result(session, "emergency-stop", {"estopped": True, "reason": reason}, started)
