@@ -8,9 +8,11 @@ each flow run with `prefect.flow_engine.run_flow` on a single long-lived *device
   (``"flows.device:activate_hotel"``), never with `load_flow_from_flow_run` (that would run pull
   steps inside this long-lived process).
 * Fast pickup: the worker subscribes to `prefect.flow-run.Scheduled` events related to its work
-  queue and claims the run named by the event at once (read it, propose `Pending`), without a
-  queue poll; a run not yet readable (events can go out before the commit) is retried briefly,
-  then left to a burst of polls. A slow fallback poll (`poll_interval`) covers lost events.
+  queue and at once claims the queue's earliest due run (one read, then `Pending`), without a
+  queue poll (which writes); a run not yet readable (events can go out before the commit) is
+  retried briefly, then left to a burst of polls. A claim skips a paused queue (`fleet drain`),
+  and the queue's ready event on resume wakes the poll. A slow fallback poll (`poll_interval`)
+  covers lost events.
 * Nothing but the claim and the engine's own calls writes to the server between submission and
   the flow body: the run's worker markers (`infrastructure_pid`, worker labels) are written once
   the run's `Running` event arrives, and deployments are read from a short-lived cache. On SQLite
@@ -82,6 +84,8 @@ WORKER_TYPE = "plate-resort"
 SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
 RUNNING_EVENT = "prefect.flow-run.Running"
 CANCELLING_EVENT = "prefect.flow-run.Cancelling"
+# A queue unpaused (`fleet resume`) goes ready or not-ready; its queued runs are polled then.
+QUEUE_OPEN_EVENTS = ("prefect.work-queue.ready", "prefect.work-queue.not-ready")
 # A Scheduled event can arrive before its run is readable: re-read it this often, this long.
 _CLAIM_STEP = 0.02
 _CLAIM_SECONDS = 0.5
@@ -391,6 +395,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         self._running_seen: dict[UUID, asyncio.Event] = {}
         self._claim_lock: asyncio.Lock | None = None
         self.claims_from_events = 0
+        self._queue_ids: list[UUID] = []
 
     # ------------------------------------------------------------------ loading
     async def load_flows(self) -> dict[str, Flow[Any, Any]]:
@@ -642,39 +647,51 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             logger.warning("could not mark flow run %s as this agent's: %s", flow_run_id, exc)
 
     async def _claim(self, flow_run_id: UUID) -> None:
-        """Claim the run of a Scheduled event directly (no queue poll); poll if it is unseen.
+        """Claim the queue's earliest due run on a Scheduled event (no queue poll).
 
-        Claims are serialised in event order, so two runs submitted back to back start in
-        submission order (the second finds the worker busy and is polled after the first).
+        The event only says that *something* was scheduled; the run claimed is the one the queue
+        poll would return first (earliest scheduled start), so runs start in submission order
+        even when their events arrive out of order or race the poll that follows a run's end.
+        Claims are serialised; a busy worker ignores the event and polls when its run ends.
         """
         if self._claim_lock is None:
             self._claim_lock = asyncio.Lock()
         async with self._claim_lock:
             await self._claim_one(flow_run_id)
 
-    async def _claim_one(self, flow_run_id: UUID) -> None:
+    async def _claim_one(self, event_run_id: UUID) -> None:
         from prefect.client.schemas.responses import WorkerFlowRunResponse
         from prefect.exceptions import ObjectNotFound
 
-        if self._stopping or self.busy or flow_run_id in self._submitting_flow_run_ids:
-            return  # a busy worker polls when its run ends
+        if self._stopping or self.busy or self._work_pool is None:
+            return
         deadline = time.monotonic() + _CLAIM_SECONDS
         while True:
             try:
-                flow_run = await self.client.read_flow_run(flow_run_id)
-                break
-            except ObjectNotFound:
-                if time.monotonic() > deadline:
-                    self.wake(burst=True)
+                due, paused = await self._earliest_due_run_and_paused_queues()
+                if due is not None and (due.work_queue_id in paused or self._pool_paused()):
+                    return  # paused (`fleet drain`): it starts after `fleet resume`
+                if due is not None:
+                    flow_run = due
+                    break
+                # Nothing due: the event's run is not readable yet (events can go out before
+                # the commit), was taken already, or is scheduled for later.
+                event_run = await self.client.read_flow_run(event_run_id)
+                if not self._claimable(event_run):
                     return
-                await anyio.sleep(_CLAIM_STEP)
+            except ObjectNotFound:
+                pass
             except Exception as exc:
-                logger.info("could not read flow run %s: %s; polling", flow_run_id, exc)
+                logger.info("could not read the due runs of %s: %s; polling", self.name, exc)
                 self.wake(burst=True)
                 return
-        if not self._claimable(flow_run) or self._work_pool is None:
+            if time.monotonic() > deadline:
+                self.wake(burst=True)
+                return
+            await anyio.sleep(_CLAIM_STEP)
+        if flow_run.id in self._submitting_flow_run_ids or flow_run.work_queue_id is None:
             return
-        if flow_run.work_queue_id is None:
+        if self.busy or not self._claimable(flow_run):
             return
         submitted = await self._submit_scheduled_flow_runs(
             [
@@ -687,6 +704,56 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         )
         if submitted:
             self.claims_from_events += 1
+
+    def _pool_paused(self) -> bool:
+        return bool(self._work_pool is not None and self._work_pool.is_paused)
+
+    async def _earliest_due_run_and_paused_queues(self) -> tuple[FlowRun | None, set[UUID]]:
+        """The queue's earliest due run and which of the worker's queues are paused, read at once.
+
+        The queue poll skips paused queues; a claim must too (`fleet drain` pauses the queue
+        and promises that runs already scheduled wait for `fleet resume`).
+        """
+        queue_ids = list(self._queue_ids)
+        results = await asyncio.gather(
+            self._earliest_due_run(), *(self.client.read_work_queue(q) for q in queue_ids)
+        )
+        paused = {q.id for q in results[1:] if q.is_paused}
+        return results[0], paused
+
+    async def _earliest_due_run(self) -> FlowRun | None:
+        """The queue's Scheduled run with the earliest start within the prefetch, if any."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterNextScheduledStartTime,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+            WorkPoolFilter,
+            WorkPoolFilterName,
+            WorkQueueFilter,
+            WorkQueueFilterName,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        horizon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+            seconds=self._prefetch_seconds
+        )
+        runs = await self.client.read_flow_runs(
+            limit=1,
+            sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=horizon),
+            ),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self._work_pool_name])),
+            work_queue_filter=WorkQueueFilter(
+                name=WorkQueueFilterName(any_=sorted(self._work_queues))
+            )
+            if self._work_queues
+            else None,
+        )
+        return runs[0] if runs else None
 
     def _claimable(self, flow_run: FlowRun) -> bool:
         """What the queue poll would return: Scheduled, this queue, due within the prefetch."""
@@ -826,6 +893,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
                 queue_name, work_pool_name=self._work_pool_name
             )
             ids.append(f"prefect.work-queue.{q.id}")
+        self._queue_ids = [UUID(i.removeprefix("prefect.work-queue.")) for i in ids]
         return ids
 
     async def _event_loop(self) -> None:
@@ -838,7 +906,9 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             try:
                 resource_ids = await self._queue_resource_ids()
                 event_filter = EventFilter(
-                    event=EventNameFilter(name=[SCHEDULED_EVENT, RUNNING_EVENT, CANCELLING_EVENT]),
+                    event=EventNameFilter(
+                        name=[SCHEDULED_EVENT, RUNNING_EVENT, CANCELLING_EVENT, *QUEUE_OPEN_EVENTS]
+                    ),
                     any_resource=EventAnyResourceFilter(id=resource_ids),
                 )
                 since = datetime.datetime.now(datetime.UTC)
@@ -879,6 +949,8 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
                 seen.set()
         elif name == CANCELLING_EVENT and run_id is not None and self.request_cancel(run_id):
             logger.info("flow run %s cancelled: halting %s", run_id, self.name)
+        elif name in QUEUE_OPEN_EVENTS:
+            self.wake(burst=True)  # resumed: start what was queued while it was paused
 
     async def start(
         self,

@@ -218,6 +218,29 @@ def test_runs_submitted_back_to_back_start_in_submission_order(fleet_env: Fleet)
     assert starts == sorted(starts)
 
 
+def test_a_drained_queue_holds_new_runs_until_resume_then_starts_them_in_order(
+    fleet_env: Fleet,
+) -> None:
+    from fleet.provision import drain, resume
+    from flows.results import read_device_result
+
+    drain(fleet_env.inv, RESORT, timeout=30)
+    try:
+        held = [fleet_env.submit("request-position") for _ in range(3)]
+        # Their Scheduled events reach the agent within milliseconds; a claim that ignored the
+        # pause would have started them long before this.
+        time.sleep(2.0)
+        states = [fleet_env.read_run(r.id).state.type.value for r in held]
+        assert states == ["SCHEDULED"] * 3
+    finally:
+        resume(fleet_env.inv, RESORT)
+    # Resuming wakes the agent (queue-ready event); the fallback poll (15 s) is not needed.
+    finals = [fleet_env.wait(r, timeout=12) for r in held]
+    assert all(r.state.is_completed() for r in finals), [r.state for r in finals]
+    starts = [float(read_device_result(r.id)["started_at"]) for r in finals]
+    assert starts == sorted(starts)
+
+
 def test_estop_during_move_stops_motor_and_latches(fleet_env: Fleet) -> None:
     from fleet.estop import clear_estop, estop
 
