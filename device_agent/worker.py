@@ -396,6 +396,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         self._claim_lock: asyncio.Lock | None = None
         self.claims_from_events = 0
         self._queue_ids: list[UUID] = []
+        self._claim_on_release: set[UUID] = set()
 
     # ------------------------------------------------------------------ loading
     async def load_flows(self) -> dict[str, Flow[Any, Any]]:
@@ -471,6 +472,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         flow = self._flow_for(configuration)
         if task_status is not None:
             task_status.started(identifier)
+        self._claim_on_release.add(flow_run.id)  # when its slot frees, claim the next run
         if flow_run.id in self._cancel_requested:
             await self._force_state(flow_run.id, "cancelled", "Cancelled before it started.")
             return ResortWorkerResult(status_code=0, identifier=identifier)
@@ -489,9 +491,24 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             self._executing = None
             self._execution_done.set()
             self._cancel_requested.discard(flow_run.id)
-            self.runs_executed += 1
-            self.wake()
         return ResortWorkerResult(status_code=0, identifier=identifier)
+
+    def _release_limit_slot(self, flow_run_id: UUID) -> None:
+        """Free the slot; after an executed run, claim the next due run (a read, not a poll).
+
+        Runs whose Scheduled event arrived while this one ran were skipped (busy); this claim
+        starts the earliest of them as soon as the slot is free.
+        """
+        super()._release_limit_slot(flow_run_id)
+        if flow_run_id not in self._claim_on_release:
+            return  # a run that never started (e.g. Pending refused): no claim loop
+        self._claim_on_release.discard(flow_run_id)
+        if self._stopping:
+            return
+        if self._runs_task_group is None:
+            self.wake()
+        else:
+            self._runs_task_group.start_soon(self._claim, None)
 
     def _execute(self, flow: Flow[Any, Any], flow_run: FlowRun) -> Any:
         """Device thread: run the flow, then make sure the run's state is final."""
@@ -511,6 +528,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             session.cancel_requested.clear()
             if state is not None and getattr(state, "is_failed", lambda: False)():
                 session.last_error = state.message
+            self.runs_executed += 1  # before the publish: the idle document counts this run
             session.update(current_run=None)
         self._finalize_sync(flow_run.id, cancelled, state)
         if self._run_end_hook is not None:
@@ -646,20 +664,21 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         except Exception as exc:
             logger.warning("could not mark flow run %s as this agent's: %s", flow_run_id, exc)
 
-    async def _claim(self, flow_run_id: UUID) -> None:
+    async def _claim(self, flow_run_id: UUID | None) -> None:
         """Claim the queue's earliest due run on a Scheduled event (no queue poll).
 
         The event only says that *something* was scheduled; the run claimed is the one the queue
         poll would return first (earliest scheduled start), so runs start in submission order
         even when their events arrive out of order or race the poll that follows a run's end.
-        Claims are serialised; a busy worker ignores the event and polls when its run ends.
+        Claims are serialised; a busy worker ignores the event and claims again when its slot
+        frees (`_release_limit_slot`, with `flow_run_id` None).
         """
         if self._claim_lock is None:
             self._claim_lock = asyncio.Lock()
         async with self._claim_lock:
             await self._claim_one(flow_run_id)
 
-    async def _claim_one(self, event_run_id: UUID) -> None:
+    async def _claim_one(self, event_run_id: UUID | None) -> None:
         from prefect.client.schemas.responses import WorkerFlowRunResponse
         from prefect.exceptions import ObjectNotFound
 
@@ -674,6 +693,8 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
                 if due is not None:
                     flow_run = due
                     break
+                if event_run_id is None:
+                    return  # a slot freed and nothing is due
                 # Nothing due: the event's run is not readable yet (events can go out before
                 # the commit), was taken already, or is scheduled for later.
                 event_run = await self.client.read_flow_run(event_run_id)
@@ -919,7 +940,9 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
                     if self.session is not None:
                         self.session.update()  # publish: the agent is now event-driven
                     backoff = 0.5
-                    self.wake(burst=True)  # catch anything scheduled while disconnected
+                    # One poll catches what was scheduled while disconnected; anything later
+                    # has an event (a burst here would also take runs the events would claim).
+                    self.wake()
                     async for event in subscriber:
                         if event.occurred < since:
                             continue  # the subscriber replays the last minute on connect
@@ -950,7 +973,12 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         elif name == CANCELLING_EVENT and run_id is not None and self.request_cancel(run_id):
             logger.info("flow run %s cancelled: halting %s", run_id, self.name)
         elif name in QUEUE_OPEN_EVENTS:
-            self.wake(burst=True)  # resumed: start what was queued while it was paused
+            # Resumed (or just polled): start what was queued while it was paused, by a claim
+            # (serialised with the event claims; a poll here would race them).
+            if self._runs_task_group is None:
+                self.wake()
+            else:
+                self._runs_task_group.start_soon(self._claim, None)
 
     async def start(
         self,

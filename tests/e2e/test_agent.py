@@ -160,6 +160,36 @@ def _move_seconds(start: float, goal: float) -> float:
     return min(diff, 360.0 - diff) / SPEED
 
 
+def _idle_doc(fleet_env: Fleet) -> dict[str, Any]:
+    """The agent's status document once it is idle and its run counter has settled.
+
+    The agent publishes asynchronously; a document read right after a run ended can predate it.
+    """
+    docs: list[dict[str, Any]] = []
+
+    def settled() -> bool:
+        doc = fleet_env._status_doc()
+        docs.append(doc)
+        if doc.get("current_run") is not None or len(docs) < 2:
+            return False
+        return docs[-2].get("runs_executed") == doc.get("runs_executed")
+
+    wait_for(settled, 10, 0.3, "agent idle")
+    return docs[-1]
+
+
+def _claimed_since(fleet_env: Fleet, before: dict[str, Any], runs: int) -> int:
+    """Runs claimed from events since `before`, once `runs` more runs were executed."""
+
+    def counted() -> bool:
+        doc = fleet_env._status_doc()
+        return doc.get("runs_executed", 0) - before.get("runs_executed", 0) >= runs
+
+    wait_for(counted, 10, 0.1, "status published")
+    after = _idle_doc(fleet_env)
+    return after["runs_claimed_from_events"] - before.get("runs_claimed_from_events", 0)
+
+
 def test_port_stays_open_across_ten_runs(fleet_env: Fleet) -> None:
     from flows.results import read_device_result
 
@@ -182,19 +212,11 @@ def test_port_stays_open_across_ten_runs(fleet_env: Fleet) -> None:
 def test_runs_are_claimed_from_their_scheduled_events_and_marked_as_the_agents(
     fleet_env: Fleet,
 ) -> None:
-    before = fleet_env._status_doc()
+    before = _idle_doc(fleet_env)
     finals = [fleet_env.run("request-position") for _ in range(5)]
     assert all(r.state.is_completed() for r in finals), [r.state for r in finals]
-
-    def counted() -> bool:
-        doc = fleet_env._status_doc()
-        return doc.get("runs_executed", 0) - before.get("runs_executed", 0) >= 5
-
-    wait_for(counted, 10, 0.1, "status published")
-    after = fleet_env._status_doc()
     # every run came from its Scheduled event (the fallback poll is 15 s; none was needed)
-    claimed = after["runs_claimed_from_events"] - before.get("runs_claimed_from_events", 0)
-    assert claimed == 5
+    assert _claimed_since(fleet_env, before, 5) == 5
     # worker markers are written after the start; orphan recovery relies on them
     for final in finals:
         wait_for(
@@ -216,6 +238,24 @@ def test_runs_submitted_back_to_back_start_in_submission_order(fleet_env: Fleet)
     assert all(r.state.is_completed() for r in finals), [r.state for r in finals]
     starts = [float(read_device_result(r.id)["started_at"]) for r in finals]
     assert starts == sorted(starts)
+
+
+def test_runs_queued_behind_a_move_are_claimed_when_it_ends_without_a_queue_poll(
+    fleet_env: Fleet,
+) -> None:
+    from flows.results import read_device_result
+
+    assert fleet_env.run("go-home").state.is_completed()
+    before = _idle_doc(fleet_env)
+    move = fleet_env.submit("move-to-angle", angle=179.0)  # ~2 s at 90 deg/s
+    wait_for(lambda: fleet_env.emulator()["moving"], 20, 0.05, "move started")
+    queued = [fleet_env.submit("request-position") for _ in range(3)]  # events while busy
+    finals = [fleet_env.wait(run) for run in [move, *queued]]
+    assert all(r.state.is_completed() for r in finals), [r.state for r in finals]
+    starts = [float(read_device_result(r.id)["started_at"]) for r in finals]
+    assert starts == sorted(starts)
+    # the move from its event, each queued run by the claim made when the previous slot freed
+    assert _claimed_since(fleet_env, before, 4) == 4
 
 
 def test_a_drained_queue_holds_new_runs_until_resume_then_starts_them_in_order(
