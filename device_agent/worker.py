@@ -10,9 +10,9 @@ each flow run with `prefect.flow_engine.run_flow` on a single long-lived *device
 * Fast pickup: the worker subscribes to `prefect.flow-run.Scheduled` events related to its work
   queue and at once claims the queue's earliest due run (one read, then `Pending`), without a
   queue poll (which writes); a run not yet readable (events can go out before the commit) is
-  retried briefly, then left to a burst of polls. A claim skips a paused queue (`fleet drain`),
-  and the queue's ready event on resume wakes the poll. A slow fallback poll (`poll_interval`)
-  covers lost events.
+  retried briefly, then left to a burst of polls. A claim skips a paused queue (`fleet drain`);
+  the queue's ready event on resume, and the end of each run, claim the same way (a busy worker
+  ignores events). A slow fallback poll (`poll_interval`) covers lost events.
 * Nothing but the claim and the engine's own calls writes to the server between submission and
   the flow body: the run's worker markers (`infrastructure_pid`, worker labels) are written once
   the run's `Running` event arrives, and deployments are read from a short-lived cache. On SQLite
@@ -84,7 +84,7 @@ WORKER_TYPE = "plate-resort"
 SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
 RUNNING_EVENT = "prefect.flow-run.Running"
 CANCELLING_EVENT = "prefect.flow-run.Cancelling"
-# A queue unpaused (`fleet resume`) goes ready or not-ready; its queued runs are polled then.
+# A queue unpaused (`fleet resume`) goes ready or not-ready; its queued runs are claimed then.
 QUEUE_OPEN_EVENTS = ("prefect.work-queue.ready", "prefect.work-queue.not-ready")
 # A Scheduled event can arrive before its run is readable: re-read it this often, this long.
 _CLAIM_STEP = 0.02
