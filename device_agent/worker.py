@@ -742,6 +742,33 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         paused = {q.id for q in results[1:] if q.is_paused}
         return results[0], paused
 
+    def _queue_filters(self) -> dict[str, Any]:
+        """`read_flow_runs` filters for this worker's pool and queues."""
+        from prefect.client.schemas.filters import (
+            WorkPoolFilter,
+            WorkPoolFilterName,
+            WorkQueueFilter,
+            WorkQueueFilterName,
+        )
+
+        queues = (
+            WorkQueueFilter(name=WorkQueueFilterName(any_=sorted(self._work_queues)))
+            if self._work_queues
+            else None
+        )
+        return {
+            "work_pool_filter": WorkPoolFilter(
+                name=WorkPoolFilterName(any_=[self._work_pool_name])
+            ),
+            "work_queue_filter": queues,
+        }
+
+    def _prefetch_horizon(self) -> datetime.datetime:
+        """Runs scheduled up to this time are due (the poll's prefetch)."""
+        return datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+            seconds=self._prefetch_seconds
+        )
+
     async def _earliest_due_run(self) -> FlowRun | None:
         """The queue's Scheduled run with the earliest start within the prefetch, if any."""
         from prefect.client.schemas.filters import (
@@ -749,30 +776,20 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             FlowRunFilterNextScheduledStartTime,
             FlowRunFilterState,
             FlowRunFilterStateType,
-            WorkPoolFilter,
-            WorkPoolFilterName,
-            WorkQueueFilter,
-            WorkQueueFilterName,
         )
         from prefect.client.schemas.objects import StateType
         from prefect.client.schemas.sorting import FlowRunSort
 
-        horizon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
-            seconds=self._prefetch_seconds
-        )
         runs = await self.client.read_flow_runs(
             limit=1,
             sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=horizon),
+                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(
+                    before_=self._prefetch_horizon()
+                ),
             ),
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self._work_pool_name])),
-            work_queue_filter=WorkQueueFilter(
-                name=WorkQueueFilterName(any_=sorted(self._work_queues))
-            )
-            if self._work_queues
-            else None,
+            **self._queue_filters(),
         )
         return runs[0] if runs else None
 
@@ -786,10 +803,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         due = flow_run.next_scheduled_start_time or getattr(
             state.state_details, "scheduled_time", None
         )
-        horizon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
-            seconds=self._prefetch_seconds
-        )
-        return due is None or due <= horizon
+        return due is None or due <= self._prefetch_horizon()
 
     # ------------------------------------------------------------------ orphans
     async def recover_orphans(self) -> list[UUID]:
@@ -804,10 +818,6 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
             FlowRunFilter,
             FlowRunFilterState,
             FlowRunFilterStateType,
-            WorkPoolFilter,
-            WorkPoolFilterName,
-            WorkQueueFilter,
-            WorkQueueFilterName,
         )
         from prefect.client.schemas.objects import StateType
         from prefect.client.schemas.sorting import FlowRunSort
@@ -822,12 +832,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
                     )
                 )
             ),
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self._work_pool_name])),
-            work_queue_filter=WorkQueueFilter(
-                name=WorkQueueFilterName(any_=sorted(self._work_queues))
-            )
-            if self._work_queues
-            else None,
+            **self._queue_filters(),
         )
         mine = f"{WORKER_TYPE}:{self.name}:"
         recovered: list[UUID] = []
@@ -908,14 +913,16 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
                 logger.warning("worker heartbeat failed: %s", exc)
 
     async def _queue_resource_ids(self) -> list[str]:
-        ids = []
-        for queue_name in sorted(self._work_queues):
-            q = await self.client.read_work_queue_by_name(
-                queue_name, work_pool_name=self._work_pool_name
-            )
-            ids.append(f"prefect.work-queue.{q.id}")
-        self._queue_ids = [UUID(i.removeprefix("prefect.work-queue.")) for i in ids]
-        return ids
+        """Event resource ids of the worker's queues (their ids are kept for claims)."""
+        self._queue_ids = [
+            (
+                await self.client.read_work_queue_by_name(
+                    queue_name, work_pool_name=self._work_pool_name
+                )
+            ).id
+            for queue_name in sorted(self._work_queues)
+        ]
+        return [f"prefect.work-queue.{q}" for q in self._queue_ids]
 
     async def _event_loop(self) -> None:
         """Wake on Scheduled events for the queue; halt on Cancelling of the run executing."""
