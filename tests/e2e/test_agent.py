@@ -362,6 +362,11 @@ def test_cancel_of_running_move_halts_motor(fleet_env: Fleet) -> None:
 def test_fleet_status_json(fleet_env: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
     from fleet.cli import main
 
+    def published() -> bool:  # the agent publishes asynchronously after the last test's runs
+        s = fleet_env.status()
+        return s.online and s.connected and not s.estopped and not s.moving
+
+    wait_for(published, 10, 0.1, "idle status published")
     assert main(["status", "--json", "--inventory", str(fleet_env.inventory_path)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == [RESORT]
