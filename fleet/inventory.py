@@ -2,7 +2,7 @@
 
 An inventory is one YAML file with three blocks::
 
-    fleet:    {name, work_pool, control_pool?, api_url?, max_concurrent_moves?}
+    fleet:    {name, work_pool, control_pool?, api_url?, max_concurrent_moves?, parent_heartbeat?}
     defaults: {any resort tunable}          # every resort inherits these
     resorts:  [{name, host, ...tunables}]   # and may override them
 
@@ -34,6 +34,7 @@ from fleet._inventory_yaml import (
     show_value,
 )
 from fleet.errors import DeviceSelectionError, InventoryError
+from fleet.watchdog import DEFAULT_PARENT_HEARTBEAT, MISSED_BEATS
 
 __all__ = [
     "DEFAULT_INVENTORY",
@@ -245,6 +246,14 @@ class FleetSettings(BaseModel):
         le=1000,
         description="Fleet-wide limit of simultaneous moves (power budget). Default: no limit.",
     )
+    parent_heartbeat: float | None = Field(
+        default=None,
+        ge=5.0,
+        le=600.0,
+        description="Seconds between the heartbeats of a running parent flow. A parent run "
+        f"silent for {MISSED_BEATS} of them (its process died) is marked Crashed by the "
+        f"automation `fleet provision` creates. Default {DEFAULT_PARENT_HEARTBEAT:g}.",
+    )
 
 
 class InventoryFile(BaseModel):
@@ -277,6 +286,7 @@ class Fleet(BaseModel):
     control_pool: str
     api_url: str | None = None
     max_concurrent_moves: int | None = None
+    parent_heartbeat: float = DEFAULT_PARENT_HEARTBEAT
 
 
 class Resort(BaseModel):
@@ -556,6 +566,7 @@ def _resolve(parsed: InventoryFile, source: str, base_dir: Path) -> Inventory:
         control_pool=fleet_in.control_pool or f"{fleet_in.name}-control",
         api_url=fleet_in.api_url,
         max_concurrent_moves=fleet_in.max_concurrent_moves,
+        parent_heartbeat=fleet_in.parent_heartbeat or DEFAULT_PARENT_HEARTBEAT,
     )
     defaults = parsed.defaults.model_dump(exclude_none=True)
     resorts = []

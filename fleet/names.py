@@ -22,6 +22,7 @@ __all__ = [
     "lock_holder_variable_name",
     "lock_name",
     "parent_deployment_name",
+    "parent_watchdog_name",
     "resource_id",
     "status_variable_name",
     "work_queue_name",
@@ -91,6 +92,16 @@ def fleet_limit_name(inv: Any) -> str:
     """
     fleet = inv if isinstance(inv, str) else inv.fleet.name
     return f"fleet:{fleet}:moves"
+
+
+def parent_watchdog_name(inv: Any) -> str:
+    """Automation that marks a fleet's silent parent runs Crashed: `fleet:demo:parent-watchdog`.
+
+    Args:
+        inv: the inventory, or the fleet name as a string.
+    """
+    fleet = inv if isinstance(inv, str) else inv.fleet.name
+    return f"fleet:{fleet}:parent-watchdog"
 
 
 def control_pool_name(inv: Any) -> str:

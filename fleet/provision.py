@@ -9,7 +9,9 @@
   limit (`names.fleet_limit_name`, limit `max_concurrent_moves`) when the inventory sets one,
 * the device subflow deployments of each resort on its queue (`names.device_deployment_name`,
   entrypoints from `names.DEVICE_FLOWS`, parameter schemas from `fleet.flow_schemas`),
-* the control pool (type "process") and the parent-flow deployments on it.
+* the control pool (type "process") and the parent-flow deployments on it,
+* the parent-run watchdog automation (`fleet.watchdog.automation`): a parent run whose process
+  died is marked Crashed instead of staying Running.
 
 It returns a `ProvisionPlan` listing each object as create / update / unchanged / delete; with
 `dry_run=True` nothing is changed. `prune=True` deletes queues, limits and deployments that follow
@@ -69,7 +71,7 @@ class Change:
     """One object of the plan.
 
     Attributes:
-        kind: "work pool", "work queue", "concurrency limit" or "deployment".
+        kind: "work pool", "work queue", "concurrency limit", "deployment" or "automation".
         name: the object's name (deployments as `flow/deployment`).
         action: create, update, unchanged or delete.
         detail: what differs, for updates (`concurrency_limit: None -> 1`), or a note.
@@ -486,6 +488,50 @@ class _Provisioner:
                     self.client.delete_deployment(dep.id)
         return dropped
 
+    # ---- the parent-run watchdog
+
+    def watchdog(self) -> None:
+        """Ensure the fleet's parent-run watchdog automation (one; extra copies are removed)."""
+        from fleet.watchdog import automation, window
+
+        want = automation(self.inv)
+        desired = _automation_fields(want)
+        note = f"Crashed after {window(self.inv.fleet.parent_heartbeat):g} s without heartbeat"
+        current = sorted(self.client.read_automations_by_name(want.name), key=lambda a: str(a.id))
+        if not current:
+            self.note("automation", want.name, "create", note)
+            if not self.dry_run:
+                self.client.create_automation(want)
+            return
+        first, *extra = current
+        have = _automation_fields(first)
+        diff = _diff(have, desired)
+        if diff:
+            self.note("automation", want.name, "update", _detail(have, diff))
+            if not self.dry_run:
+                self.client.update_automation(first.id, want)
+        else:
+            self.note("automation", want.name, "unchanged", note)
+        for duplicate in extra:
+            self.note("automation", want.name, "delete", f"duplicate {duplicate.id}")
+            if not self.dry_run:
+                self.client.delete_automation(duplicate.id)
+
+
+def _automation_fields(automation: Any) -> dict[str, Any]:
+    """The compared fields of an automation; the trigger's own id and set order do not count."""
+
+    def canonical(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in value.items() if k != "id"}
+        if isinstance(value, list):
+            items = [canonical(v) for v in value]
+            return sorted(items) if all(isinstance(v, str) for v in items) else items
+        return value
+
+    data = automation.model_dump(mode="json")
+    return {k: canonical(data.get(k)) for k in ("description", "enabled", "trigger", "actions")}
+
 
 def _paused_note(desired: dict[str, Any]) -> str:
     return "paused" if desired["is_paused"] else "limit 1"
@@ -495,7 +541,7 @@ def _paused_note(desired: dict[str, Any]) -> str:
 
 
 def provision(inv: Inventory, *, dry_run: bool = False, prune: bool = False) -> ProvisionPlan:
-    """Make the server hold the inventory's pools, queues, limits and deployments.
+    """Make the server hold the inventory's pools, queues, limits, deployments and watchdog.
 
     Uses the Prefect API the current settings point at (the CLI wraps this in
     `fleet.server.api_settings`).
@@ -530,6 +576,7 @@ def provision(inv: Inventory, *, dry_run: bool = False, prune: bool = False) -> 
         if prune:
             p.prune_queues(inv.fleet.work_pool, dropped_queues)
         p.limits(dropped)
+        p.watchdog()
     return ProvisionPlan(inv.fleet.name, tuple(p.changes), dry_run)
 
 

@@ -26,6 +26,7 @@ from prefect import flow, get_run_logger
 from fleet.errors import DispatchError, FleetError
 from fleet.plan import Operation, Plan, parse_plan, validate_plan
 from fleet.selection import choose, queue_load, read_statuses
+from fleet.watchdog import parent_heartbeat
 from flows.parent import load_fleet_inventory, run_operation
 
 __all__ = [
@@ -219,9 +220,14 @@ async def run_batch(
     inv = load_fleet_inventory(inventory)
     plan = parse_plan({"operations": operations})
     validate_plan(inv, plan)
-    report = await execute_plan(
-        inv, plan, max_concurrency=max_concurrency, fail_fast=fail_fast, lock_timeout=lock_timeout
-    )
+    with parent_heartbeat(inv):
+        report = await execute_plan(
+            inv,
+            plan,
+            max_concurrency=max_concurrency,
+            fail_fast=fail_fast,
+            lock_timeout=lock_timeout,
+        )
     data = {"results": [r.to_dict() for r in report.results], "makespan": report.makespan}
     failed = report.failed
     if failed:

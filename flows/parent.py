@@ -36,6 +36,7 @@ from fleet import locks, names
 from fleet.errors import DeviceBusyError, DispatchError, PlanError
 from fleet.plan import DEVICE_FLOW_OF, Operation, validate_operation
 from fleet.selection import Selector, select_resort
+from fleet.watchdog import parent_heartbeat
 
 __all__ = [
     "activate_hotel",
@@ -394,10 +395,11 @@ async def activate_hotel(
 ) -> dict[str, Any]:
     """Turn a resort (named, or chosen by selector) so `hotel` faces the arm; return the result."""
     inv = load_fleet_inventory(inventory)
-    op = _operation("activate_hotel", resort, selector, hotel=hotel)
-    return await run_operation(
-        inv, op, step="activate_hotel", lock_timeout=lock_timeout, reservation=reservation
-    )
+    with parent_heartbeat(inv):
+        op = _operation("activate_hotel", resort, selector, hotel=hotel)
+        return await run_operation(
+            inv, op, step="activate_hotel", lock_timeout=lock_timeout, reservation=reservation
+        )
 
 
 @flow(name="fleet-go-home", log_prints=False)
@@ -410,10 +412,11 @@ async def go_home(
 ) -> dict[str, Any]:
     """Turn a resort to its home angle (resort angle 0); return the result."""
     inv = load_fleet_inventory(inventory)
-    op = _operation("go_home", resort, selector)
-    return await run_operation(
-        inv, op, step="go_home", lock_timeout=lock_timeout, reservation=reservation
-    )
+    with parent_heartbeat(inv):
+        op = _operation("go_home", resort, selector)
+        return await run_operation(
+            inv, op, step="go_home", lock_timeout=lock_timeout, reservation=reservation
+        )
 
 
 @flow(name="fleet-move-to-angle", log_prints=False)
@@ -427,10 +430,11 @@ async def move_to_angle(
 ) -> dict[str, Any]:
     """Turn a resort to `angle` degrees (resort frame, 0 <= angle < 360); return the result."""
     inv = load_fleet_inventory(inventory)
-    op = _operation("move_to_angle", resort, selector, angle=angle)
-    return await run_operation(
-        inv, op, step="move_to_angle", lock_timeout=lock_timeout, reservation=reservation
-    )
+    with parent_heartbeat(inv):
+        op = _operation("move_to_angle", resort, selector, angle=angle)
+        return await run_operation(
+            inv, op, step="move_to_angle", lock_timeout=lock_timeout, reservation=reservation
+        )
 
 
 @flow(name="fleet-health", log_prints=False)
@@ -467,7 +471,8 @@ async def fleet_health(
             return resort.name, {"state": exc.state or "Failed", "result": None, "error": str(exc)}
         return resort.name, {"state": "Completed", "result": result, "error": None}
 
-    return dict(await asyncio.gather(*(one(r) for r in targets)))
+    with parent_heartbeat(inv):
+        return dict(await asyncio.gather(*(one(r) for r in targets)))
 
 
 @flow(name="fleet-reserve", log_prints=False)
@@ -493,26 +498,27 @@ async def reserve(
     inv = load_fleet_inventory(inventory)
     if not steps:
         raise PlanError("steps: give at least one step")
-    target = await select_resort(inv, resort=resort, selector=_selector(selector))
-    ops = [
-        _operation(str(s.get("action")), target.name, None, **_step_args(s, i))
-        for i, s in enumerate(steps)
-    ]
-    for op in ops:
-        validate_request(inv, op)
-    results: list[dict[str, Any]] = []
-    async with locks.resort_lock(target.name, timeout=lock_timeout) as lock:
-        for index, op in enumerate(ops):
-            results.append(
-                await run_operation(
-                    inv,
-                    op,
-                    step=f"{index}-{op.action}",
-                    held_locks={target.name: lock},
-                    resort=target,
+    with parent_heartbeat(inv):
+        target = await select_resort(inv, resort=resort, selector=_selector(selector))
+        ops = [
+            _operation(str(s.get("action")), target.name, None, **_step_args(s, i))
+            for i, s in enumerate(steps)
+        ]
+        for op in ops:
+            validate_request(inv, op)
+        results: list[dict[str, Any]] = []
+        async with locks.resort_lock(target.name, timeout=lock_timeout) as lock:
+            for index, op in enumerate(ops):
+                results.append(
+                    await run_operation(
+                        inv,
+                        op,
+                        step=f"{index}-{op.action}",
+                        held_locks={target.name: lock},
+                        resort=target,
+                    )
                 )
-            )
-    return {"resort": target.name, "results": results}
+        return {"resort": target.name, "results": results}
 
 
 def _step_args(step: Mapping[str, Any], index: int) -> dict[str, Any]:

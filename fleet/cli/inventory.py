@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from fleet import names
+from fleet import names, watchdog
 from fleet.inventory import Inventory, dump_schema, load_inventory
 
 __all__ = ["register"]
@@ -74,6 +74,8 @@ def _table(inv: Inventory) -> str:
         f"  control pool  {fleet.control_pool}",
         f"  api url       {fleet.api_url or '(agent default PREFECT_API_URL)'}",
         f"  move limit    {moves}",
+        f"  parent beat   {_num(fleet.parent_heartbeat)} s (a silent parent run is Crashed after "
+        f"{_num(watchdog.window(fleet.parent_heartbeat))} s)",
         "",
     ]
     header = (

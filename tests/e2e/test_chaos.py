@@ -203,6 +203,14 @@ def queue_runs(fleet: Fleet, resorts: list[str], since: float) -> list[Any]:
     return asyncio.run(read())
 
 
+def read_run(run_id: str) -> Any:
+    """One flow run as the server has it now."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
 def lock_slots(resorts: list[str]) -> dict[str, int]:
     """Active slots of each resort's lock (0 = free)."""
     from prefect import get_client
@@ -237,7 +245,12 @@ def run_state(flow_run_id: Any) -> Any:
 @pytest.fixture(scope="class")
 def timed(chaos_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     fleet = start_fleet(
-        Path(tmp_path_factory.mktemp("chaos-timed")), "ch", 3, instant=False, speed=90.0
+        Path(tmp_path_factory.mktemp("chaos-timed")),
+        "ch",
+        3,
+        instant=False,
+        speed=90.0,
+        parent_heartbeat=10.0,  # the watchdog closes a dead parent's run 40 s after its last beat
     )
     yield fleet
     fleet.stop()
@@ -279,14 +292,14 @@ def killed_parent(timed: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dic
     )
     try:
 
-        def holding() -> bool:
+        def holding() -> Any:
             holder = asyncio.run(locks.read_holder(name))
-            return bool(holder and holder.pid == proc.pid)
+            return holder if holder and holder.pid == proc.pid else None
 
-        wait_for(holding, 60, 0.1, "parent holds the lock")
+        holder = wait_for(holding, 60, 0.1, "parent holds the lock")
         wait_for(lambda: timed.emulators[name].stats()["moving"], 30, 0.02, "move started")
         os.killpg(proc.pid, signal.SIGKILL)
-        killed = time.monotonic()
+        killed, killed_at = time.monotonic(), time.time()
         proc.wait(10)
     finally:
         if proc.poll() is None:
@@ -297,7 +310,14 @@ def killed_parent(timed: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dic
         FleetClient(timed.inventory_path, lock_timeout=1.0).activate_hotel(name, "B")
     except DeviceBusyError as exc:
         busy = exc
-    return {"name": name, "since": since, "killed": killed, "busy": busy}
+    return {
+        "name": name,
+        "since": since,
+        "killed": killed,
+        "killed_at": killed_at,
+        "busy": busy,
+        "run_id": holder.run_id,
+    }
 
 
 @pytest.mark.usefixtures("killed_parent")
@@ -425,6 +445,19 @@ class TestTimedFleet:
         assert sorted(r.state_name for r in device) == ["Completed", "Completed"], device
         assert lock_slots([name]) == {name: 0}
         assert asyncio.run(locks.read_holder(name)) is None
+        # and the dead parent's own run was closed by the fleet's watchdog automation
+        from fleet import watchdog
+
+        bound = watchdog.window(timed.inventory.fleet.parent_heartbeat) + 5 + 30
+        crashed = wait_for(
+            lambda: (run := read_run(killed_parent["run_id"])).state_name == "Crashed" and run,
+            max(bound - (time.monotonic() - killed_parent["killed"]), 1.0),
+            0.5,
+            "the killed parent's run Crashed by the watchdog",
+        )
+        assert crashed.state.message == watchdog.CRASH_MESSAGE
+        ended = crashed.state.timestamp.timestamp() - killed_parent["killed_at"]
+        measured("parent kill -9 -> its run Crashed (watchdog)", ended, bound)
 
 
 # --- instant fleet: server restart during a batch, 200 racing parents -----------------------

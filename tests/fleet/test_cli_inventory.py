@@ -94,6 +94,7 @@ def test_show_table_for_people(capsys: pytest.CaptureFixture[str]) -> None:
     assert "fleet lab" in out
     assert "control pool  lab-control" in out
     assert "move limit    3 (fleet:lab:moves)" in out
+    assert "parent beat   30 s (a silent parent run is Crashed after 120 s)" in out
     header = next(line for line in out.splitlines() if line.startswith("RESORT"))
     assert header.split()[:3] == ["RESORT", "ACTIVE", "HOST"]
     row4 = next(line for line in out.splitlines() if line.startswith("resort-4 "))

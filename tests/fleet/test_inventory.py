@@ -245,6 +245,11 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         ["x.yaml:4: fleet.max_concurrent_moves: must be >= 1 (got 0)"],
     ),
     (
+        "parent-heartbeat-too-short",
+        sub(WP, WP + "  parent_heartbeat: 2\n"),
+        ["x.yaml:4: fleet.parent_heartbeat: must be >= 5 (got 2)"],
+    ),
+    (
         "empty-fleet",
         BASE.split("resorts:", maxsplit=1)[0] + "resorts: []\n",
         ["x.yaml:6: resorts: empty fleet: at least one resort is required"],
@@ -455,6 +460,11 @@ def test_control_pool_defaults_to_fleet_name_and_can_be_set() -> None:
     inv = parse_inventory(sub(WP, WP + "  control_pool: parents\n"), "x.yaml")
     assert inv.fleet.control_pool == "parents"
     assert inv.fleet.max_concurrent_moves is None and inv.fleet.api_url is None
+    assert inv.fleet.parent_heartbeat == 30.0  # the watchdog's default beat
+    assert (
+        parse_inventory(sub(WP, WP + "  parent_heartbeat: 12\n"), "x.yaml").fleet.parent_heartbeat
+        == 12
+    )
 
 
 def test_unknown_resort_names_the_known_ones() -> None:

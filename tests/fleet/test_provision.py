@@ -71,7 +71,7 @@ def test_provision_creates_everything_then_changes_nothing(tmp_path: Path, clien
     kinds = {(c.kind, c.name) for c in plan.changes}
     n_resorts = 3
     expected = 2 + n_resorts + (n_resorts + 1) + n_resorts * len(names.DEVICE_FLOWS)
-    assert len(kinds) == expected + len(names.PARENT_FLOWS)
+    assert len(kinds) == expected + len(names.PARENT_FLOWS) + 1  # + the parent watchdog
 
     pool = client.read_work_pool("pv1-resorts")
     assert pool.type == names.WORKER_TYPE
@@ -95,6 +95,9 @@ def test_provision_creates_everything_then_changes_nothing(tmp_path: Path, clien
         dep = _deployment(client, names.parent_deployment_name(flow_name, inv))
         assert dep.work_pool_name == names.control_pool_name(inv)
         assert dep.entrypoint == entrypoint
+
+    (watchdog,) = client.read_automations_by_name(names.parent_watchdog_name(inv))
+    assert watchdog.enabled and watchdog.trigger.within.total_seconds() == 120.0
 
     again = provision(inv)
     assert not again.changed, again.format(show_unchanged=False)
@@ -137,6 +140,32 @@ def test_provision_repairs_drift_and_follows_the_inventory(tmp_path: Path, clien
     }
     assert client.read_work_queue_by_name("pv2-b", work_pool_name="pv2-resorts").is_paused
     assert _gcl(client, "resort:pv2-a").limit == 1
+    assert not provision(inv).changed
+
+
+def test_provision_keeps_the_parent_watchdog_in_step_with_the_inventory(tmp_path: Path, client):
+    """The watchdog follows `fleet.parent_heartbeat`, is re-enabled when paused, is one copy, and
+    watches only its own fleet's parent runs."""
+    from fleet import watchdog
+
+    path = write_inventory(tmp_path / "inv.yaml", "pvw", ["pvw-a"])
+    inv = load_inventory(path)
+    name = names.parent_watchdog_name(inv)
+    provision(inv)
+    (first,) = client.read_automations_by_name(name)
+    assert first.trigger.match.get(watchdog.FLEET_LABEL) == ["pvw"]
+    assert first.trigger.after == {watchdog.HEARTBEAT_EVENT}
+    assert first.trigger.expect == {watchdog.HEARTBEAT_EVENT, watchdog.ENDED_EVENT}
+
+    client.pause_automation(first.id)
+    client.create_automation(watchdog.automation(inv))  # a stray copy (e.g. a racing provision)
+    write_inventory(path, "pvw", ["pvw-a"], parent_heartbeat=10)
+    inv = load_inventory(path)
+    plan = provision(inv)
+    changed = [(c.kind, c.action) for c in plan.changes if c.action != "unchanged"]
+    assert changed == [("automation", "update"), ("automation", "delete")]
+    (kept,) = client.read_automations_by_name(name)
+    assert kept.enabled and kept.trigger.within.total_seconds() == 40.0
     assert not provision(inv).changed
 
 

@@ -14,8 +14,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,7 @@ from fleet import locks, names
 from fleet.cli import main as fleet_main
 from fleet.client import AsyncFleetClient, FleetClient
 from fleet.errors import DeviceBusyError, DeviceSelectionError, PlanError
+from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import start_fleet
 
 pytestmark = pytest.mark.orchestration
@@ -40,6 +44,7 @@ def fleet(prefect_server, tmp_path_factory):
         speed=270.0,
         inactive=["pp-d"],
         labels={"pp-c": ["spare"], "pp-d": ["spare"]},
+        parent_heartbeat=5.0,  # the watchdog marks a silent parent Crashed after 20 s
     )
     yield fleet
     fleet.stop()
@@ -236,6 +241,100 @@ def test_parent_killed_while_holding_the_lock_frees_it_with_the_lease(fleet, tmp
     holder = asyncio.run(locks.read_holder("pp-c"))
     assert holder is None  # cleared by the last (clean) release
     assert names.lock_name("pp-c") == "resort:pp-c"
+
+
+DYING_PARENT = textwrap.dedent(
+    """
+    import sys
+    from fleet.client import FleetClient
+
+    FleetClient(sys.argv[1], lock_timeout=300).activate_hotel(sys.argv[2], "A")
+    """
+)
+
+
+def _parent_runs(resort: str, since: datetime) -> dict[str, Any]:
+    """`fleet-activate-hotel` runs on `resort` created after `since`, by their `hotel`."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as c:
+        runs = c.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["fleet-activate-hotel"]))
+        )
+    return {
+        r.parameters["hotel"]: r
+        for r in runs
+        if r.created >= since and r.parameters.get("resort") == resort
+    }
+
+
+def test_a_parent_whose_process_dies_is_marked_crashed_a_waiting_one_is_not(
+    fleet, client, tmp_path
+) -> None:
+    """Two parents wait for a reserved resort; one's process is killed -9. The fleet's watchdog
+    automation marks the dead one Crashed (it would stay Running for ever); the live one, waiting
+    longer than the watchdog's window, keeps running and completes once the resort is free."""
+    from prefect import get_client
+
+    from fleet import watchdog
+
+    window = watchdog.window(fleet.inventory.fleet.parent_heartbeat)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    script = tmp_path / "dying.py"
+    script.write_text(DYING_PARENT)
+    outcome: dict[str, Any] = {}
+
+    def survive() -> None:
+        waiting = FleetClient(fleet.inventory_path, lock_timeout=300)
+        outcome["result"] = waiting.activate_hotel("pp-c", "B")
+
+    with client.reserve("pp-c"):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(fleet.inventory_path), "pp-c"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            start_new_session=True,
+        )
+        survivor = threading.Thread(target=survive, daemon=True)
+        survivor.start()
+        try:
+            runs = wait_for(
+                lambda: (
+                    (r := _parent_runs("pp-c", since)).keys() == {"A", "B"}
+                    and all(run.state_name == "Running" for run in r.values())
+                    and r
+                ),
+                60,
+                0.5,
+                "both parents Running",
+            )
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        bound = window + 5 + 30  # the window, the proactive loop (5 s), slack for a slow box
+        dead = wait_for(
+            lambda: (r := _parent_runs("pp-c", since)["A"]).state_name == "Crashed" and r,
+            bound,
+            0.5,
+            "the killed parent's run Crashed",
+        )
+        print(f"watchdog: killed parent Crashed {time.monotonic() - killed:.1f} s after the kill")
+        assert dead.state.message == watchdog.CRASH_MESSAGE
+        # the live parent has now waited more than a whole window: still Running
+        time.sleep(max(0.0, window + 5 - (time.monotonic() - killed)))
+        assert _parent_runs("pp-c", since)["B"].state_name == "Running"
+    survivor.join(60)
+    assert outcome["result"]["hotel"] == "B"
+    with get_client(sync_client=True) as c:
+        history = [s.type.value for s in c.read_flow_run_states(runs["B"].id)]
+    assert "CRASHED" not in history and history[-1] == "COMPLETED", history
 
 
 def test_controller_runs_parent_deployments_triggered_through_prefect(fleet) -> None:

@@ -74,8 +74,11 @@ def _inventory_text(
     speed: float,
     labels: dict[str, list[str]],
     max_concurrent_moves: int | None = None,
+    parent_heartbeat: float | None = None,
 ) -> str:
     limit = f", max_concurrent_moves: {max_concurrent_moves}" if max_concurrent_moves else ""
+    if parent_heartbeat is not None:
+        limit += f", parent_heartbeat: {parent_heartbeat}"
     lines = [
         f"fleet: {{name: {prefix}, work_pool: {prefix}-resorts, control_pool: {prefix}-control"
         f"{limit}}}",
@@ -131,6 +134,7 @@ def start_fleet(
     inactive: Sequence[str] = (),
     labels: dict[str, list[str]] | None = None,
     max_concurrent_moves: int | None = None,
+    parent_heartbeat: float | None = None,
     timeout: float = 90.0,
 ) -> Fleet:
     """Write the inventory, provision it, start emulators and agents; wait until online."""
@@ -147,6 +151,7 @@ def start_fleet(
             speed=speed,
             labels=labels or {},
             max_concurrent_moves=max_concurrent_moves,
+            parent_heartbeat=parent_heartbeat,
         )
     )
     inv = load_inventory(path)

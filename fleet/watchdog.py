@@ -1,0 +1,156 @@
+"""Parent-run watchdog: a parent flow whose process dies ends Crashed, not Running forever.
+
+Parent flows run in their caller's process (a lab scheduler, the CLI, a batch). When that process
+is killed (`kill -9`, out of memory, power cut), nothing is left to report the run's final state:
+its lock frees with its lease (`fleet.locks`), but Prefect would show the run Running for ever.
+
+* Every parent flow body runs inside `parent_heartbeat(inv)`. It emits `HEARTBEAT_EVENT` for its
+  own flow run at once and then every `inv.fleet.parent_heartbeat` seconds from a daemon thread
+  (user code blocking the event loop does not silence it), and `ENDED_EVENT` when the body exits
+  in any way (return, exception, cancellation).
+* `fleet provision` creates one proactive automation per fleet (`automation(inv)`, named
+  `fleet.names.parent_watchdog_name`): for each flow run, after a heartbeat another heartbeat or
+  the end must follow within `MISSED_BEATS` intervals; when neither does, the run is set Crashed
+  with `CRASH_MESSAGE`. Prefect refuses Crashed for a run that is already final, so a lost
+  `ENDED_EVENT` cannot rewrite a finished run.
+
+Events carry the fleet in the resource label `FLEET_LABEL`, so two fleets on one server each
+watch their own parents. The window is counted from the events' own timestamps: the clocks of
+the scheduler hosts and of the server should agree to well within one interval (NTP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from fleet import names
+
+if TYPE_CHECKING:
+    from prefect.events.schemas.automations import AutomationCore
+
+    from fleet.inventory import Inventory
+
+__all__ = [
+    "CRASH_MESSAGE",
+    "DEFAULT_PARENT_HEARTBEAT",
+    "ENDED_EVENT",
+    "FLEET_LABEL",
+    "HEARTBEAT_EVENT",
+    "MISSED_BEATS",
+    "automation",
+    "parent_heartbeat",
+    "window",
+]
+
+logger = logging.getLogger(__name__)
+
+#: seconds between two heartbeats of a running parent flow (inventory `fleet.parent_heartbeat`)
+DEFAULT_PARENT_HEARTBEAT = 30.0
+#: a parent run silent for this many intervals is marked Crashed
+MISSED_BEATS = 4
+HEARTBEAT_EVENT = "fleet.parent.heartbeat"
+ENDED_EVENT = "fleet.parent.ended"
+#: resource label naming the fleet of a parent run's events
+FLEET_LABEL = "fleet.name"
+CRASH_MESSAGE = (
+    "parent flow stopped sending heartbeats: its process died or lost the server "
+    "(fleet parent watchdog)"
+)
+
+
+def window(interval: float) -> float:
+    """Seconds of silence after which a parent run is marked Crashed."""
+    return interval * MISSED_BEATS
+
+
+def automation(inv: Inventory) -> AutomationCore:
+    """The fleet's watchdog automation, as `fleet provision` creates it."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    interval = inv.fleet.parent_heartbeat
+    return AutomationCore(
+        name=names.parent_watchdog_name(inv),
+        description=(
+            f"Marks a parent flow run of fleet {inv.fleet.name} Crashed when it sends no "
+            f"heartbeat for {window(interval):g} s ({MISSED_BEATS} x {interval:g} s): its "
+            "process died (managed by `fleet provision`)."
+        ),
+        enabled=True,
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*", FLEET_LABEL: inv.fleet.name},
+            after={HEARTBEAT_EVENT},
+            expect={HEARTBEAT_EVENT, ENDED_EVENT},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=window(interval)),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=CRASH_MESSAGE)],
+    )
+
+
+def _emit(event: str, resource: dict[str, str], related: list[dict[str, str]]) -> None:
+    from prefect.events import emit_event
+
+    try:
+        emit_event(event=event, resource=resource, related=related)
+    except Exception as exc:  # a heartbeat must never break the flow it watches
+        logger.debug("could not emit %s: %s", event, exc)
+
+
+def _beat(
+    stop: threading.Event, interval: float, resource: dict[str, str], related: list[Any]
+) -> None:
+    while not stop.wait(interval):
+        _emit(HEARTBEAT_EVENT, resource, related)
+
+
+@contextlib.contextmanager
+def parent_heartbeat(inv: Inventory) -> Iterator[None]:
+    """Heartbeat the current parent flow run while the block runs (see the module docstring).
+
+    Outside a flow run (a plain function call) it does nothing.
+    """
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
+    if run is None:
+        yield
+        return
+    resource = {
+        "prefect.resource.id": f"prefect.flow-run.{run.id}",
+        "prefect.resource.name": run.name,
+        FLEET_LABEL: inv.fleet.name,
+    }
+    related = [
+        {
+            "prefect.resource.id": f"prefect.flow.{run.flow_id}",
+            "prefect.resource.role": "flow",
+            "prefect.resource.name": ctx.flow.name if ctx and ctx.flow else "",
+        }
+    ]
+    stop = threading.Event()
+    _emit(HEARTBEAT_EVENT, resource, related)
+    # the thread sees this run's settings and events client (as Prefect's own heartbeat does)
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run,
+        args=(_beat, stop, inv.fleet.parent_heartbeat, resource, related),
+        name=f"heartbeat-{run.name}",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        _emit(ENDED_EVENT, resource, related)
