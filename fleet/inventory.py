@@ -368,6 +368,7 @@ class Inventory(BaseModel):
                 **self.fleet.model_dump(mode="json"),
                 "worker_type": names.WORKER_TYPE,
                 "fleet_limit": names.fleet_limit_name(self),
+                "parent_watchdog": names.parent_watchdog_name(self),
                 "parent_deployments": {
                     flow: names.parent_deployment_name(flow, self.fleet.name)
                     for flow in names.PARENT_FLOWS

@@ -486,6 +486,8 @@ def test_resolved_dict_has_defaults_and_derived_names() -> None:
     data = load_inventory(DEMO).to_resolved_dict()
     assert data["fleet"]["control_pool"] == "demo-control"
     assert data["fleet"]["fleet_limit"] == "fleet:demo:moves"
+    assert data["fleet"]["parent_watchdog"] == "fleet:demo:parent-watchdog"
+    assert data["fleet"]["parent_heartbeat"] == 30.0
     assert data["fleet"]["worker_type"] == "plate-resort"
     first = data["resorts"][0]
     assert first["speed"] == 60.0 and first["rooms_per_hotel"] == 20
