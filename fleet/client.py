@@ -14,6 +14,7 @@ an unknown resort or hotel or an out-of-range angle raises `PlanError` before an
         arm.pick_plate()           # your code
         r.go_home()
     report = fleet.batch("plan.yaml", max_concurrency=4)
+    fleet.recover("resort-a")      # after an overload: reboot the servo under the lock
 
 Errors (all `fleet.errors.FleetError`): `PlanError` (bad request), `DeviceSelectionError` (no
 resort fits / unavailable), `DeviceBusyError` (lock not free in time), `DispatchError` (the device
@@ -70,6 +71,14 @@ class Reservation:
     async def move_to_angle(self, angle: float) -> dict[str, Any]:
         """Turn the reserved resort to `angle` degrees."""
         return await self.client.move_to_angle(self.resort, angle)
+
+    async def set_speed(self, speed: float, acceleration: float | None = None) -> dict[str, Any]:
+        """Set the reserved resort's speed (deg/s) and optionally acceleration (deg/s^2)."""
+        return await self.client.set_speed(self.resort, speed, acceleration)
+
+    async def recover(self) -> dict[str, Any]:
+        """Reboot the reserved resort's servo (clears latched hardware errors)."""
+        return await self.client.recover(self.resort)
 
 
 #: seconds to keep re-trying the start of a parent flow on an overloaded server
@@ -193,14 +202,64 @@ class AsyncFleetClient:
             reservation=self._reservation(resort),
         )
 
-    async def health(self, resorts: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Health of every (or each named) resort: name -> {state, result, error}."""
+    async def set_speed(
+        self, resort: str, speed: float, acceleration: float | None = None
+    ) -> dict[str, Any]:
+        """Set `resort`'s speed (deg/s) and optionally acceleration (deg/s^2) for later moves.
+
+        Lasts until the resort's agent restarts (the inventory's values are the default).
+
+        Raises:
+            PlanError: out of range, or too slow for a full turn within the move timeout.
+        """
+        from fleet.plan import validate_speed
+        from flows import maintenance
+
+        validate_speed(self.inventory, resort, speed, acceleration)
+        return await _start_parent(
+            maintenance.set_speed,
+            resort=resort,
+            speed=speed,
+            acceleration=acceleration,
+            inventory=self._path,
+            lock_timeout=self.lock_timeout,
+            reservation=self._reservation(resort),
+        )
+
+    async def recover(self, resort: str) -> dict[str, Any]:
+        """Reboot `resort`'s servo under its lock (clears a latched overload, overheating, ...).
+
+        Returns:
+            The health after the reboot (`ok`, `hardware_errors`, temperature, voltage, ...).
+
+        Raises:
+            DeviceSelectionError: unknown, inactive, offline, drained or e-stopped resort.
+        """
+        from fleet.plan import known_resort
+        from flows import maintenance
+
+        known_resort(self.inventory, resort)
+        return await _start_parent(
+            maintenance.recover,
+            resort=resort,
+            inventory=self._path,
+            lock_timeout=self.lock_timeout,
+            reservation=self._reservation(resort),
+        )
+
+    async def health(
+        self, resorts: Sequence[str] | None = None, *, timeout: float = 30.0
+    ) -> dict[str, dict[str, Any]]:
+        """Health of every (or each named) resort: name -> {state, result, error}.
+
+        `timeout` bounds the wait for each resort's answer (seconds).
+        """
         from flows import parent
 
         for name in resorts or ():
             self.inventory.resort(name)
         return await parent.fleet_health(
-            resorts=list(resorts) if resorts else None, inventory=self._path
+            resorts=list(resorts) if resorts else None, inventory=self._path, timeout=timeout
         )
 
     async def batch(
@@ -354,6 +413,14 @@ class SyncReservation:
         """Turn the reserved resort to `angle` degrees."""
         return self._client._run(self._reservation.move_to_angle(angle))
 
+    def set_speed(self, speed: float, acceleration: float | None = None) -> dict[str, Any]:
+        """Set the reserved resort's speed (deg/s) and optionally acceleration (deg/s^2)."""
+        return self._client._run(self._reservation.set_speed(speed, acceleration))
+
+    def recover(self) -> dict[str, Any]:
+        """Reboot the reserved resort's servo (clears latched hardware errors)."""
+        return self._client._run(self._reservation.recover())
+
 
 class FleetClient:
     """Blocking API with the same verbs as `AsyncFleetClient` (see the module docstring)."""
@@ -386,9 +453,21 @@ class FleetClient:
         """Turn a resort to `angle` degrees."""
         return self._run(self._async.move_to_angle(resort, angle, selector=selector))
 
-    def health(self, resorts: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    def set_speed(
+        self, resort: str, speed: float, acceleration: float | None = None
+    ) -> dict[str, Any]:
+        """Set a resort's speed for later moves (see `AsyncFleetClient.set_speed`)."""
+        return self._run(self._async.set_speed(resort, speed, acceleration))
+
+    def recover(self, resort: str) -> dict[str, Any]:
+        """Reboot a resort's servo under its lock (see `AsyncFleetClient.recover`)."""
+        return self._run(self._async.recover(resort))
+
+    def health(
+        self, resorts: Sequence[str] | None = None, *, timeout: float = 30.0
+    ) -> dict[str, dict[str, Any]]:
         """Health of every (or each named) resort."""
-        return self._run(self._async.health(resorts))
+        return self._run(self._async.health(resorts, timeout=timeout))
 
     def batch(
         self,

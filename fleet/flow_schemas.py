@@ -2,8 +2,8 @@
 
 `fleet` must not import `flows`, so provisioning cannot ask Prefect for the real flows' schemas.
 These are kept equal to `prefect.utilities.callables.parameter_schema(flow)` of the flows in
-`flows/device.py`, `flows/parent.py` and `flows/batch.py` (descriptions aside) by
-`tests/flows/test_flow_schemas.py`. The server validates run parameters against them
+`flows/device.py`, `flows/parent.py`, `flows/maintenance.py` and `flows/batch.py` (descriptions
+aside) by `tests/flows/test_flow_schemas.py`. The server validates run parameters against them
 (`enforce_parameter_schema`), so a bad parameter fails when the run is created, not on the Pi.
 """
 
@@ -79,6 +79,20 @@ PARENT_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
         ("resorts", _OPT_STRINGS, None),
         ("inventory", _OPT_STRING, None),
         ("timeout", _NUMBER, 30.0),
+    ),
+    "fleet-recover": _schema(
+        ("resort", _STRING, _REQUIRED),
+        ("inventory", _OPT_STRING, None),
+        ("lock_timeout", _NUMBER, _LOCK_TIMEOUT),
+        _RESERVATION,
+    ),
+    "fleet-set-speed": _schema(
+        ("resort", _STRING, _REQUIRED),
+        ("speed", _NUMBER, _REQUIRED),
+        ("acceleration", _OPT_NUMBER, None),
+        ("inventory", _OPT_STRING, None),
+        ("lock_timeout", _NUMBER, _LOCK_TIMEOUT),
+        _RESERVATION,
     ),
     "fleet-reserve": _schema(("steps", _OBJECTS, _REQUIRED), *_TARGET),
     "fleet-batch": _schema(

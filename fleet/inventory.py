@@ -39,6 +39,8 @@ from fleet.watchdog import DEFAULT_PARENT_HEARTBEAT, MISSED_BEATS
 __all__ = [
     "DEFAULT_INVENTORY",
     "INVENTORY_ENV",
+    "MAX_ACCELERATION",
+    "MAX_SPEED",
     "SDK_BAUDRATES",
     "Fleet",
     "Inventory",
@@ -88,8 +90,11 @@ Hotels = Annotated[list[Hotel], Field(min_length=1, max_length=8)]
 RoomsPerHotel = Annotated[int, Field(ge=1, le=100)]
 OffsetAngle = Annotated[float, Field(ge=-360.0, le=360.0)]
 RotationDirection = Literal[1, -1]
-Speed = Annotated[float, Field(gt=0, le=270.0)]
-Acceleration = Annotated[float, Field(ge=0, le=10000.0)]
+#: deg/s and deg/s^2 limits of `speed` and `acceleration` (inventory and `fleet speed`)
+MAX_SPEED = 270.0
+MAX_ACCELERATION = 10000.0
+Speed = Annotated[float, Field(gt=0, le=MAX_SPEED)]
+Acceleration = Annotated[float, Field(ge=0, le=MAX_ACCELERATION)]
 PositionTolerance = Annotated[float, Field(gt=0, le=10.0)]
 MoveTimeout = Annotated[float, Field(gt=0, le=600.0)]
 MaxTemperature = Annotated[float, Field(gt=0, le=100.0)]

@@ -53,6 +53,8 @@ PARENT_FLOWS: dict[str, str] = {
     "fleet-go-home": "flows.parent:go_home",
     "fleet-move-to-angle": "flows.parent:move_to_angle",
     "fleet-health": "flows.parent:fleet_health",
+    "fleet-recover": "flows.maintenance:recover",
+    "fleet-set-speed": "flows.maintenance:set_speed",
     "fleet-reserve": "flows.parent:reserve",
     "fleet-batch": "flows.batch:run_batch",
 }

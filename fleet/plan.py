@@ -15,6 +15,7 @@ index (`operations[3].hotel: ...`), before anything is queued.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -23,24 +24,31 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fleet.errors import DeviceSelectionError, PlanError
+from fleet.inventory import MAX_ACCELERATION, MAX_SPEED
 from fleet.selection import Selector, matching_resorts
 
 __all__ = [
     "ACTIONS",
+    "FULL_TURN",
     "MAX_ANGLE",
     "MIN_ANGLE",
     "Operation",
     "Plan",
+    "full_turn_time",
+    "known_resort",
     "load_plan",
     "parse_plan",
     "validate_operation",
     "validate_plan",
+    "validate_speed",
 ]
 
 Action = Literal["activate_hotel", "go_home", "move_to_angle"]
 ACTIONS: tuple[str, ...] = ("activate_hotel", "go_home", "move_to_angle")
 MIN_ANGLE = 0.0
 MAX_ANGLE = 360.0
+#: degrees of the longest single move: moves never cross the seam, so just under one turn
+FULL_TURN = 360.0
 
 #: plan action -> device subflow name (`fleet.names.DEVICE_FLOWS`)
 DEVICE_FLOW_OF = {
@@ -218,5 +226,68 @@ def validate_plan(inventory: Any, plan: Plan, *, source: str = "plan") -> None:
     for index, op in enumerate(plan.operations):
         for line in validate_operation(inventory, op):
             problems.append(f"{source}: operations[{index}].{line}")
+    if problems:
+        raise PlanError(problems)
+
+
+def known_resort(inventory: Any, name: str) -> Any:
+    """The inventory's resort called `name`.
+
+    Raises:
+        PlanError: `resort: unknown resort ...` (a bad request: nothing is queued).
+    """
+    try:
+        return inventory.resort(name)
+    except DeviceSelectionError as exc:
+        raise PlanError(f"resort: {exc}") from None
+
+
+def full_turn_time(speed: float, acceleration: float) -> float:
+    """Seconds a `FULL_TURN` move takes at `speed` deg/s, `acceleration` deg/s^2 (0: rectangular).
+
+    The servo's velocity profile is a trapezoid (a triangle when the ramps meet).
+    """
+    if acceleration <= 0:
+        return FULL_TURN / speed
+    if speed * speed / acceleration >= FULL_TURN:  # never reaches `speed`
+        return 2.0 * math.sqrt(FULL_TURN / acceleration)
+    return FULL_TURN / speed + speed / acceleration
+
+
+def validate_speed(
+    inventory: Any, resort: str, speed: float, acceleration: float | None = None
+) -> None:
+    """Check a `set-speed` request against the inventory before anything is queued.
+
+    The speed must be in the inventory's range, and a full-turn move at it must fit the resort's
+    `move_timeout` (else every long move would fail as "not reached in time").
+
+    Raises:
+        PlanError: one line per problem, naming the parameter and what is allowed.
+    """
+    target = known_resort(inventory, resort)
+    problems: list[str] = []
+    if not target.active:
+        problems.append(f"resort: {target.name} is inactive in the inventory")
+    if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
+        problems.append(
+            f"speed: {speed:g} deg/s is out of range; allowed 0 < speed <= {MAX_SPEED:g} deg/s"
+        )
+    if acceleration is not None and not (
+        math.isfinite(acceleration) and 0 <= acceleration <= MAX_ACCELERATION
+    ):
+        problems.append(
+            f"acceleration: {acceleration:g} deg/s^2 is out of range; allowed 0 <= acceleration "
+            f"<= {MAX_ACCELERATION:g} deg/s^2 (0 = rectangular profile)"
+        )
+    if not problems:
+        accel = target.acceleration if acceleration is None else acceleration
+        needed = full_turn_time(speed, accel)
+        if needed > target.move_timeout:
+            problems.append(
+                f"speed: a full-turn move would take {needed:.1f} s at {speed:g} deg/s, longer "
+                f"than {target.name}'s move_timeout of {target.move_timeout:g} s; allowed: a "
+                "faster speed, or raise move_timeout in the inventory"
+            )
     if problems:
         raise PlanError(problems)

@@ -1,7 +1,8 @@
 """Parent flows: pick a resort, hold its lock, run a device subflow on its queue, return the result.
 
 Flows (names in `fleet.names.PARENT_FLOWS`): `fleet-activate-hotel`, `fleet-go-home`,
-`fleet-move-to-angle`, `fleet-health` and `fleet-reserve` (several steps under one lock). The CLI
+`fleet-move-to-angle`, `fleet-health` and `fleet-reserve` (several steps under one lock);
+`flows.maintenance` adds `fleet-recover` and `fleet-set-speed` on top of `run_locked`. The CLI
 and `fleet.client` call them in-process (a real, tracked flow run); `fleet controller` serves them
 from the control pool for schedulers that go through Prefect.
 
@@ -47,6 +48,7 @@ __all__ = [
     "move_to_angle",
     "reserve",
     "resolve_inventory_path",
+    "run_locked",
     "run_operation",
     "validate_request",
     "wait_until_idle",
@@ -343,21 +345,50 @@ async def run_operation(
         PlanError, DeviceSelectionError, DeviceBusyError, DispatchError.
     """
     validate_request(inventory, op)
-    device_flow = DEVICE_FLOW_OF[op.action]
     if resort is None:
         resort = await select_resort(inventory, resort=op.resort, selector=op.effective_selector())
-    params = op.parameters()
-    held = (held_locks or {}).get(resort.name)
+    return await run_locked(
+        inventory,
+        resort,
+        DEVICE_FLOW_OF[op.action],
+        op.parameters(),
+        step=step,
+        lock_timeout=lock_timeout,
+        reservation=reservation,
+        held=(held_locks or {}).get(resort.name),
+        info=info,
+    )
+
+
+async def run_locked(
+    inventory: Any,
+    resort: Any,
+    device_flow: str,
+    parameters: Mapping[str, Any],
+    *,
+    step: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    reservation: str | None = None,
+    held: locks.HeldLock | None = None,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run `device_flow` on `resort` under its lock: the one held by this flow (`held`), the
+    caller's reservation (lease id, checked alive first) or the lock taken here for the call.
+
+    Raises:
+        DeviceBusyError: the lock was not free within `lock_timeout`, or the reservation is gone.
+        DispatchError: the device run did not complete.
+    """
     if held is not None:
         return await dispatch(
-            inventory, resort, device_flow, params, step=step, held=held, info=info
+            inventory, resort, device_flow, parameters, step=step, held=held, info=info
         )
     if reservation is not None:
         await _check_reservation(resort.name, reservation)
-        return await dispatch(inventory, resort, device_flow, params, step=step, info=info)
+        return await dispatch(inventory, resort, device_flow, parameters, step=step, info=info)
     async with locks.resort_lock(resort.name, timeout=lock_timeout) as lock:
         return await dispatch(
-            inventory, resort, device_flow, params, step=step, held=lock, info=info
+            inventory, resort, device_flow, parameters, step=step, held=lock, info=info
         )
 
 

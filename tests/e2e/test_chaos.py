@@ -387,10 +387,8 @@ class TestTimedFleet:
         assert lock_slots([name]) == {name: 0}
 
     def test_overload_fails_with_reason_and_reboot_restores(self, timed: Fleet) -> None:
-        from fleet import locks
         from fleet.client import FleetClient
         from fleet.errors import DispatchError
-        from flows.parent import dispatch
 
         name = "ch-c"
         emu = timed.emulators[name]
@@ -409,15 +407,8 @@ class TestTimedFleet:
         # the fault is latched in the servo: moves keep failing with the reason until a reboot
         with pytest.raises(DispatchError, match=r"MotorFaultError: .*overload"):
             client.activate_hotel(name, "B")
-        # recovery: the reboot-resort device subflow under the resort's lock
-        inv = timed.inventory
-        resort = inv.resort(name)
-
-        async def reboot() -> dict[str, Any]:
-            async with locks.resort_lock(name, timeout=60) as held:
-                return await dispatch(inv, resort, "reboot-resort", {}, step="reboot", held=held)
-
-        rebooted = asyncio.run(reboot())
+        # recovery: the fleet-recover parent flow (reboot-resort under the resort's lock)
+        rebooted = client.recover(name)
         assert rebooted["ok"] is True and rebooted["hardware_errors"] == [], rebooted
         wait_for(lambda: not status(timed, name).last_error, 30, 0.2, "error cleared in status")
         assert client.activate_hotel(name, "D")["hotel"] == "D"

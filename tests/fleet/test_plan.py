@@ -8,7 +8,14 @@ import pytest
 
 from fleet.errors import PlanError
 from fleet.inventory import load_inventory
-from fleet.plan import Operation, load_plan, parse_plan, validate_plan
+from fleet.plan import (
+    Operation,
+    full_turn_time,
+    load_plan,
+    parse_plan,
+    validate_plan,
+    validate_speed,
+)
 from fleet.selection import Selector
 
 DEMO = Path(__file__).resolve().parents[2] / "inventory" / "demo.yaml"
@@ -122,3 +129,35 @@ def test_validation_reports_every_problem_with_its_index(inv) -> None:
     assert lines[2].startswith("plan.yaml: operations[3].selector: no active resort")
     assert "labels=[nowhere]" in lines[2]
     assert "labels=[cold] hotel=E" in lines[3]
+
+
+@pytest.mark.parametrize(
+    ("speed", "acceleration", "seconds"),
+    [
+        (180.0, 0.0, 2.0),  # rectangular: 360 / 180
+        (90.0, 90.0, 5.0),  # trapezoid: 360 / 90 + 90 / 90
+        (270.0, 100.0, 2 * (360 / 100) ** 0.5),  # triangle: the ramps meet before 270 deg/s
+    ],
+)
+def test_full_turn_time_follows_the_profile(speed, acceleration, seconds) -> None:
+    assert full_turn_time(speed, acceleration) == pytest.approx(seconds)
+
+
+def test_speed_requests_are_checked_against_the_resort(inv) -> None:
+    resort = inv.resort("resort-a")
+    validate_speed(inv, "resort-a", 270.0)
+    validate_speed(inv, "resort-a", 90.0, acceleration=0.0)
+    with pytest.raises(PlanError) as exc:
+        validate_speed(inv, "resort-a", float("nan"), acceleration=20000.0)
+    assert str(exc.value).splitlines() == [
+        "speed: nan deg/s is out of range; allowed 0 < speed <= 270 deg/s",
+        "acceleration: 20000 deg/s^2 is out of range; allowed 0 <= acceleration <= 10000 "
+        "deg/s^2 (0 = rectangular profile)",
+    ]
+    slow = 360.0 / resort.move_timeout / 2  # a full turn would need twice the move timeout
+    with pytest.raises(
+        PlanError, match=rf"longer than resort-a's move_timeout of {resort.move_timeout:g} s"
+    ):
+        validate_speed(inv, "resort-a", slow, acceleration=0.0)
+    with pytest.raises(PlanError, match=r"^resort: unknown resort 'resort-z'"):
+        validate_speed(inv, "resort-z", 90.0)

@@ -1,0 +1,103 @@
+"""Maintenance parent flows: recover a resort after a hardware fault, change its speed.
+
+* `fleet-recover` runs the `reboot-resort` device subflow under the resort's lock: the servo
+  reboots (clearing latched hardware errors such as overload or overheating), the agent re-applies
+  its settings and reports the health after the reboot. The resort must not be e-stopped (clear
+  the stop first: a reboot switches torque back on).
+* `fleet-set-speed` runs `set-speed` under the lock: later moves use the new speed (deg/s) and,
+  when given, acceleration (deg/s^2). It lasts until the agent restarts; the inventory's values
+  are the default. A speed at which a full-turn move would overrun the resort's `move_timeout` is
+  refused before anything is queued (`fleet.plan.validate_speed`).
+
+Both accept a `reservation` (the lease id of a lock the caller holds, as `fleet-activate-hotel`
+does) and refuse a resort that is inactive, offline or drained with `DeviceSelectionError`
+before any run is created. A faulted resort is accepted: recovering it is the point.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from fleet.errors import DeviceSelectionError
+from fleet.plan import validate_speed
+from fleet.selection import read_statuses, unavailable_reason
+from fleet.watchdog import parent_heartbeat
+from flows.parent import DEFAULT_LOCK_TIMEOUT, load_fleet_inventory, run_locked
+
+__all__ = ["recover", "set_speed"]
+
+
+async def _target(inv: Any, name: str, *, allow_estopped: bool) -> Any:
+    """The named resort, if it can run a maintenance flow now (faulted is fine)."""
+    resort = inv.resort(name)  # DeviceSelectionError for an unknown name
+    statuses = await read_statuses(inv)
+    reason = unavailable_reason(resort, statuses.get(resort.name))
+    if reason is None or reason.startswith("faulted"):
+        return resort
+    if reason == "e-stopped":
+        if allow_estopped:
+            return resort
+        reason += " (clear the stop first: fleet estop-clear)"
+    raise DeviceSelectionError(f"resort {resort.name} is not available: {reason}")
+
+
+@flow(name="fleet-recover", log_prints=False)
+async def recover(
+    resort: str,
+    inventory: str | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    reservation: str | None = None,
+) -> dict[str, Any]:
+    """Reboot a resort's servo under its lock (clears latched hardware errors); return its health.
+
+    Raises:
+        DeviceSelectionError: unknown, inactive, offline, drained or e-stopped resort.
+        DeviceBusyError: the lock was not free within `lock_timeout`.
+        DispatchError: the reboot failed (e.g. the servo did not answer).
+    """
+    inv = load_fleet_inventory(inventory)
+    with parent_heartbeat(inv):
+        target = await _target(inv, resort, allow_estopped=False)
+        return await run_locked(
+            inv,
+            target,
+            "reboot-resort",
+            {},
+            step="recover",
+            lock_timeout=lock_timeout,
+            reservation=reservation,
+        )
+
+
+@flow(name="fleet-set-speed", log_prints=False)
+async def set_speed(
+    resort: str,
+    speed: float,
+    acceleration: float | None = None,
+    inventory: str | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    reservation: str | None = None,
+) -> dict[str, Any]:
+    """Set a resort's speed (deg/s) and optionally acceleration (deg/s^2) for later moves.
+
+    Raises:
+        PlanError: speed or acceleration out of range, or too slow for the move timeout.
+        DeviceSelectionError: unknown, inactive, offline or drained resort.
+        DeviceBusyError: the lock was not free within `lock_timeout`.
+        DispatchError: the servo refused the profile.
+    """
+    inv = load_fleet_inventory(inventory)
+    validate_speed(inv, resort, speed, acceleration)
+    with parent_heartbeat(inv):
+        target = await _target(inv, resort, allow_estopped=True)
+        return await run_locked(
+            inv,
+            target,
+            "set-speed",
+            {"speed": speed, "acceleration": acceleration},
+            step="set-speed",
+            lock_timeout=lock_timeout,
+            reservation=reservation,
+        )
