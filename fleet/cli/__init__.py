@@ -38,6 +38,7 @@ _GROUPS = (
     "fleet.cli.provision",
     "fleet.cli.agent_ops",
     "fleet.cli.ops",
+    "fleet.cli.maintenance",
 )
 
 

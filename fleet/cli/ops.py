@@ -23,21 +23,26 @@ from typing import Any
 
 from fleet.errors import PlanError
 
-__all__ = ["register"]
+__all__ = ["add_common_options", "load_cli_inventory", "register", "run_single"]
 
 
-def register(subparsers: Any) -> None:
-    """Add `activate`, `home`, `move`, `batch` and `controller` to the `fleet` parser."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--inventory", metavar="FILE", help="inventory (default $FLEET_INVENTORY)")
-    common.add_argument(
+def add_common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add `--inventory`, `--lock-timeout` and `--json` (the verbs that run under a lock)."""
+    parser.add_argument("--inventory", metavar="FILE", help="inventory (default $FLEET_INVENTORY)")
+    parser.add_argument(
         "--lock-timeout",
         type=float,
         default=300.0,
         metavar="S",
         help="seconds to wait for a busy resort (default 300; exit 4 when exceeded)",
     )
-    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def register(subparsers: Any) -> None:
+    """Add `activate`, `home`, `move`, `batch` and `controller` to the `fleet` parser."""
+    common = add_common_options(argparse.ArgumentParser(add_help=False))
 
     p = subparsers.add_parser(
         "activate", parents=[common], help="bring a hotel of a resort to the access position"
@@ -91,7 +96,8 @@ def _angle(text: str) -> float:
         raise argparse.ArgumentTypeError(f"DEG must be a number of degrees, got {text!r}") from None
 
 
-def _inventory(args: argparse.Namespace) -> Any:
+def load_cli_inventory(args: argparse.Namespace) -> Any:
+    """The inventory named by `--inventory`, `$FLEET_INVENTORY` or the default."""
     from fleet.inventory import inventory_path, load_inventory
 
     return load_inventory(inventory_path(args.inventory))
@@ -105,11 +111,12 @@ def _print_result(args: argparse.Namespace, resort: str, result: dict[str, Any])
     print(f"{resort}: ok {' '.join(parts)}")
 
 
-def _single(args: argparse.Namespace, call: str, *params: Any) -> int:
+def run_single(args: argparse.Namespace, call: str, *params: Any) -> int:
+    """Call `FleetClient.<call>(args.resort, *params)` and print its result."""
     from fleet.client import FleetClient
     from fleet.server import api_settings
 
-    inv = _inventory(args)
+    inv = load_cli_inventory(args)
     with api_settings(inv):
         client = FleetClient(inv, lock_timeout=args.lock_timeout)
         result = getattr(client, call)(args.resort, *params)
@@ -118,15 +125,15 @@ def _single(args: argparse.Namespace, call: str, *params: Any) -> int:
 
 
 def _activate(args: argparse.Namespace) -> int:
-    return _single(args, "activate_hotel", args.hotel)
+    return run_single(args, "activate_hotel", args.hotel)
 
 
 def _home(args: argparse.Namespace) -> int:
-    return _single(args, "go_home")
+    return run_single(args, "go_home")
 
 
 def _move(args: argparse.Namespace) -> int:
-    return _single(args, "move_to_angle", args.angle)
+    return run_single(args, "move_to_angle", args.angle)
 
 
 # --- batch --------------------------------------------------------------------------------------
@@ -191,7 +198,7 @@ def _batch(args: argparse.Namespace) -> int:
 
     if args.max_concurrency < 1:
         raise PlanError(f"--max-concurrency: must be at least 1, got {args.max_concurrency}")
-    inv = _inventory(args)
+    inv = load_cli_inventory(args)
     plan = load_plan(args.plan)
     validate_plan(inv, plan, source=args.plan)  # before any server contact: nothing is queued
     progress = _Progress(len(plan.operations), enabled=sys.stderr.isatty() and not args.json)
@@ -230,7 +237,7 @@ def _controller(args: argparse.Namespace) -> int:
     from fleet import names
     from fleet.server import api_settings
 
-    inv = _inventory(args)
+    inv = load_cli_inventory(args)
     pool = names.control_pool_name(inv)
     name = args.name or f"fleet-controller-{socket.gethostname()}"
     with api_settings(inv):

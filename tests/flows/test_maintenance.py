@@ -1,0 +1,157 @@
+"""Maintenance parent flows on a real server with real agents: health, recover, set speed.
+
+Fleet `mt`: mt-a and mt-b, timed pty emulators at 270 deg/s (rectangular profile, move timeout
+15 s), each with its own `device-agent run`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet import names
+from fleet.cli import main as fleet_main
+from fleet.client import FleetClient
+from fleet.errors import DeviceSelectionError, DispatchError, PlanError
+from tests.e2e.agent_support import wait_for
+from tests.support.fleet_harness import start_fleet
+
+pytestmark = pytest.mark.orchestration
+
+
+@pytest.fixture(scope="module")
+def fleet(prefect_server, tmp_path_factory):
+    fleet = start_fleet(
+        Path(tmp_path_factory.mktemp("maintenance")), "mt", 2, instant=False, speed=270.0
+    )
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def client(fleet) -> FleetClient:
+    return FleetClient(fleet.inventory_path, lock_timeout=60)
+
+
+def count_flow_runs() -> int:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        return c.count_flow_runs()
+
+
+def lock_free(resort: str) -> bool:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        return c.read_global_concurrency_limit_by_name(names.lock_name(resort)).active_slots == 0
+
+
+def cli(capsys, fleet, *argv: str) -> tuple[int, str, str]:
+    code = fleet_main([*argv, "--inventory", str(fleet.inventory_path)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_recover_clears_a_latched_overload(fleet, client, capsys) -> None:
+    emu = fleet.emulators["mt-a"]
+    client.activate_hotel("mt-a", "B")
+    emu.fault("overload")  # latched in the servo's Hardware Error Status; torque goes off
+
+    with pytest.raises(DispatchError, match=r"MotorFaultError: .*overload"):
+        client.activate_hotel("mt-a", "C")
+    code, out, _ = cli(capsys, fleet, "health", "mt-a", "--json")
+    assert code == 1, out  # not healthy
+    assert json.loads(out)["mt-a"]["result"]["hardware_errors"] == ["overload"]
+
+    before = count_flow_runs()
+    code, out, err = cli(capsys, fleet, "recover", "mt-a", "--json")
+    assert code == 0, err
+    health = json.loads(out.strip().splitlines()[-1])["result"]
+    assert health["ok"] is True and health["hardware_errors"] == [], health
+    assert health["action"] == "reboot-resort"
+    assert count_flow_runs() == before + 2  # the parent run and its reboot-resort device run
+    assert lock_free("mt-a")
+
+    assert client.activate_hotel("mt-a", "C")["hotel"] == "C"
+    code, out, _ = cli(capsys, fleet, "health")
+    assert code == 0, out
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    assert rows == {"mt-a": "ok", "mt-b": "ok"}, out
+
+
+def test_recover_refuses_an_estopped_resort_and_moves_nothing(fleet, client) -> None:
+    client.estop(["mt-b"], reason="test")
+    try:
+        wait_for(
+            lambda: {s.name: s for s in client.status()}["mt-b"].estopped, 20, 0.2, "e-stopped"
+        )
+        writes_before = len(fleet.emulators["mt-b"].writes())
+        with pytest.raises(DeviceSelectionError, match=r"mt-b is not available: e-stopped \(clear"):
+            client.recover("mt-b")
+        assert len(fleet.emulators["mt-b"].writes()) == writes_before  # no torque switched on
+        assert lock_free("mt-b")
+        # the stop is still latched
+        assert {s.name: s for s in client.status()}["mt-b"].estopped
+    finally:
+        client.estop_clear(["mt-b"])
+    wait_for(lambda: not {s.name: s for s in client.status()}["mt-b"].estopped, 20, 0.2, "cleared")
+
+
+def test_set_speed_changes_the_time_of_later_moves(fleet, client, capsys) -> None:
+    client.go_home("mt-b")
+    fast = client.move_to_angle("mt-b", 90.0)["duration"]  # 270 deg/s: ~0.33 s
+    since = time.time()
+    code, out, err = cli(capsys, fleet, "speed", "mt-b", "90", "--json")
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])["result"]
+    assert result["speed"] == pytest.approx(90.0, rel=0.02), result
+    try:
+        assert [w["name"] for w in fleet.emulators["mt-b"].writes() if w["t"] >= since] == [
+            "profile_acceleration",
+            "profile_velocity",
+        ]
+        slow = client.go_home("mt-b")["duration"]  # 90 deg at 90 deg/s: ~1 s
+        assert slow == pytest.approx(1.0, rel=0.15), (fast, slow)
+        assert slow > 2.5 * fast, (fast, slow)
+    finally:
+        client.set_speed("mt-b", 270.0)
+    assert client.move_to_angle("mt-b", 90.0)["duration"] == pytest.approx(fast, rel=0.3)
+    assert lock_free("mt-b")
+
+
+def test_bad_speed_requests_fail_before_anything_is_queued(fleet, client, capsys) -> None:
+    before = count_flow_runs()
+    with pytest.raises(
+        PlanError, match=r"speed: 0 deg/s is out of range; allowed 0 < speed <= 270"
+    ):
+        client.set_speed("mt-a", 0)
+    with pytest.raises(PlanError, match=r"acceleration: -1 deg/s\^2 is out of range"):
+        client.set_speed("mt-a", 90, acceleration=-1)
+    with pytest.raises(
+        PlanError,
+        match=r"a full-turn move would take 18.0 s at 20 deg/s, longer than mt-a's move_timeout "
+        r"of 15 s",
+    ):
+        client.set_speed("mt-a", 20)
+    with pytest.raises(PlanError, match="unknown resort 'mt-z'"):
+        client.set_speed("mt-z", 90)
+
+    code, _, err = cli(capsys, fleet, "speed", "mt-a", "1000")
+    assert code == 2
+    assert err.strip() == (
+        "fleet: error: speed: 1000 deg/s is out of range; allowed 0 < speed <= 270 deg/s"
+    )
+    with pytest.raises(SystemExit) as exc:
+        cli(capsys, fleet, "speed", "mt-a", "fast")
+    assert exc.value.code == 2
+    assert "DEG_S must be a number of degrees per second, got 'fast'" in capsys.readouterr().err
+    code, _, err = cli(capsys, fleet, "recover", "mt-z")
+    assert code == 2, err
+    assert "unknown resort 'mt-z'" in err and "Traceback" not in err
+    code, _, err = cli(capsys, fleet, "health", "mt-z")
+    assert code == 2, err
+    assert count_flow_runs() == before
