@@ -98,6 +98,12 @@ def _short(path: str) -> str:
     return alias
 
 
+def _profile_value(session: DeviceSession | None, name: str) -> float | None:
+    """The speed or acceleration the driver uses now (None before the device is open)."""
+    value = getattr(session.driver, name, None) if session is not None else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -304,6 +310,8 @@ class Agent:
             "faulted": bool(s is None or s.faulted),
             "last_error": (s.last_error or None) if s else None,
             "health": s.health if s else None,
+            "speed": _profile_value(s, "speed"),
+            "acceleration": _profile_value(s, "acceleration"),
             "current_run": s.current_run if s else None,
             "events_connected": bool(worker and worker.events_connected),
             "runs_executed": worker.runs_executed if worker else 0,

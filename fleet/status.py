@@ -42,6 +42,8 @@ class ResortStatus:
     last_heartbeat: str | None = None
     updated_at: str | None = None
     active: bool = True
+    speed: float | None = None  # deg/s in use by the agent (the inventory's until `fleet speed`)
+    acceleration: float | None = None  # deg/s^2 in use
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict."""
@@ -125,6 +127,8 @@ async def aread_status(inv: Any) -> list[ResortStatus]:
                 last_heartbeat=heartbeat.isoformat() if heartbeat else None,
                 updated_at=status.get("updated_at"),
                 active=bool(getattr(resort, "active", True)),
+                speed=status.get("speed"),
+                acceleration=status.get("acceleration"),
             )
         )
     return result

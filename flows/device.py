@@ -133,6 +133,7 @@ def set_speed(speed: float, acceleration: float | None = None) -> dict[str, Any]
     with session.device() as driver:
         driver.set_speed(speed, acceleration)
         result = {"speed": driver.speed, "acceleration": driver.acceleration}
+    session.update()  # publish the status document: it carries the speed in use
     return publish_result(session, "set-speed", result, started)
 
 

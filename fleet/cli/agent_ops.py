@@ -56,7 +56,8 @@ def register(subparsers: Any) -> None:
     status = subparsers.add_parser(
         "status",
         help="per-resort status: online, connected, position, e-stop, errors",
-        description="Show each resort's agent status.",
+        description="Show each resort's agent status. SPEED is the agent's speed in deg/s, "
+        "marked * when `fleet speed` changed it from the inventory's.",
     )
     status.add_argument("--inventory", help="inventory file (default: $FLEET_INVENTORY)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -108,6 +109,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _speed_cell(speed: float | None, configured: float) -> str:
+    """deg/s in use; marked `*` when `fleet speed` changed it from the inventory's value."""
+    if speed is None:
+        return "-"
+    return f"{speed:g}" + ("*" if abs(speed - configured) > 1e-6 else "")
+
+
 def _status(args: argparse.Namespace) -> int:
     from fleet.server import api_settings
     from fleet.status import read_status
@@ -118,7 +126,18 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
         return 0
-    header = ("RESORT", "ONLINE", "LINK", "POSITION", "HOTEL", "MOVING", "E-STOP", "QUEUE", "ERROR")
+    header = (
+        "RESORT",
+        "ONLINE",
+        "LINK",
+        "POSITION",
+        "HOTEL",
+        "MOVING",
+        "SPEED",
+        "E-STOP",
+        "QUEUE",
+        "ERROR",
+    )
     table = [header]
     for r in rows:
         queue = "-" if r.queue_paused is None else ("paused" if r.queue_paused else "open")
@@ -130,6 +149,7 @@ def _status(args: argparse.Namespace) -> int:
                 _cell(r.position),
                 _cell(r.active_hotel),
                 _cell(r.moving),
+                _speed_cell(r.speed, inv.resort(r.name).speed),
                 "STOPPED" if r.estopped else "no",
                 queue,
                 (r.last_error or "")[:60],

@@ -50,6 +50,10 @@ def lock_free(resort: str) -> bool:
         return c.read_global_concurrency_limit_by_name(names.lock_name(resort)).active_slots == 0
 
 
+def speed_of(client: FleetClient, resort: str) -> float | None:
+    return {s.name: s for s in client.status()}[resort].speed
+
+
 def cli(capsys, fleet, *argv: str) -> tuple[int, str, str]:
     code = fleet_main([*argv, "--inventory", str(fleet.inventory_path)])
     captured = capsys.readouterr()
@@ -114,12 +118,20 @@ def test_set_speed_changes_the_time_of_later_moves(fleet, client, capsys) -> Non
             "profile_acceleration",
             "profile_velocity",
         ]
+        wait_for(lambda: speed_of(client, "mt-b") == 90.0, 20, 0.2, "status shows 90 deg/s")
+        code, out, _ = cli(capsys, fleet, "status")
+        assert code == 0
+        assert {line.split()[0]: line.split()[6] for line in out.splitlines()[1:]} == {
+            "mt-a": "270",
+            "mt-b": "90*",  # changed from the inventory's speed
+        }, out
         slow = client.go_home("mt-b")["duration"]  # 90 deg at 90 deg/s: ~1 s
         assert slow == pytest.approx(1.0, rel=0.15), (fast, slow)
         assert slow > 2.5 * fast, (fast, slow)
     finally:
         client.set_speed("mt-b", 270.0)
     assert client.move_to_angle("mt-b", 90.0)["duration"] == pytest.approx(fast, rel=0.3)
+    wait_for(lambda: speed_of(client, "mt-b") == 270.0, 20, 0.2, "status shows 270 deg/s")
     assert lock_free("mt-b")
 
 
