@@ -73,3 +73,74 @@ def test_timing_log_writes_one_line_per_http_request(tmp_path) -> None:
     assert (method, path, status) == ("POST", "/api/x", "201")
     assert float(started) > 0 and float(duration) >= 0
     assert sent[0]["status"] == 201
+
+
+def test_write_requests_are_told_from_post_bodied_reads() -> None:
+    from fleet._server_main import is_write
+
+    assert is_write("POST", "/api/flow_runs/")
+    assert is_write("POST", "/api/flow_runs/5c1e/set_state")
+    assert is_write("PATCH", "/api/variables/name/fleet_status__a")
+    assert is_write("DELETE", "/api/variables/name/fleet_lock__a")
+    assert is_write("POST", "/api/work_pools/p/get_scheduled_flow_runs")  # marks the queue polled
+    assert not is_write("POST", "/api/flow_runs/filter")
+    assert not is_write("POST", "/api/flow_runs/count/")
+    assert not is_write("POST", "/api/ui/flow_runs/history")
+    assert not is_write("GET", "/api/flow_runs/5c1e")
+
+
+def test_serialized_writes_run_one_at_a_time_and_reads_alongside() -> None:
+    from fleet._server_main import SerializedWrites
+
+    inside: list[str] = []
+    peak = {"writes": 0, "reads_during_write": 0}
+
+    async def app(scope, receive, send):
+        kind = "write" if scope["method"] == "PATCH" else "read"
+        inside.append(kind)
+        peak["writes"] = max(peak["writes"], inside.count("write"))
+        if kind == "read" and "write" in inside:
+            peak["reads_during_write"] += 1
+        await asyncio.sleep(0.01)
+        inside.remove(kind)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def main() -> None:
+        wrapper = SerializedWrites(app)
+
+        async def call(method: str, path: str) -> None:
+            scope = {"type": "http", "method": method, "path": path}
+
+            async def receive():
+                return {"type": "http.request"}
+
+            async def send(message):
+                return None
+
+            await wrapper(scope, receive, send)
+
+        writes = [call("PATCH", f"/api/variables/name/v{i}") for i in range(8)]
+        reads = [call("POST", "/api/flow_runs/filter") for _ in range(8)]
+        await asyncio.gather(*writes, *reads)
+
+    asyncio.run(main())
+    assert peak["writes"] == 1  # never two writing requests in the app at once
+    assert peak["reads_during_write"] > 0  # reads were not held back
+
+
+def test_writes_are_serialized_on_sqlite_only_unless_forced() -> None:
+    from types import SimpleNamespace
+
+    from pydantic import SecretStr
+
+    from fleet._server_main import serialize_writes
+
+    def settings(url: str | None) -> SimpleNamespace:
+        secret = SecretStr(url) if url is not None else None
+        return SimpleNamespace(database=SimpleNamespace(connection_url=secret))
+
+    assert serialize_writes(None, settings("sqlite+aiosqlite:////tmp/prefect.db"))
+    assert serialize_writes(None, settings(None))  # Prefect's default database is SQLite
+    assert not serialize_writes(None, settings("postgresql+asyncpg://u:p@127.0.0.1/prefect"))
+    assert not serialize_writes("0", settings("sqlite+aiosqlite:////tmp/prefect.db"))
+    assert serialize_writes("1", settings("postgresql+asyncpg://u:p@127.0.0.1/prefect"))
