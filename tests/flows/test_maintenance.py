@@ -15,7 +15,7 @@ import pytest
 from fleet import names
 from fleet.cli import main as fleet_main
 from fleet.client import FleetClient
-from fleet.errors import DeviceSelectionError, DispatchError, PlanError
+from fleet.errors import DeviceBusyError, DeviceSelectionError, DispatchError, PlanError
 from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import start_fleet
 
@@ -167,3 +167,18 @@ def test_bad_speed_requests_fail_before_anything_is_queued(fleet, client, capsys
     code, _, err = cli(capsys, fleet, "health", "mt-z")
     assert code == 2, err
     assert count_flow_runs() == before
+
+
+def test_maintenance_runs_under_a_reservation_and_waits_for_a_held_lock(fleet, client) -> None:
+    other = FleetClient(fleet.inventory_path, lock_timeout=1)
+    with client.reserve("mt-a") as held:
+        with pytest.raises(DeviceBusyError, match="mt-a"):
+            other.recover("mt-a")  # another scheduler cannot reboot a resort held by us
+        assert held.set_speed(135.0)["speed"] == pytest.approx(135.0)
+        rebooted = held.recover()
+        assert rebooted["ok"] is True, rebooted
+        wait_for(lambda: speed_of(client, "mt-a") == 135.0, 20, 0.2, "speed kept by the reboot")
+        assert held.activate_hotel("B")["hotel"] == "B"
+    assert lock_free("mt-a")
+    client.set_speed("mt-a", 270.0)
+    wait_for(lambda: speed_of(client, "mt-a") == 270.0, 20, 0.2, "speed restored")
