@@ -119,6 +119,11 @@ class SerializedWrites:
     committed cannot then write (`SQLITE_BUSY`, served as 503, retried by the client). Running the
     writing requests one after the other removes those conflicts between requests; reads and
     websockets are not held back.
+
+    The lock covers only the server's own work: the whole request body is read before it is taken
+    (a client slow to send, or one whose event loop is blocked, must not hold every writer), and
+    it is released when the response starts (the handler has committed by then; a client slow to
+    read its answer does not hold it either).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -128,12 +133,35 @@ class SerializedWrites:
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Hold the write lock around writing HTTP requests."""
-        if scope["type"] == "http" and is_write(scope["method"], scope["path"]):
-            async with self._lock:
-                await self.app(scope, receive, send)
+        """Hold the write lock around the handling of writing HTTP requests."""
+        if scope["type"] != "http" or not is_write(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        received: deque[Message] = deque()
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return received.popleft() if received else await receive()
+
+        held = True
+        await self._lock.acquire()
+
+        async def send_and_release(message: Message) -> None:
+            nonlocal held
+            if held and message["type"] == "http.response.start":
+                held = False
+                self._lock.release()
+            await send(message)
+
+        try:
+            await self.app(scope, replay, send_and_release)
+        finally:
+            if held:
+                self._lock.release()
 
 
 class RequestTimingLog:

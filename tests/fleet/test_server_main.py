@@ -144,3 +144,51 @@ def test_writes_are_serialized_on_sqlite_only_unless_forced() -> None:
     assert not serialize_writes(None, settings("postgresql+asyncpg://u:p@127.0.0.1/prefect"))
     assert not serialize_writes("0", settings("sqlite+aiosqlite:////tmp/prefect.db"))
     assert serialize_writes("1", settings("postgresql+asyncpg://u:p@127.0.0.1/prefect"))
+
+
+def test_a_client_slow_to_send_or_to_read_does_not_hold_other_writes() -> None:
+    from fleet._server_main import SerializedWrites
+
+    done: list[str] = []
+
+    async def main() -> None:
+        body_arrives = asyncio.Event()
+        reader_is_back = asyncio.Event()
+
+        async def app(scope, receive, send):
+            await receive()
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            if scope["path"].endswith("slow-reader"):
+                await reader_is_back.wait()  # sending the body to a client that does not read
+            await send({"type": "http.response.body", "body": b""})
+            done.append(scope["path"].rsplit("/", 1)[-1])
+
+        wrapper = SerializedWrites(app)
+
+        def call(name: str, receive):
+            scope = {"type": "http", "method": "POST", "path": f"/api/variables/{name}"}
+
+            async def send(message):
+                return None
+
+            return asyncio.create_task(wrapper(scope, receive, send))
+
+        async def slow_body():
+            await body_arrives.wait()
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def full_body():
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        slow_sender = call("slow-sender", slow_body)
+        slow_reader = call("slow-reader", full_body)
+        await asyncio.sleep(0.05)
+        fast = call("fast", full_body)
+        await asyncio.wait_for(fast, 2.0)  # neither slow client held the lock
+        assert done == ["fast"]
+        body_arrives.set()
+        reader_is_back.set()
+        await asyncio.wait_for(asyncio.gather(slow_sender, slow_reader), 2.0)
+
+    asyncio.run(main())
+    assert sorted(done) == ["fast", "slow-reader", "slow-sender"]
