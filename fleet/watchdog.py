@@ -4,12 +4,12 @@ Parent flows run in their caller's process (a lab scheduler, the CLI, a batch). 
 is killed (`kill -9`, out of memory, power cut), nothing is left to report the run's final state:
 its lock frees with its lease (`fleet.locks`), but Prefect would show the run Running for ever.
 
-* Every parent flow body runs inside `parent_heartbeat(inv)`. It posts `HEARTBEAT_EVENT` for its
-  own flow run before the body starts (an HTTP request that returns once the server has the
-  event: a run killed right after its start is watched too), then emits one every
-  `inv.fleet.parent_heartbeat` seconds from a daemon thread (user code blocking the event loop
-  does not silence it), and `ENDED_EVENT` when the body exits in any way (return, exception,
-  cancellation).
+* Every parent flow body runs inside `async with parent_heartbeat(inv)`. It posts
+  `HEARTBEAT_EVENT` for its own flow run before the body starts (an HTTP request that returns
+  once the server has the event, at most `FIRST_BEAT_TIMEOUT` s: a run killed right after its
+  start is watched too), then emits one every `inv.fleet.parent_heartbeat` seconds from a daemon
+  thread (user code blocking the event loop does not silence it), and `ENDED_EVENT` when the body
+  exits in any way (return, exception, cancellation).
 * `fleet provision` creates one proactive automation per fleet (`automation(inv)`, named
   `fleet.names.parent_watchdog_name`): for each flow run, after a heartbeat another heartbeat or
   the end must follow within `MISSED_BEATS` intervals; when neither does, the run is set Crashed
@@ -27,7 +27,7 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "CRASH_MESSAGE",
     "DEFAULT_PARENT_HEARTBEAT",
     "ENDED_EVENT",
+    "FIRST_BEAT_TIMEOUT",
     "FLEET_LABEL",
     "HEARTBEAT_EVENT",
     "MISSED_BEATS",
@@ -108,19 +109,25 @@ def _emit(event: str, resource: dict[str, str], related: list[dict[str, str]]) -
         logger.debug("could not emit %s: %s", event, exc)
 
 
-def _post_now(event: str, resource: dict[str, str], related: list[dict[str, str]]) -> bool:
+#: seconds the first heartbeat may take to reach the server before the body starts anyway
+FIRST_BEAT_TIMEOUT = 5.0
+
+
+async def _post_now(event: str, resource: dict[str, str], related: list[dict[str, str]]) -> bool:
     """Deliver one event before returning (HTTP `POST /events`); False when that failed.
 
     `emit_event` only queues: its websocket may still be connecting when the process dies, and a
-    run whose first heartbeat never arrived is never watched.
+    run whose first heartbeat never arrived is never watched. Bounded by `FIRST_BEAT_TIMEOUT`.
     """
+    import asyncio
+
     from prefect.client.orchestration import get_client
     from prefect.events import Event
 
     body = [Event(event=event, resource=resource, related=related).model_dump(mode="json")]
     try:
-        with get_client(sync_client=True) as client:
-            client.request("POST", "/events", json=body)
+        async with asyncio.timeout(FIRST_BEAT_TIMEOUT), get_client() as client:
+            await client.request("POST", "/events", json=body)
     except Exception as exc:  # the websocket path is the fallback
         logger.debug("could not post %s: %s", event, exc)
         return False
@@ -134,8 +141,8 @@ def _beat(
         _emit(HEARTBEAT_EVENT, resource, related)
 
 
-@contextlib.contextmanager
-def parent_heartbeat(inv: Inventory) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def parent_heartbeat(inv: Inventory) -> AsyncIterator[None]:
     """Heartbeat the current parent flow run while the block runs (see the module docstring).
 
     Outside a flow run (a plain function call) it does nothing.
@@ -161,7 +168,7 @@ def parent_heartbeat(inv: Inventory) -> Iterator[None]:
     ]
     stop = threading.Event()
     # the first beat is on the server before the body starts: from here on the run is watched
-    if not _post_now(HEARTBEAT_EVENT, resource, related):
+    if not await _post_now(HEARTBEAT_EVENT, resource, related):
         _emit(HEARTBEAT_EVENT, resource, related)
     # the thread sees this run's settings and events client (as Prefect's own heartbeat does)
     context = contextvars.copy_context()

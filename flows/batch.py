@@ -220,7 +220,7 @@ async def run_batch(
     inv = load_fleet_inventory(inventory)
     plan = parse_plan({"operations": operations})
     validate_plan(inv, plan)
-    with parent_heartbeat(inv):
+    async with parent_heartbeat(inv):
         report = await execute_plan(
             inv,
             plan,

@@ -58,7 +58,7 @@ async def recover(
         DispatchError: the reboot failed (e.g. the servo did not answer).
     """
     inv = load_fleet_inventory(inventory)
-    with parent_heartbeat(inv):
+    async with parent_heartbeat(inv):
         target = await _target(inv, resort, allow_estopped=False)
         return await run_locked(
             inv,
@@ -90,7 +90,7 @@ async def set_speed(
     """
     inv = load_fleet_inventory(inventory)
     validate_speed(inv, resort, speed, acceleration)
-    with parent_heartbeat(inv):
+    async with parent_heartbeat(inv):
         target = await _target(inv, resort, allow_estopped=True)
         return await run_locked(
             inv,

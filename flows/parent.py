@@ -426,7 +426,7 @@ async def activate_hotel(
 ) -> dict[str, Any]:
     """Turn a resort (named, or chosen by selector) so `hotel` faces the arm; return the result."""
     inv = load_fleet_inventory(inventory)
-    with parent_heartbeat(inv):
+    async with parent_heartbeat(inv):
         op = _operation("activate_hotel", resort, selector, hotel=hotel)
         return await run_operation(
             inv, op, step="activate_hotel", lock_timeout=lock_timeout, reservation=reservation
@@ -443,7 +443,7 @@ async def go_home(
 ) -> dict[str, Any]:
     """Turn a resort to its home angle (resort angle 0); return the result."""
     inv = load_fleet_inventory(inventory)
-    with parent_heartbeat(inv):
+    async with parent_heartbeat(inv):
         op = _operation("go_home", resort, selector)
         return await run_operation(
             inv, op, step="go_home", lock_timeout=lock_timeout, reservation=reservation
@@ -461,7 +461,7 @@ async def move_to_angle(
 ) -> dict[str, Any]:
     """Turn a resort to `angle` degrees (resort frame, 0 <= angle < 360); return the result."""
     inv = load_fleet_inventory(inventory)
-    with parent_heartbeat(inv):
+    async with parent_heartbeat(inv):
         op = _operation("move_to_angle", resort, selector, angle=angle)
         return await run_operation(
             inv, op, step="move_to_angle", lock_timeout=lock_timeout, reservation=reservation
@@ -502,7 +502,7 @@ async def fleet_health(
             return resort.name, {"state": exc.state or "Failed", "result": None, "error": str(exc)}
         return resort.name, {"state": "Completed", "result": result, "error": None}
 
-    with parent_heartbeat(inv):
+    async with parent_heartbeat(inv):
         return dict(await asyncio.gather(*(one(r) for r in targets)))
 
 
@@ -529,7 +529,7 @@ async def reserve(
     inv = load_fleet_inventory(inventory)
     if not steps:
         raise PlanError("steps: give at least one step")
-    with parent_heartbeat(inv):
+    async with parent_heartbeat(inv):
         target = await select_resort(inv, resort=resort, selector=_selector(selector))
         ops = [
             _operation(str(s.get("action")), target.name, None, **_step_args(s, i))
