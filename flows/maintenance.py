@@ -29,18 +29,42 @@ from flows.parent import DEFAULT_LOCK_TIMEOUT, load_fleet_inventory, run_locked
 __all__ = ["recover", "set_speed"]
 
 
-async def _target(inv: Any, name: str, *, allow_estopped: bool) -> Any:
-    """The named resort, if it can run a maintenance flow now (faulted is fine)."""
-    resort = inv.resort(name)  # DeviceSelectionError for an unknown name
-    statuses = await read_statuses(inv)
-    reason = unavailable_reason(resort, statuses.get(resort.name))
-    if reason is None or reason.startswith("faulted"):
-        return resort
-    if reason == "e-stopped":
-        if allow_estopped:
-            return resort
-        reason += " (clear the stop first: fleet estop-clear)"
-    raise DeviceSelectionError(f"resort {resort.name} is not available: {reason}")
+async def _run_maintenance(
+    inv: Any,
+    name: str,
+    device_flow: str,
+    parameters: dict[str, Any],
+    *,
+    allow_estopped: bool,
+    lock_timeout: float,
+    reservation: str | None,
+) -> dict[str, Any]:
+    """Run `device_flow` on the named resort under its lock, if it can take it now.
+
+    A faulted resort is accepted (recovering it is the point); an e-stopped one only when
+    `allow_estopped`.
+    """
+    async with parent_heartbeat(inv):
+        resort = inv.resort(name)  # DeviceSelectionError for an unknown name
+        statuses = await read_statuses(inv)
+        reason = unavailable_reason(resort, statuses.get(resort.name))
+        accepted = (
+            reason is None
+            or reason.startswith("faulted")
+            or (reason == "e-stopped" and allow_estopped)
+        )
+        if not accepted:
+            hint = " (clear the stop first: fleet estop-clear)" if reason == "e-stopped" else ""
+            raise DeviceSelectionError(f"resort {resort.name} is not available: {reason}{hint}")
+        return await run_locked(
+            inv,
+            resort,
+            device_flow,
+            parameters,
+            step=device_flow,
+            lock_timeout=lock_timeout,
+            reservation=reservation,
+        )
 
 
 @flow(name="fleet-recover", log_prints=False)
@@ -57,18 +81,15 @@ async def recover(
         DeviceBusyError: the lock was not free within `lock_timeout`.
         DispatchError: the reboot failed (e.g. the servo did not answer).
     """
-    inv = load_fleet_inventory(inventory)
-    async with parent_heartbeat(inv):
-        target = await _target(inv, resort, allow_estopped=False)
-        return await run_locked(
-            inv,
-            target,
-            "reboot-resort",
-            {},
-            step="recover",
-            lock_timeout=lock_timeout,
-            reservation=reservation,
-        )
+    return await _run_maintenance(
+        load_fleet_inventory(inventory),
+        resort,
+        "reboot-resort",
+        {},
+        allow_estopped=False,
+        lock_timeout=lock_timeout,
+        reservation=reservation,
+    )
 
 
 @flow(name="fleet-set-speed", log_prints=False)
@@ -90,14 +111,12 @@ async def set_speed(
     """
     inv = load_fleet_inventory(inventory)
     validate_speed(inv, resort, speed, acceleration)
-    async with parent_heartbeat(inv):
-        target = await _target(inv, resort, allow_estopped=True)
-        return await run_locked(
-            inv,
-            target,
-            "set-speed",
-            {"speed": speed, "acceleration": acceleration},
-            step="set-speed",
-            lock_timeout=lock_timeout,
-            reservation=reservation,
-        )
+    return await _run_maintenance(
+        inv,
+        resort,
+        "set-speed",
+        {"speed": speed, "acceleration": acceleration},
+        allow_estopped=True,
+        lock_timeout=lock_timeout,
+        reservation=reservation,
+    )
