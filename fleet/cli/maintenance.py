@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from fleet.cli.ops import add_common_options, load_cli_inventory, run_single
+from fleet.cli.ops import add_common_options, load_cli_inventory, number_argument, run_single
 
 __all__ = ["register"]
 
@@ -60,32 +60,19 @@ def register(subparsers: Any) -> None:
     )
     add_common_options(p)
     p.add_argument("resort", metavar="RESORT")
-    p.add_argument("speed", metavar="DEG_S", type=_number("DEG_S", "degrees per second"))
+    p.add_argument("speed", metavar="DEG_S", type=number_argument("DEG_S", "degrees per second"))
     p.add_argument(
         "--acceleration",
-        type=_number("--acceleration", "degrees per second squared"),
+        type=number_argument("--acceleration", "degrees per second squared"),
         metavar="DEG_S2",
         help="deg/s^2 (0 = rectangular profile; default: keep the current one)",
     )
     p.set_defaults(handler=_speed)
 
 
-def _number(name: str, unit: str) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{name} must be a number of {unit}, got {text!r}")
-        return value
-
-    return parse
-
-
 def _seconds(text: str) -> float:
-    value = _number("--timeout", "seconds")(text)
-    if value <= 0:
+    value = number_argument("--timeout", "seconds")(text)
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"--timeout must be more than 0 seconds, got {text!r}")
     return value
 

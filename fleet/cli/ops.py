@@ -19,11 +19,18 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from fleet.errors import PlanError
 
-__all__ = ["add_common_options", "load_cli_inventory", "register", "run_single"]
+__all__ = [
+    "add_common_options",
+    "load_cli_inventory",
+    "number_argument",
+    "register",
+    "run_single",
+]
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -57,7 +64,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("move", parents=[common], help="turn a resort to an angle (deg)")
     p.add_argument("resort", metavar="RESORT")
-    p.add_argument("angle", metavar="DEG", type=_angle)
+    p.add_argument("angle", metavar="DEG", type=number_argument("DEG", "degrees"))
     p.set_defaults(handler=_move)
 
     p = subparsers.add_parser(
@@ -89,11 +96,21 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_controller)
 
 
-def _angle(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"DEG must be a number of degrees, got {text!r}") from None
+def number_argument(name: str, unit: str) -> Callable[[str], float]:
+    """An argparse `type=` that reads a float; otherwise `NAME must be a number of UNIT, got ...`.
+
+    The range is checked where the request is validated (one line naming the field).
+    """
+
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a number of {unit}, got {text!r}"
+            ) from None
+
+    return parse
 
 
 def load_cli_inventory(args: argparse.Namespace) -> Any:
