@@ -99,19 +99,24 @@ def _parent_run_not_created(exc: BaseException) -> bool:
     )
 
 
-async def _start_parent(flow: Callable[..., Any], **parameters: Any) -> Any:
+async def _start_parent(inv: Any, flow: Callable[..., Any], /, **parameters: Any) -> Any:
     """Run a parent flow in-process; re-try while the server (SQLite) refuses to create its run.
 
-    Prefect's client gives up after a few 503 answers under many concurrent schedulers.
+    The run carries the fleet's tag (`names.fleet_tag`): the parent-run watchdog watches it from
+    its Running state on (`fleet.watchdog`). Prefect's client gives up after a few 503 answers
+    under many concurrent schedulers.
     """
     import asyncio
     import time
+
+    from prefect import tags
 
     deadline = time.monotonic() + START_RETRY_WINDOW
     delay = 0.2
     while True:
         try:
-            return await flow(**parameters)
+            with tags(names.fleet_tag(inv)):
+                return await flow(**parameters)
         except Exception as exc:
             if not _parent_run_not_created(exc) or time.monotonic() + delay > deadline:
                 raise
@@ -160,6 +165,7 @@ class AsyncFleetClient:
 
         self._check("activate_hotel", resort, selector, hotel=hotel)
         return await _start_parent(
+            self.inventory,
             parent.activate_hotel,
             hotel=hotel,
             resort=resort,
@@ -177,6 +183,7 @@ class AsyncFleetClient:
 
         self._check("go_home", resort, selector)
         return await _start_parent(
+            self.inventory,
             parent.go_home,
             resort=resort,
             selector=_selector_dict(selector),
@@ -193,6 +200,7 @@ class AsyncFleetClient:
 
         self._check("move_to_angle", resort, selector, angle=angle)
         return await _start_parent(
+            self.inventory,
             parent.move_to_angle,
             angle=angle,
             resort=resort,
@@ -217,6 +225,7 @@ class AsyncFleetClient:
 
         validate_speed(self.inventory, resort, speed, acceleration)
         return await _start_parent(
+            self.inventory,
             maintenance.set_speed,
             resort=resort,
             speed=speed,
@@ -240,6 +249,7 @@ class AsyncFleetClient:
 
         known_resort(self.inventory, resort)
         return await _start_parent(
+            self.inventory,
             maintenance.recover,
             resort=resort,
             inventory=self._path,
@@ -258,8 +268,12 @@ class AsyncFleetClient:
 
         for name in resorts or ():
             self.inventory.resort(name)
-        return await parent.fleet_health(
-            resorts=list(resorts) if resorts else None, inventory=self._path, timeout=timeout
+        return await _start_parent(
+            self.inventory,
+            parent.fleet_health,
+            resorts=list(resorts) if resorts else None,
+            inventory=self._path,
+            timeout=timeout,
         )
 
     async def batch(
@@ -293,7 +307,9 @@ class AsyncFleetClient:
         validate_plan(self.inventory, plan, source=source)
         token = batch_flows.add_listener(on_progress) if on_progress else None
         try:
-            state = await batch_flows.run_batch(
+            state = await _start_parent(
+                self.inventory,
+                batch_flows.run_batch,
                 operations=[
                     op.model_dump(mode="json", exclude_none=True) for op in plan.operations
                 ],

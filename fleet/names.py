@@ -19,6 +19,7 @@ __all__ = [
     "device_deployment_name",
     "estop_variable_name",
     "fleet_limit_name",
+    "fleet_tag",
     "lock_holder_variable_name",
     "lock_name",
     "parent_deployment_name",
@@ -94,6 +95,18 @@ def fleet_limit_name(inv: Any) -> str:
     """
     fleet = inv if isinstance(inv, str) else inv.fleet.name
     return f"fleet:{fleet}:moves"
+
+
+def fleet_tag(inv: Any) -> str:
+    """Tag on the fleet's deployments and parent flow runs: `fleet:demo`.
+
+    The parent-run watchdog watches tagged parent runs from the moment they turn Running.
+
+    Args:
+        inv: the inventory, or the fleet name as a string.
+    """
+    fleet = inv if isinstance(inv, str) else inv.fleet.name
+    return f"fleet:{fleet}"
 
 
 def parent_watchdog_name(inv: Any) -> str:

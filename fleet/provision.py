@@ -423,7 +423,7 @@ class _Provisioner:
                     "parameters": {},
                     "parameter_openapi_schema": DEVICE_FLOW_SCHEMAS[flow_name],
                     "enforce_parameter_schema": True,
-                    "tags": [f"fleet:{inv.fleet.name}", f"resort:{resort.name}"],
+                    "tags": [names.fleet_tag(inv), f"resort:{resort.name}"],
                     "description": (
                         f"Device subflow {flow_name} on resort {resort.name} "
                         "(managed by `fleet provision`)."
@@ -441,7 +441,7 @@ class _Provisioner:
                 "parameters": {"inventory": str(inv.path)} if has_inventory else {},
                 "parameter_openapi_schema": schema or {"type": "object", "properties": {}},
                 "enforce_parameter_schema": schema is not None,
-                "tags": [f"fleet:{inv.fleet.name}"],
+                "tags": [names.fleet_tag(inv)],
                 "description": f"Parent flow {flow_name} (managed by `fleet provision`).",
             }
         flow_names = [*names.DEVICE_FLOWS, *names.PARENT_FLOWS]

@@ -6,19 +6,27 @@ its lock frees with its lease (`fleet.locks`), but Prefect would show the run Ru
 
 * Every parent flow body runs inside `async with parent_heartbeat(inv)`. It posts
   `HEARTBEAT_EVENT` for its own flow run before the body starts (an HTTP request that returns
-  once the server has the event, at most `FIRST_BEAT_TIMEOUT` s: a run killed right after its
-  start is watched too), then emits one every `inv.fleet.parent_heartbeat` seconds from a daemon
-  thread (user code blocking the event loop does not silence it), and `ENDED_EVENT` when the body
-  exits in any way (return, exception, cancellation).
+  once the server has the event, at most `FIRST_BEAT_TIMEOUT` s), then emits one every
+  `inv.fleet.parent_heartbeat` seconds from a daemon thread (user code blocking the event loop
+  does not silence it) until the body exits in any way (return, exception, cancellation).
 * `fleet provision` creates one proactive automation per fleet (`automation(inv)`, named
-  `fleet.names.parent_watchdog_name`): for each flow run, after a heartbeat another heartbeat or
-  the end must follow within `MISSED_BEATS` intervals; when neither does, the run is set Crashed
-  with `CRASH_MESSAGE`. Prefect refuses Crashed for a run that is already final, so a lost
-  `ENDED_EVENT` cannot rewrite a finished run.
+  `fleet.names.parent_watchdog_name`): for each parent flow run, after it turns Running or sends
+  a heartbeat, another heartbeat or a final state (`FINAL_EVENTS`, Prefect's own state events)
+  must follow within `MISSED_BEATS` intervals; when neither does, the run is set Crashed with
+  `CRASH_MESSAGE`. So a process killed at any point between Running and its final state report
+  leaves no run Running. Prefect refuses Crashed for a run that is already final, so a lost
+  state event cannot rewrite a finished run.
+* The automation knows a run as one of its fleet's parents by two related resources: the flow
+  (one of `fleet.names.PARENT_FLOWS`) and the tag `fleet.names.fleet_tag` (`fleet:<name>`). The
+  fleet's client starts parent runs under that tag and the provisioned parent deployments carry
+  it, so such a run is watched from its Running state on: a process killed before its first
+  heartbeat left is marked Crashed too. The heartbeats name the tag themselves, so a parent flow
+  called directly (without the tag) is watched from its first heartbeat. Device subflows carry
+  the tag but are not parent flows, so they are not watched.
 
-Events carry the fleet in the resource label `FLEET_LABEL`, so two fleets on one server each
-watch their own parents. The window is counted from the events' own timestamps: the clocks of
-the scheduler hosts and of the server should agree to well within one interval (NTP).
+Two fleets on one server each watch their own parents. The window is counted from the events'
+own timestamps: the clocks of the scheduler hosts and of the server should agree to well within
+one interval (NTP).
 """
 
 from __future__ import annotations
@@ -41,11 +49,12 @@ if TYPE_CHECKING:
 __all__ = [
     "CRASH_MESSAGE",
     "DEFAULT_PARENT_HEARTBEAT",
-    "ENDED_EVENT",
+    "FINAL_EVENTS",
     "FIRST_BEAT_TIMEOUT",
     "FLEET_LABEL",
     "HEARTBEAT_EVENT",
     "MISSED_BEATS",
+    "START_EVENT",
     "automation",
     "parent_heartbeat",
     "window",
@@ -58,7 +67,13 @@ DEFAULT_PARENT_HEARTBEAT = 30.0
 #: a parent run silent for this many intervals is marked Crashed
 MISSED_BEATS = 4
 HEARTBEAT_EVENT = "fleet.parent.heartbeat"
-ENDED_EVENT = "fleet.parent.ended"
+#: Prefect's own event for a flow run turning Running: the watch starts there for tagged runs
+START_EVENT = "prefect.flow-run.Running"
+#: Prefect's events for a flow run reaching a final state (each ends the watch)
+FINAL_EVENTS = frozenset(
+    f"prefect.flow-run.{state}"
+    for state in ("Completed", "Failed", "Crashed", "Cancelled", "TimedOut")
+)
 #: resource label naming the fleet of a parent run's events
 FLEET_LABEL = "fleet.name"
 CRASH_MESSAGE = (
@@ -88,9 +103,16 @@ def automation(inv: Inventory) -> AutomationCore:
         ),
         enabled=True,
         trigger=EventTrigger(
-            match={"prefect.resource.id": "prefect.flow-run.*", FLEET_LABEL: inv.fleet.name},
-            after={HEARTBEAT_EVENT},
-            expect={HEARTBEAT_EVENT, ENDED_EVENT},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related=[
+                {
+                    "prefect.resource.role": "flow",
+                    "prefect.resource.name": sorted(names.PARENT_FLOWS),
+                },
+                {"prefect.resource.role": "tag", "prefect.resource.id": _tag_resource(inv)},
+            ],
+            after={START_EVENT, HEARTBEAT_EVENT},
+            expect={HEARTBEAT_EVENT, *FINAL_EVENTS},
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
@@ -98,6 +120,11 @@ def automation(inv: Inventory) -> AutomationCore:
         ),
         actions=[ChangeFlowRunState(state=StateType.CRASHED, message=CRASH_MESSAGE)],
     )
+
+
+def _tag_resource(inv: Inventory) -> str:
+    """Resource id of the fleet's tag, as Prefect relates tags to a run's events."""
+    return f"prefect.tag.{names.fleet_tag(inv)}"
 
 
 def _emit(event: str, resource: dict[str, str], related: list[dict[str, str]]) -> None:
@@ -164,7 +191,8 @@ async def parent_heartbeat(inv: Inventory) -> AsyncIterator[None]:
             "prefect.resource.id": f"prefect.flow.{run.flow_id}",
             "prefect.resource.role": "flow",
             "prefect.resource.name": ctx.flow.name if ctx and ctx.flow else "",
-        }
+        },
+        {"prefect.resource.id": _tag_resource(inv), "prefect.resource.role": "tag"},
     ]
     stop = threading.Event()
     # the first beat is on the server before the body starts: from here on the run is watched
@@ -183,7 +211,6 @@ async def parent_heartbeat(inv: Inventory) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        # a beat being emitted right now must go out before the end marker: a beat after it
-        # would open a window that nothing closes (a harmless but noisy refused Crashed)
+        # a beat being emitted right now goes out before the final state is reported: a beat
+        # arriving after it would open a window that nothing closes (a refused Crashed: noise)
         thread.join(1.0)
-        _emit(ENDED_EVENT, resource, related)

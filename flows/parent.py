@@ -484,13 +484,8 @@ async def fleet_health(
 
     inv = load_fleet_inventory(inventory)
     targets = [inv.resort(name) for name in resorts] if resorts else list(inv.resorts)
-    try:
-        statuses = await read_statuses(inv)
-    except Exception as exc:
-        _logger().warning("fleet status unreadable: %s", exc)
-        statuses = {}
 
-    async def one(resort: Any) -> tuple[str, dict[str, Any]]:
+    async def one(resort: Any, statuses: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         reason = unavailable_reason(resort, statuses.get(resort.name))
         if reason is not None and reason != "e-stopped" and not reason.startswith("faulted"):
             return resort.name, {"state": "Skipped", "result": None, "error": reason}
@@ -503,7 +498,12 @@ async def fleet_health(
         return resort.name, {"state": "Completed", "result": result, "error": None}
 
     async with parent_heartbeat(inv):
-        return dict(await asyncio.gather(*(one(r) for r in targets)))
+        try:
+            statuses = await read_statuses(inv)
+        except Exception as exc:
+            _logger().warning("fleet status unreadable: %s", exc)
+            statuses = {}
+        return dict(await asyncio.gather(*(one(r, statuses) for r in targets)))
 
 
 @flow(name="fleet-reserve", log_prints=False)

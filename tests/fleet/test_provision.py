@@ -153,9 +153,18 @@ def test_provision_keeps_the_parent_watchdog_in_step_with_the_inventory(tmp_path
     name = names.parent_watchdog_name(inv)
     provision(inv)
     (first,) = client.read_automations_by_name(name)
-    assert first.trigger.match.get(watchdog.FLEET_LABEL) == ["pvw"]
-    assert first.trigger.after == {watchdog.HEARTBEAT_EVENT}
-    assert first.trigger.expect == {watchdog.HEARTBEAT_EVENT, watchdog.ENDED_EVENT}
+    # its fleet's parent runs: a parent flow, tagged with the fleet (a device subflow is not)
+    related = [spec.model_dump() for spec in first.trigger.match_related]
+    assert {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.fleet:pvw"} in (
+        related
+    )
+    assert {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": sorted(names.PARENT_FLOWS),
+    } in related
+    # watched from the run turning Running, until the next heartbeat or a final state
+    assert first.trigger.after == {watchdog.START_EVENT, watchdog.HEARTBEAT_EVENT}
+    assert first.trigger.expect == {watchdog.HEARTBEAT_EVENT, *watchdog.FINAL_EVENTS}
 
     client.pause_automation(first.id)
     client.create_automation(watchdog.automation(inv))  # a stray copy (e.g. a racing provision)

@@ -245,10 +245,18 @@ def test_parent_killed_while_holding_the_lock_frees_it_with_the_lease(fleet, tmp
 
 DYING_PARENT = textwrap.dedent(
     """
-    import sys
+    import asyncio, sys
+    from fleet import watchdog
     from fleet.client import FleetClient
 
-    FleetClient(sys.argv[1], lock_timeout=300).activate_hotel(sys.argv[2], "A")
+    inventory, resort, hotel, mode = sys.argv[1:5]
+    if mode == "silent":
+        # held between turning Running and its first heartbeat: killed there, it never sends one
+        async def never(*args, **kwargs):
+            await asyncio.sleep(3600)
+
+        watchdog._post_now = never
+    FleetClient(inventory, lock_timeout=300).activate_hotel(resort, hotel)
     """
 )
 
@@ -269,12 +277,30 @@ def _parent_runs(resort: str, since: datetime) -> dict[str, Any]:
     }
 
 
+def _run_events(run_id: Any) -> list[str]:
+    """Names of the events the server holds for one flow run (oldest first)."""
+    from prefect import get_client
+
+    query = {
+        "filter": {
+            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+            "occurred": {"since": "2000-01-01T00:00:00Z"},
+        },
+        "limit": 50,
+    }
+    with get_client(sync_client=True) as c:
+        events = c.request("POST", "/events/filter", json=query).json()["events"]
+    return [e["event"] for e in sorted(events, key=lambda e: e["occurred"])]
+
+
 def test_a_parent_whose_process_dies_is_marked_crashed_a_waiting_one_is_not(
     fleet, client, tmp_path
 ) -> None:
-    """Two parents wait for a reserved resort; one's process is killed -9. The fleet's watchdog
-    automation marks the dead one Crashed (it would stay Running for ever); the live one, waiting
-    longer than the watchdog's window, keeps running and completes once the resort is free."""
+    """Three parents wait for a reserved resort. Two processes are killed -9: A after its first
+    heartbeat, C before it sends any (held between turning Running and that heartbeat). The
+    fleet's watchdog automation marks both dead runs Crashed (they would stay Running for ever);
+    the live one, B, waiting longer than the watchdog's window, keeps running and completes once
+    the resort is free."""
     from prefect import get_client
 
     from fleet import watchdog
@@ -289,44 +315,62 @@ def test_a_parent_whose_process_dies_is_marked_crashed_a_waiting_one_is_not(
         waiting = FleetClient(fleet.inventory_path, lock_timeout=300)
         outcome["result"] = waiting.activate_hotel("pp-c", "B")
 
-    with client.reserve("pp-c"):
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(fleet.inventory_path), "pp-c"],
+    def dying(hotel: str, mode: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, str(script), str(fleet.inventory_path), "pp-c", hotel, mode],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=REPO,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             start_new_session=True,
         )
+
+    with client.reserve("pp-c"):
+        procs = [dying("A", "beating"), dying("C", "silent")]
         survivor = threading.Thread(target=survive, daemon=True)
         survivor.start()
         try:
             runs = wait_for(
                 lambda: (
-                    (r := _parent_runs("pp-c", since)).keys() == {"A", "B"}
+                    (r := _parent_runs("pp-c", since)).keys() == {"A", "B", "C"}
                     and all(run.state_name == "Running" for run in r.values())
                     and r
                 ),
                 60,
                 0.5,
-                "both parents Running",
+                "three parents Running",
             )
-            os.killpg(proc.pid, signal.SIGKILL)
-            killed = time.monotonic()
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
+            wait_for(
+                lambda: watchdog.HEARTBEAT_EVENT in _run_events(runs["A"].id),
+                30,
+                0.5,
+                "A's first heartbeat on the server",
+            )
+            for proc in procs:
                 os.killpg(proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            for proc in procs:
                 proc.wait(10)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
         bound = window + 5 + 30  # the window, the proactive loop (5 s), slack for a slow box
         dead = wait_for(
-            lambda: (r := _parent_runs("pp-c", since)["A"]).state_name == "Crashed" and r,
+            lambda: (
+                all((r := _parent_runs("pp-c", since))[h].state_name == "Crashed" for h in "AC")
+                and r
+            ),
             bound,
             0.5,
-            "the killed parent's run Crashed",
+            "the killed parents' runs Crashed",
         )
-        print(f"watchdog: killed parent Crashed {time.monotonic() - killed:.1f} s after the kill")
-        assert dead.state.message == watchdog.CRASH_MESSAGE
+        print(f"watchdog: killed parents Crashed {time.monotonic() - killed:.1f} s after the kill")
+        assert dead["A"].state.message == dead["C"].state.message == watchdog.CRASH_MESSAGE
+        # C was watched from its Running state: it never sent a heartbeat
+        assert watchdog.HEARTBEAT_EVENT not in _run_events(runs["C"].id)
+        assert watchdog.START_EVENT in _run_events(runs["C"].id)
         # the live parent has now waited more than a whole window: still Running
         time.sleep(max(0.0, window + 5 - (time.monotonic() - killed)))
         assert _parent_runs("pp-c", since)["B"].state_name == "Running"
