@@ -31,7 +31,14 @@ from typing import Any
 
 from fleet import locks, names
 from fleet.errors import PlanError
-from fleet.plan import Operation, Plan, load_plan, parse_plan, validate_plan
+from fleet.plan import (
+    Plan,
+    known_resort,
+    load_plan,
+    parse_plan,
+    validate_plan,
+    validate_speed,
+)
 from fleet.selection import Selector
 
 __all__ = ["AsyncFleetClient", "FleetClient", "Reservation"]
@@ -124,6 +131,14 @@ async def _start_parent(inv: Any, flow: Callable[..., Any], /, **parameters: Any
             delay = min(delay * 2, 5.0)
 
 
+#: the motion verbs' positional arguments after the resort (`AsyncFleetClient.validate`)
+_MOTION_ARGS: dict[str, tuple[str, ...]] = {
+    "activate_hotel": ("hotel",),
+    "go_home": (),
+    "move_to_angle": ("angle",),
+}
+
+
 class AsyncFleetClient:
     """Asyncio API over the parent flows (see the module docstring).
 
@@ -146,12 +161,35 @@ class AsyncFleetClient:
     def _path(self) -> str:
         return str(Path(self.inventory.path).resolve())
 
-    def _check(self, action: str, resort: str | None, selector: Any, **args: Any) -> Operation:
+    def validate(
+        self, call: str, resort: str | None, *params: Any, selector: SelectorLike | None = None
+    ) -> None:
+        """Check the request `call(resort, *params)` against the inventory; the server is not asked.
+
+        Each single-resort verb runs this first; the CLI runs it before it looks for a server,
+        so a bad request is refused as such (`PlanError`) even with no server running.
+
+        Args:
+            call: `activate_hotel`, `go_home`, `move_to_angle`, `set_speed` or `recover`.
+            resort: the resort name (None with a `selector`, for the motion verbs).
+            params: the verb's positional arguments after `resort`.
+
+        Raises:
+            PlanError: a bad request, or an unknown `call`.
+        """
         from flows.parent import _operation, validate_request
 
-        op = _operation(action, resort, _selector_dict(selector), **args)
-        validate_request(self.inventory, op)
-        return op
+        if call in _MOTION_ARGS:
+            args = dict(zip(_MOTION_ARGS[call], params, strict=True))
+            validate_request(
+                self.inventory, _operation(call, resort, _selector_dict(selector), **args)
+            )
+        elif call == "set_speed":
+            validate_speed(self.inventory, str(resort), *params)
+        elif call == "recover":
+            known_resort(self.inventory, str(resort))
+        else:
+            raise PlanError(f"call: unknown request {call!r}")
 
     def _reservation(self, resort: str | None) -> str | None:
         held = self._reserved.get(resort) if resort else None
@@ -163,7 +201,7 @@ class AsyncFleetClient:
         """Bring `hotel` to the access position on `resort` (or a resort chosen by `selector`)."""
         from flows import parent
 
-        self._check("activate_hotel", resort, selector, hotel=hotel)
+        self.validate("activate_hotel", resort, hotel, selector=selector)
         return await _start_parent(
             self.inventory,
             parent.activate_hotel,
@@ -181,7 +219,7 @@ class AsyncFleetClient:
         """Turn `resort` (or one chosen by `selector`) to its home angle."""
         from flows import parent
 
-        self._check("go_home", resort, selector)
+        self.validate("go_home", resort, selector=selector)
         return await _start_parent(
             self.inventory,
             parent.go_home,
@@ -198,7 +236,7 @@ class AsyncFleetClient:
         """Turn `resort` (or one chosen by `selector`) to `angle` degrees, 0 <= angle < 360."""
         from flows import parent
 
-        self._check("move_to_angle", resort, selector, angle=angle)
+        self.validate("move_to_angle", resort, angle, selector=selector)
         return await _start_parent(
             self.inventory,
             parent.move_to_angle,
@@ -220,10 +258,9 @@ class AsyncFleetClient:
         Raises:
             PlanError: out of range, or too slow for a full turn within the move timeout.
         """
-        from fleet.plan import validate_speed
         from flows import maintenance
 
-        validate_speed(self.inventory, resort, speed, acceleration)
+        self.validate("set_speed", resort, speed, acceleration)
         return await _start_parent(
             self.inventory,
             maintenance.set_speed,
@@ -244,10 +281,9 @@ class AsyncFleetClient:
         Raises:
             DeviceSelectionError: unknown, inactive, offline, drained or e-stopped resort.
         """
-        from fleet.plan import known_resort
         from flows import maintenance
 
-        known_resort(self.inventory, resort)
+        self.validate("recover", resort)
         return await _start_parent(
             self.inventory,
             maintenance.recover,
@@ -444,6 +480,12 @@ class FleetClient:
     def __init__(self, inventory: Any = None, *, lock_timeout: float = 300.0) -> None:
         self._async = AsyncFleetClient(inventory, lock_timeout=lock_timeout)
         self.inventory = self._async.inventory
+
+    def validate(
+        self, call: str, resort: str | None, *params: Any, selector: SelectorLike | None = None
+    ) -> None:
+        """Check a request against the inventory only (see `AsyncFleetClient.validate`)."""
+        self._async.validate(call, resort, *params, selector=selector)
 
     @staticmethod
     def _run(coro: Any) -> Any:

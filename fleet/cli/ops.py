@@ -134,8 +134,9 @@ def run_single(args: argparse.Namespace, call: str, *params: Any) -> int:
     from fleet.server import api_settings
 
     inv = load_cli_inventory(args)
+    client = FleetClient(inv, lock_timeout=args.lock_timeout)
+    client.validate(call, args.resort, *params)  # a bad request is refused as such, server or not
     with api_settings(inv):
-        client = FleetClient(inv, lock_timeout=args.lock_timeout)
         result = getattr(client, call)(args.resort, *params)
     _print_result(args, args.resort, result)
     return 0

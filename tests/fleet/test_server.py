@@ -61,6 +61,42 @@ def test_no_server_configured_or_answering_is_exit_3_in_one_line(
     ]
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["speed", "nosrv-a", "1000"], "speed: 1000 deg/s is out of range"),
+        (["speed", "nosrv-a", "90", "--acceleration", "-1"], "acceleration: -1 deg/s^2"),
+        (["move", "nosrv-a", "400"], "move_to_angle: angle 400 is out of range"),
+        (["activate", "nosrv-a", "Z"], "hotel: 'Z' is not a hotel of nosrv-a"),
+        (["home", "nosrv-x"], "resort: unknown resort 'nosrv-x'"),
+        (["recover", "nosrv-x"], "resort: unknown resort 'nosrv-x'"),
+    ],
+)
+def test_a_bad_request_is_refused_as_such_before_the_server_is_looked_for(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys, argv, message
+):
+    """No server anywhere: a bad single-resort request is exit 2 naming the field, not exit 3."""
+    inv = write_inventory(tmp_path / "inv.yaml", "nosrv", ["nosrv-a"])
+    clean_env.setenv(server.ENV_STATE_DIR, str(tmp_path / "state"))
+    assert main([*argv, "--inventory", str(inv)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("fleet: error: ") and message in line
+    # the same verb with a good request does look for the server, and finds none
+    good = {"speed": ["90"], "move": ["40"], "activate": ["A"]}.get(argv[0], [])
+    assert main([argv[0], "nosrv-a", *good, "--inventory", str(inv)]) == 3
+    assert "no Prefect server configured" in capsys.readouterr().err
+
+
+def test_client_validate_names_an_unknown_request(tmp_path: Path):
+    from fleet.client import FleetClient
+    from fleet.errors import PlanError
+
+    client = FleetClient(write_inventory(tmp_path / "inv.yaml", "nosrv", ["nosrv-a"]))
+    client.validate("set_speed", "nosrv-a", 90.0)  # a good request: nothing raised
+    with pytest.raises(PlanError, match="call: unknown request 'teleport'"):
+        client.validate("teleport", "nosrv-a")
+
+
 def test_auth_file_must_be_private(tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys):
     loose = _auth_file(tmp_path, "lab:secret", mode=0o644)
     with pytest.raises(ServerError, match="must be 0600"):
