@@ -144,7 +144,8 @@ async def _post_now(event: str, resource: dict[str, str], related: list[dict[str
     """Deliver one event before returning (HTTP `POST /events`); False when that failed.
 
     `emit_event` only queues: its websocket may still be connecting when the process dies, and a
-    run whose first heartbeat never arrived is never watched. Bounded by `FIRST_BEAT_TIMEOUT`.
+    run without the fleet's tag (a parent flow called directly) is watched only from its first
+    heartbeat's arrival. Bounded by `FIRST_BEAT_TIMEOUT`.
     """
     import asyncio
 
