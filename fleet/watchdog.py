@@ -4,11 +4,12 @@ Parent flows run in their caller's process (a lab scheduler, the CLI, a batch). 
 is killed (`kill -9`, out of memory, power cut), nothing is left to report the run's final state:
 its lock frees with its lease (`fleet.locks`), but Prefect would show the run Running for ever.
 
-* Every parent flow body runs inside `async with parent_heartbeat(inv)`. It posts
-  `HEARTBEAT_EVENT` for its own flow run before the body starts (an HTTP request that returns
-  once the server has the event, at most `FIRST_BEAT_TIMEOUT` s), then emits one every
+* Every parent flow body runs inside `async with parent_heartbeat(inv)`. It emits
+  `HEARTBEAT_EVENT` for its own flow run when the body starts, then every
   `inv.fleet.parent_heartbeat` seconds from a daemon thread (user code blocking the event loop
-  does not silence it) until the body exits in any way (return, exception, cancellation).
+  does not silence it) until the body exits in any way (return, exception, cancellation). A run
+  without the fleet's tag (below) posts its first heartbeat instead, before the body starts (an
+  HTTP request that returns once the server has the event, at most `FIRST_BEAT_TIMEOUT` s).
 * `fleet provision` creates one proactive automation per fleet (`automation(inv)`, named
   `fleet.names.parent_watchdog_name`): for each parent flow run, after it turns Running or sends
   a heartbeat, another heartbeat or a final state (`FINAL_EVENTS`, Prefect's own state events)
@@ -196,8 +197,10 @@ async def parent_heartbeat(inv: Inventory) -> AsyncIterator[None]:
         {"prefect.resource.id": _tag_resource(inv), "prefect.resource.role": "tag"},
     ]
     stop = threading.Event()
-    # the first beat is on the server before the body starts: from here on the run is watched
-    if not await _post_now(HEARTBEAT_EVENT, resource, related):
+    # a tagged run is watched since it turned Running; an untagged one only once a heartbeat is
+    # on the server, so its first one is posted (one more request) before the body starts
+    tagged = names.fleet_tag(inv) in (run.tags or ())
+    if tagged or not await _post_now(HEARTBEAT_EVENT, resource, related):
         _emit(HEARTBEAT_EVENT, resource, related)
     # the thread sees this run's settings and events client (as Prefect's own heartbeat does)
     context = contextvars.copy_context()

@@ -245,17 +245,14 @@ def test_parent_killed_while_holding_the_lock_frees_it_with_the_lease(fleet, tmp
 
 DYING_PARENT = textwrap.dedent(
     """
-    import asyncio, sys
+    import sys
     from fleet import watchdog
     from fleet.client import FleetClient
 
     inventory, resort, hotel, mode = sys.argv[1:5]
     if mode == "silent":
-        # held between turning Running and its first heartbeat: killed there, it never sends one
-        async def never(*args, **kwargs):
-            await asyncio.sleep(3600)
-
-        watchdog._post_now = never
+        # sends no heartbeat at all: as if killed after turning Running, before its first one
+        watchdog._emit = lambda *args, **kwargs: None
     FleetClient(inventory, lock_timeout=300).activate_hotel(resort, hotel)
     """
 )
@@ -297,7 +294,7 @@ def test_a_parent_whose_process_dies_is_marked_crashed_a_waiting_one_is_not(
     fleet, client, tmp_path
 ) -> None:
     """Three parents wait for a reserved resort. Two processes are killed -9: A after its first
-    heartbeat, C before it sends any (held between turning Running and that heartbeat). The
+    heartbeat, C having sent none (as if killed between turning Running and that heartbeat). The
     fleet's watchdog automation marks both dead runs Crashed (they would stay Running for ever);
     the live one, B, waiting longer than the watchdog's window, keeps running and completes once
     the resort is free."""
