@@ -52,7 +52,6 @@ __all__ = [
     "DEFAULT_PARENT_HEARTBEAT",
     "FINAL_EVENTS",
     "FIRST_BEAT_TIMEOUT",
-    "FLEET_LABEL",
     "HEARTBEAT_EVENT",
     "MISSED_BEATS",
     "START_EVENT",
@@ -75,8 +74,6 @@ FINAL_EVENTS = frozenset(
     f"prefect.flow-run.{state}"
     for state in ("Completed", "Failed", "Crashed", "Cancelled", "TimedOut")
 )
-#: resource label naming the fleet of a parent run's events
-FLEET_LABEL = "fleet.name"
 CRASH_MESSAGE = (
     "parent flow stopped sending heartbeats: its process died or lost the server "
     "(fleet parent watchdog)"
@@ -186,7 +183,6 @@ async def parent_heartbeat(inv: Inventory) -> AsyncIterator[None]:
     resource = {
         "prefect.resource.id": f"prefect.flow-run.{run.id}",
         "prefect.resource.name": run.name,
-        FLEET_LABEL: inv.fleet.name,
     }
     related = [
         {
