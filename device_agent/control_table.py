@@ -27,6 +27,7 @@ __all__ = [
     "BaudCode",
     "Item",
     "Status",
+    "decode_block",
     "decode_hardware_error",
     "degrees_to_ticks",
     "item",
@@ -76,8 +77,31 @@ SHUTDOWN_DEFAULT = 0x34
 SHUTDOWN_ALL = 0x3D  # every documented bit: the driver's choice, so each fault cuts torque
 
 # Operating modes (11) and Moving Status (123) bits.
+MODE_CURRENT = 0
+MODE_VELOCITY = 1
 MODE_POSITION = 3
 MODE_EXTENDED_POSITION = 4
+MODE_CURRENT_POSITION = 5  # current-based position: output capped at Goal Current (102)
+MODE_PWM = 16
+OPERATING_MODES = (
+    MODE_CURRENT,
+    MODE_VELOCITY,
+    MODE_POSITION,
+    MODE_EXTENDED_POSITION,
+    MODE_CURRENT_POSITION,
+    MODE_PWM,
+)
+# Drive Mode (10) bits (reference section 8.2).
+DRIVE_MODE_REVERSE = 0x01
+DRIVE_MODE_TIME_BASED = 0x04
+DRIVE_MODE_TORQUE_ON_BY_GOAL = 0x08  # fw >= 45: a goal write while torque is off enables torque
+DRIVE_MODE_BITS = DRIVE_MODE_REVERSE | DRIVE_MODE_TIME_BASED | DRIVE_MODE_TORQUE_ON_BY_GOAL
+# Startup Configuration (60) bits (fw >= 45).
+STARTUP_TORQUE_ON = 0x01
+STARTUP_RAM_RESTORE = 0x02
+# Bus Watchdog (98): armed values count in 20 ms units; -1 once it expired.
+BUS_WATCHDOG_UNIT = 0.02  # seconds
+BUS_WATCHDOG_EXPIRED = -1
 MOVING_STATUS_IN_POSITION = 0x01
 MOVING_STATUS_PROFILE_ONGOING = 0x02
 MOVING_STATUS_FOLLOWING_ERROR = 0x08
@@ -139,6 +163,7 @@ CONTROL_TABLE: tuple[Item, ...] = (
     _e("velocity_limit", 44, 4, "RW", 200, 0, 1023),
     _e("max_position_limit", 48, 4, "RW", 4095, 0, 4095),
     _e("min_position_limit", 52, 4, "RW", 0, 0, 4095),
+    _e("startup_configuration", 60, 1, "RW", 0, 0, 3),
     _e("shutdown", 63, 1, "RW", SHUTDOWN_DEFAULT, 0, 255),
     # RAM area
     _r("torque_enable", 64, 1, "RW", 0, 0, 1),
@@ -153,7 +178,7 @@ CONTROL_TABLE: tuple[Item, ...] = (
     _r("position_p_gain", 84, 2, "RW", 800, 0, 16383),
     _r("feedforward_2nd_gain", 88, 2, "RW", 0, 0, 16383),
     _r("feedforward_1st_gain", 90, 2, "RW", 0, 0, 16383),
-    _r("bus_watchdog", 98, 1, "RW", 0, 0, 127),
+    _r("bus_watchdog", 98, 1, "RW", 0, 0, 127, signed=True),  # reads -1 once expired
     _r("goal_pwm", 100, 2, "RW", 885, -885, 885, signed=True),
     _r("goal_current", 102, 2, "RW", 1193, -1193, 1193, signed=True),
     _r("goal_velocity", 104, 4, "RW", 0, -1023, 1023, signed=True),
@@ -197,6 +222,22 @@ def ticks_to_degrees(ticks: int) -> float:
 def degrees_to_ticks(degrees: float) -> int:
     """Degrees to the nearest whole pulse (4096 per turn): rounds, never truncates."""
     return round(degrees / DEGREES_PER_PULSE)
+
+
+def decode_block(address: int, data: bytes | bytearray | list[int]) -> dict[str, int]:
+    """Values of the items lying wholly inside `data` read from `address` (one block read).
+
+    Reserved bytes between items are skipped; signed items are sign-converted.
+    """
+    raw = bytes(data)
+    end = address + len(raw)
+    out: dict[str, int] = {}
+    for it in CONTROL_TABLE:
+        if it.address >= address and it.address + it.size <= end:
+            offset = it.address - address
+            value = int.from_bytes(raw[offset : offset + it.size], "little")
+            out[it.name] = to_signed(value, it.size) if it.signed else value
+    return out
 
 
 def decode_hardware_error(bits: int) -> list[str]:

@@ -1,15 +1,79 @@
-"""The XM430-W350 model: control table, Protocol 2.0 instructions, motion, faults, write log.
+"""The XM430-W350 model: control table, Protocol 2.0 instructions, faults, bus watchdog, write log.
 
 Transport-free: `XM430Model.feed(bytes)` returns the status packets to send and when. The in-memory
-wire (`MemoryPort`) and the pty server both sit on top of it. Facts from
-``../shared/reference/dynamixel.md`` sections 2-4 and 6.
+wire (`MemoryPort`) and the pty server both sit on top of it. The motion lives in `physics`, the
+table's bytes and write validation in `table`. Facts from ``../shared/reference/dynamixel.md``
+(cited below as "ref N.N").
+
+The model is meant to be at least as strict as the real servo where safety is concerned. Where the
+e-manual is silent or vague, it takes the stricter reading; each such choice is listed here with
+its source, or marked *assumption*:
+
+* Power-on, REBOOT and the ``power-cycle`` fault (servo supply lost and back while the USB link
+  stays up; ref 6.5, 8.4) reset RAM to its defaults: torque off, Profile Velocity/Acceleration 0,
+  Bus Watchdog 0, LED 0, Hardware Error Status 0, Goal PWM/Current at PWM/Current Limit. The shaft
+  stops where it is, the multi-turn count is lost (Present Position single-turn absolute, 0..4095 +
+  Homing Offset), Realtime Tick restarts at 0 (ref 8.4; after REBOOT too: *assumption*, it is the
+  same boot), and nothing is answered for `REBOOT_SILENCE` (ref 3.3: ~0.4 s measured on an XC330).
+  A power cycle is modelled as an instant drop and return followed by that boot (*assumption*).
+  EEPROM is kept.
+* Goal Position reads 0 after power-on, REBOOT and a power cycle (*assumption*: ref 8.3/8.4 say it
+  is undefined; 0 makes a driver that enables torque without first writing goal = present move
+  visibly).
+* Torque-on never copies Present Position into Goal Position (*assumption*, ref 8.3: what the goal
+  holds at torque-on is undocumented): the servo drives to whatever Goal Position holds, with the
+  current profile, in mode 3 after the single-turn re-frame and clamped into Min/Max Position Limit
+  (*assumption*).
+* Startup Configuration (60) bit 0 turns torque on when the boot ends (ref 8.4), by the rule above,
+  so towards Goal Position 0 (*assumption*: the strict reading; a driver keeps bit 0 clear).
+  Bit 1 (restore the RAM backup) is not modelled: RAM always boots at its defaults (*assumption*).
+* Drive Mode (10) accepts only the bits in 0x0D and Operating Mode (11) only 0, 1, 3, 4, 5, 16;
+  anything else answers Data Range Error (ref 3.1/8.2; the error number is an *assumption*).
+  Drive Mode bit 3 (fw >= 45, ref 8.2): a write of the mode's goal item (Goal Position in modes
+  3/4/5) while torque is off turns torque on, unless an error in the Shutdown mask is latched, and
+  executes it.
+* Min/Max Position Limit apply in mode 3 only; a goal outside them answers Data Range Error (ref
+  8.5/8.6; 0x04 rather than 0x06 is an *assumption*, ref 7). In modes 4 and 5 Goal Position may be
+  +-1,048,575 and Present Position counts turns; it is re-framed to one turn only by a change to
+  mode 3, torque-on in mode 3, power-on and REBOOT (ref 3.2 notes, 8.3).
+* Mode 5 (current-based position, ref 8.5): moves follow the same velocity-based profile as mode
+  3, and the output is capped by |Goal Current|: Present Current never exceeds it. A Goal Current
+  below what the profile needs (`physics.Profile.peak_current`: the model's 100 units with an
+  acceleration ramp, 60 without; checked when a move starts and when Goal Current is written
+  during one: *assumption*) cannot move the shaft, which is then treated exactly like a jam.
+  Modes 0, 1 and 16 are accepted but their physics is not modelled: torque holds the shaft.
+* ``jam`` (ref 8.5): the shaft stops where it is (a move under way stops at once; at rest, the
+  next move cannot leave its start) while the goal stays pending: Moving 1, Present Velocity 0,
+  Moving Status following error (0x08) and not in position, Present Current at the cap in the
+  direction of travel: |Goal Current| in mode 5, Current Limit in modes 3/4 (the stall current:
+  *assumption*). A jam held above 50 % of Current Limit (*assumption*) for `JAM_OVERLOAD_SECONDS`
+  trips Overload (70 bit 0x20), which with the default Shutdown cuts torque. ROBOTIS says "a few
+  seconds" of high current (DynamixelSDK #285) and one report saw ~5 s at ~940 mA in mode 3 (ref
+  8.5); 3.0 s is the stricter choice (*assumption*). The trip time counts from when the jam began
+  pushing, whenever someone looks. ``clear`` frees the shaft: it carries on to its goal, re-planned
+  from rest where it stood. ``stall`` is the soft version: the move stops 40 % of the way, at 900
+  units, and never trips Overload (*assumption*, kept for following-error tests).
+* Bus Watchdog (98, ref 8.1): 1..127 arm it in 20 ms units; it counts only while torque is on, and
+  every instruction packet the servo receives for its ID or broadcast restarts it (packets lost to
+  ``mute``, the boot silence, a baud mismatch or a bad CRC do not: *assumption*, the servo never
+  saw them). On expiry the servo stops abruptly where the shaft is at that instant, keeps torque on
+  and holds (ref 8.1: "reports say"), 98 reads -1, and writes to Goal PWM/Current/Velocity/Position
+  answer Data Range Error until 98 is written 0; writing another value while expired answers Data
+  Range Error too (*assumption*).
+* Timed events (watchdog expiry, jam overload, end of boot) are evaluated lazily, in time order, at
+  every instruction, `inject`, `read_item` and `stats`, each at the instant it happened: a pty
+  emulator whose host died mid-move shows the motor stopped whenever it is asked.
+* Addresses: a write must start at an item (else Access Error; inside a writable item, Data
+  Length Error as for a partial item). A read must start at an item or inside the Indirect
+  Address/Data areas, else Access Error (*assumption*); a read starting at an item may span
+  reserved bytes, which read 0 (*assumption*: tools such as Dynamixel Wizard read the table in
+  blocks). Indirect addressing itself is not modelled (the data reads 0).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,16 +83,40 @@ from typing import Any, TextIO
 
 from device_agent import control_table as ct
 from device_agent.emulator import protocol as p
+from device_agent.emulator.physics import (
+    HOLD_CURRENT,
+    STALL_CURRENT,
+    Block,
+    Motion,
+    plan_profile,
+)
+from device_agent.emulator.table import (
+    ERR_ACCESS,
+    ERR_INSTRUCTION,
+    ERR_LENGTH,
+    TABLE_SIZE,
+    ControlTable,
+)
 
-__all__ = ["FAULT_KINDS", "HARDWARE_FAULTS", "LOGGED_ITEMS", "Reply", "XM430Model"]
+__all__ = [
+    "FAULT_KINDS",
+    "HARDWARE_FAULTS",
+    "JAM_OVERLOAD_SECONDS",
+    "LOGGED_ITEMS",
+    "REBOOT_SILENCE",
+    "REBOOT_SILENCE_INSTANT",
+    "TABLE_SIZE",
+    "Reply",
+    "XM430Model",
+    "plan_profile",
+]
 
 _log = logging.getLogger(__name__)
 
-TABLE_SIZE = 662  # through Indirect Data 56 (661)
-REBOOT_SILENCE = 0.4  # s without replies after REBOOT (reference 3.3, XC330 measurement)
+REBOOT_SILENCE = 0.4  # s without replies after REBOOT or a power cycle (ref 3.3, XC330)
 REBOOT_SILENCE_INSTANT = 0.05
 LATE_DELAY = 0.060  # s: after the SDK's ~34-37 ms status timeout
-STALL_FRACTION = 0.4  # a stalled move stops this far along its path
+JAM_OVERLOAD_SECONDS = 3.0  # a jam held at high current trips Overload after this (ref 8.5)
 
 # Hardware fault kind -> Hardware Error Status (70) bit.
 HARDWARE_FAULTS = {
@@ -43,6 +131,8 @@ COMM_FAULTS = ("mute", "corrupt", "late")
 FAULT_KINDS = (
     *HARDWARE_FAULTS,
     "stall",
+    "jam",
+    "power-cycle",
     "mute",
     "unmute",
     "corrupt",
@@ -56,22 +146,30 @@ FAULT_KINDS = (
 LOGGED_ITEMS = frozenset(
     {
         "goal_position",
+        "goal_current",
         "torque_enable",
         "profile_velocity",
         "profile_acceleration",
         "operating_mode",
         "drive_mode",
         "shutdown",
+        "bus_watchdog",
     }
 )
 
-_ERR_INSTRUCTION = 0x02
-_ERR_RANGE = 0x04
-_ERR_LENGTH = 0x05
-_ERR_ACCESS = 0x07
-
 _DYNAMIC_FIRST = 120  # realtime tick .. present temperature are computed on read
 _DYNAMIC_LAST = 146
+_OVERLOAD = HARDWARE_FAULTS["overload"]
+_POSITION_MODES = (ct.MODE_POSITION, ct.MODE_EXTENDED_POSITION, ct.MODE_CURRENT_POSITION)
+# The item a goal write in each mode targets (Drive Mode bit 3 turns torque on by writing it).
+_MODE_GOAL = {
+    ct.MODE_CURRENT: "goal_current",
+    ct.MODE_VELOCITY: "goal_velocity",
+    ct.MODE_POSITION: "goal_position",
+    ct.MODE_EXTENDED_POSITION: "goal_position",
+    ct.MODE_CURRENT_POSITION: "goal_position",
+    ct.MODE_PWM: "goal_pwm",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,83 +178,6 @@ class Reply:
 
     data: bytes
     delay: float = 0.0
-
-
-@dataclass(slots=True)
-class _Profile:
-    """A planned velocity-based move, in present-position pulses and seconds."""
-
-    start: float  # position at t0
-    target: float
-    t0: float
-    t1: float  # acceleration time, s (0 = rectangular)
-    t3: float  # total time, s
-    v_peak: float  # pulses/s (>= 0)
-    kind: int  # Moving Status profile-type bits (0x30/0x20/0x10/0x00)
-
-    def at(self, now: float) -> tuple[float, float]:
-        """Position and velocity (pulses, pulses/s) at `now`."""
-        direction = 1.0 if self.target >= self.start else -1.0
-        dist = abs(self.target - self.start)
-        t = now - self.t0
-        if t >= self.t3:
-            return self.target, 0.0
-        if t <= 0:
-            return self.start, 0.0
-        v, t1, t3 = self.v_peak, self.t1, self.t3
-        if t1 <= 0:  # rectangular
-            s, vel = v * t, v
-        else:
-            a = v / t1
-            if t < t1:
-                s, vel = 0.5 * a * t * t, a * t
-            elif t <= t3 - t1:
-                s, vel = 0.5 * v * t1 + v * (t - t1), v
-            else:
-                r = t3 - t
-                s, vel = dist - 0.5 * a * r * r, a * r
-        return self.start + direction * min(s, dist), direction * vel
-
-
-def plan_profile(
-    start: float,
-    target: float,
-    pv: int,
-    pa: int,
-    now: float,
-    vmax: int,
-    time_based: bool = False,
-) -> _Profile:
-    """Plan a profile (reference section 4).
-
-    Velocity-based: t1 = 64*PV/PA ms, t2 = 64*dPos/PV ms, trapezoid t3 = t1 + t2; triangle when
-    the move is too short (t3 = 128*sqrt(dPos/PA) ms); PA = 0 is rectangular; PV = 0 is a step at
-    `vmax`. Time-based (Drive Mode bit 2): the move lasts PV ms, accelerating for
-    min(PA, PV/2) ms.
-    """
-    dist = abs(target - start)
-    if time_based and pv > 0:
-        t3 = pv / 1000.0
-        t1 = min(pa, pv / 2.0) / 1000.0
-        v_peak = dist / (t3 - t1) if t3 > t1 else 0.0
-        kind = 0x10 if t1 == 0 else 0x20 if t1 * 2 >= t3 else 0x30
-        return _Profile(start, target, now, t1, t3, v_peak, kind)
-    kind_none = pv == 0
-    pv = vmax if pv == 0 else min(pv, vmax) if vmax > 0 else pv
-    pv = max(pv, 1)
-    v = pv / 64.0 * 1000.0  # pulses/s
-    if dist == 0:
-        return _Profile(start, target, now, 0.0, 0.0, 0.0, 0x00 if kind_none else 0x10)
-    if pa == 0 or kind_none:
-        t3 = dist / v
-        return _Profile(start, target, now, 0.0, t3, v, 0x00 if kind_none else 0x10)
-    t1 = 64.0 * pv / pa / 1000.0
-    if (pv / 64.0) * (t1 * 1000.0) >= dist:  # triangle
-        t3 = 128.0 * math.sqrt(dist / pa) / 1000.0
-        v_peak = math.sqrt(pa * dist) / 64.0 * 1000.0
-        return _Profile(start, target, now, t3 / 2.0, t3, v_peak, 0x20)
-    t3 = t1 + dist / v
-    return _Profile(start, target, now, t1, t3, v, 0x30)
 
 
 class XM430Model:
@@ -182,23 +203,26 @@ class XM430Model:
         self._clock = clock
         self._lock = threading.RLock()
         self._parser = p.PacketParser()
-        self._mem = bytearray(TABLE_SIZE)
-        self._born = clock()
-        for it in ct.CONTROL_TABLE:
-            self._store(it, it.default)
-        self._store(ct.item("id"), motor_id)
-        self._store(ct.item("baud_rate"), _baud_code(baudrate))
-        self._shaft = 0.0  # physical angle in pulses (continuous)
-        self._profile: _Profile | None = None
+        self._table = ControlTable()
+        self._mem = self._table.mem
+        now = clock()
+        self._born = now  # Realtime Tick counts from here (power-on)
+        self._set("id", motor_id)
+        self._set("baud_rate", _baud_code(baudrate))
+        self._motion = Motion(lambda: (self._sign(), self._get("homing_offset")))
         self._stall = False
-        self._stall_limit: float | None = None  # present-frame pulses where a stalled move stops
+        self._jam = False
+        self._need = 0  # current the running profile needs (mode 5's cap check)
+        self._overload_from: float | None = None  # a jam has pushed hard since then
+        self._fed = now  # last instruction packet received: the bus watchdog counts from here
+        self._boot_at: float | None = None  # end of a boot that turns torque on (Startup Config)
         self._mute = False
         self._corrupt = False
         self._late = False
         self._silent_until = 0.0
         self._pending_reg: tuple[int, bytes] | None = None
         self._heat = 0.0
-        self._last_kind = 0
+        self.last_profile: dict[str, int] | None = None
         self.usb_plugged = True  # the USB adapter in front of the servo (MemoryPort, pty server)
         self.usb_generation = 0
         self.packets = 0  # instruction packets addressed to this servo (incl. broadcast)
@@ -241,9 +265,11 @@ class XM430Model:
             if not mine:
                 return []
             now = self._clock()
+            self._advance(now)
             if now < self._silent_until or self._mute:
                 return []
             self.packets += 1
+            self._fed = now  # every packet received for this servo restarts the bus watchdog
             answer_id = self.motor_id  # a write to ID (7) still answers from the old ID
             statuses = self._execute(pkt, now)
             if not statuses:
@@ -263,27 +289,35 @@ class XM430Model:
 
         Hardware kinds set their bit in Hardware Error Status (70); when the bit is in Shutdown
         (63) torque is cut and motion stops. Every status then carries the alert bit until REBOOT.
-        ``stall`` stops the motor partway (Moving stays 1); ``mute`` drops every instruction;
-        ``corrupt`` sends replies with a bad CRC; ``late`` sends them after the SDK timeout;
-        ``unplug``/``replug`` toggle the USB adapter (`usb_plugged`, `usb_generation`); ``clear``
-        removes the comm faults and the stall (hardware errors need REBOOT).
+        ``stall`` stops the motor partway (Moving stays 1); ``jam`` stops it where it is and, held
+        at high current, trips Overload after `JAM_OVERLOAD_SECONDS`; ``power-cycle`` drops and
+        restores the servo's supply (RAM to power-on defaults, boot silence); ``mute`` drops every
+        instruction; ``corrupt`` sends replies with a bad CRC; ``late`` sends them after the SDK
+        timeout; ``unplug``/``replug`` toggle the USB adapter (`usb_plugged`, `usb_generation`);
+        ``clear`` removes the comm faults, the stall and the jam (hardware errors need REBOOT).
 
         Raises:
             ValueError: unknown kind.
         """
         with self._lock:
             now = self._clock()
+            self._advance(now)
+            motion = self._motion
             if kind in HARDWARE_FAULTS:
-                bit = HARDWARE_FAULTS[kind]
-                self._mem[70] |= bit
                 if kind == "overheat":
                     self._heat = 55.0  # Present Temperature above the 80 C limit
-                if bit & self._mem[63]:
-                    self._torque_off(now)
+                self._raise_hardware(HARDWARE_FAULTS[kind], now)
             elif kind == "stall":
                 self._stall = True
-                if self._profile is not None and now < self._profile.t0 + self._profile.t3:
-                    self._stall_limit = self._profile.at(now)[0]
+                if motion.block is None:
+                    motion.hold_here(now, "stall")
+            elif kind == "jam":
+                self._jam = True
+                motion.hold_here(now, "jam")
+                self._update_overload(now)
+            elif kind == "power-cycle":
+                self._log_entry(self._event_entry("power-cycle", now))
+                self._power_on(now)
             elif kind == "mute":
                 self._mute = True
             elif kind == "unmute":
@@ -300,26 +334,32 @@ class XM430Model:
                 self.usb_plugged = True
             elif kind == "clear":
                 self._mute = self._corrupt = self._late = False
-                if self._stall:
-                    self._stall = False
-                    if self._stall_limit is not None and self._profile is not None:
-                        pos = self._stall_limit
-                        self._stall_limit = None
-                        self._start_move(pos, self._profile.target, now)
+                self._stall = self._jam = False
+                self._free(now)
             else:
                 raise ValueError(f"fault kind {kind!r} is not one of {', '.join(FAULT_KINDS)}")
             _log.info("fault injected: %s", kind)
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot for tests and the control socket."""
+        """A snapshot for tests and the control socket (JSON-serialisable).
+
+        Timed events due by now (watchdog expiry, jam overload, end of boot) are applied first.
+        ``last_profile`` is ``{"velocity", "acceleration", "kind"}`` (Profile Velocity and
+        Acceleration register values, Moving Status profile-type bits) of the most recent move
+        start: a goal write, a torque-on that drives to Goal Position, or a held move set off
+        again (``clear``, a raised Goal Current); None before any.
+        """
         with self._lock:
             now = self._clock()
-            self._settle(now)
-            pos = self._present(now)
+            self._advance(now)
+            self._refresh(now)
+            pos = self._motion.present(now)
             faults = [k for k, b in HARDWARE_FAULTS.items() if self._mem[70] & b]
             faults += [k for k in COMM_FAULTS if getattr(self, f"_{k}")]
             if self._stall:
                 faults.append("stall")
+            if self._jam:
+                faults.append("jam")
             if not self.usb_plugged:
                 faults.append("unplug")
             return {
@@ -330,20 +370,30 @@ class XM430Model:
                 "writes": len(self.writes),
                 "position": round(pos),
                 "position_deg": ct.ticks_to_degrees(round(pos)),
-                "shaft_deg": (self._shaft * ct.DEGREES_PER_PULSE) % 360.0,
+                "shaft_deg": (self._motion.shaft * ct.DEGREES_PER_PULSE) % 360.0,
                 "goal_position": self._get("goal_position"),
-                "moving": bool(self._moving(now)),
+                "moving": self._motion.moving(now),
                 "torque": bool(self._mem[64]),
                 "hardware_error": self._mem[70],
                 "faults": faults,
                 "baud": self.baudrate,
                 "silent": now < self._silent_until,
+                "operating_mode": self._mem[11],
+                "profile_velocity": self._get("profile_velocity"),
+                "profile_acceleration": self._get("profile_acceleration"),
+                "goal_current": self._get("goal_current"),
+                "present_current": self._get("present_current"),
+                "bus_watchdog": self._get("bus_watchdog"),
+                "led": self._mem[65],
+                "last_profile": dict(self.last_profile) if self.last_profile else None,
             }
 
     def read_item(self, name: str) -> int:
         """The current value of a control-table item (signed where the item is)."""
         with self._lock:
-            self._refresh(self._clock())
+            now = self._clock()
+            self._advance(now)
+            self._refresh(now)
             return self._get(name)
 
     def close(self) -> None:
@@ -353,166 +403,199 @@ class XM430Model:
                 self._log_file.close()
                 self._log_file = None
 
-    # ------------------------------------------------------------------ table storage
-
-    def _store(self, it: ct.Item, value: int) -> None:
-        self._mem[it.address : it.address + it.size] = (
-            value & ((1 << (8 * it.size)) - 1)
-        ).to_bytes(it.size, "little")
+    # ------------------------------------------------------------------ table and RAM
 
     def _get(self, name: str) -> int:
-        it = ct.item(name)
-        raw = int.from_bytes(self._mem[it.address : it.address + it.size], "little")
-        return ct.to_signed(raw, it.size) if it.signed else raw
+        return self._table.get(name)
 
-    def _reset_ram(self) -> None:
-        for it in ct.CONTROL_TABLE:
-            if not it.eeprom:
-                self._store(it, it.default)
-        self._store(ct.item("goal_pwm"), self._get("pwm_limit"))
-        self._store(ct.item("goal_current"), self._get("current_limit"))
-        self._profile = None
-        self._stall_limit = None
-        self._pending_reg = None
-        self._heat = 0.0
-        self._absolute_position()
-        self._store(ct.item("goal_position"), round(self._present_static()))
-
-    # ------------------------------------------------------------------ position frames
+    def _set(self, name: str, value: int) -> None:
+        self._table.set(name, value)
 
     def _sign(self) -> int:
-        return -1 if self._mem[10] & 0x01 else 1
+        return -1 if self._mem[10] & ct.DRIVE_MODE_REVERSE else 1
 
-    def _present_static(self) -> float:
-        return self._sign() * self._shaft + self._get("homing_offset")
+    def _reset_ram(self) -> None:
+        """RAM to its power-on defaults (motor at rest); Present Position single-turn."""
+        self._table.reset_ram()
+        self._set("goal_pwm", self._get("pwm_limit"))
+        self._set("goal_current", self._get("current_limit"))
+        self._overload_from = None
+        self._pending_reg = None
+        self._heat = 0.0
+        self._motion.reframe()
 
-    def _set_present(self, present: float) -> None:
-        self._shaft = (present - self._get("homing_offset")) * self._sign()
+    # ------------------------------------------------------------------ timed events
 
-    def _absolute_position(self) -> None:
-        """Present Position becomes single-turn absolute (power-on, reboot, torque-on in mode 3)."""
-        actual = self._sign() * self._shaft
-        self._shaft = self._sign() * (actual % ct.PULSES_PER_REV)
+    def _advance(self, now: float) -> None:
+        """Apply, in time order and each at its own instant, the events due by `now`."""
+        while True:
+            due: list[tuple[float, Callable[[float], None]]] = []
+            deadline = self._watchdog_deadline()
+            if deadline is not None:
+                due.append((deadline, self._expire_watchdog))
+            if self._overload_from is not None:
+                due.append((self._overload_from + JAM_OVERLOAD_SECONDS, self._trip_overload))
+            if self._boot_at is not None:
+                due.append((self._boot_at, self._boot))
+            due = [event for event in due if event[0] <= now]
+            if not due:
+                return
+            when, action = min(due, key=lambda event: event[0])
+            action(when)
 
-    # ------------------------------------------------------------------ motion
+    def _watchdog_deadline(self) -> float | None:
+        armed = self._get("bus_watchdog")
+        if armed <= 0 or not self._mem[64]:
+            return None
+        return self._fed + armed * ct.BUS_WATCHDOG_UNIT
 
-    def _present(self, now: float) -> float:
-        prof = self._profile
-        if prof is None:
-            return self._present_static()
-        pos, _ = prof.at(now)
-        if self._stall_limit is not None:
-            pos = self._clamp_stall(prof, pos)
-        return pos
+    def _expire_watchdog(self, when: float) -> None:
+        self._motion.stop(when)  # abrupt: where the shaft is at the expiry instant
+        self._overload_from = None
+        self._set("bus_watchdog", ct.BUS_WATCHDOG_EXPIRED)
+        _log.info("bus watchdog expired")
 
-    def _clamp_stall(self, prof: _Profile, pos: float) -> float:
-        assert self._stall_limit is not None
-        if prof.target >= prof.start:
-            return min(pos, self._stall_limit)
-        return max(pos, self._stall_limit)
+    def _trip_overload(self, when: float) -> None:
+        self._overload_from = None
+        self._raise_hardware(_OVERLOAD, when)
+        _log.info("jam held too long: overload")
 
-    def _velocity(self, now: float) -> float:
-        prof = self._profile
-        if prof is None:
-            return 0.0
-        pos, vel = prof.at(now)
-        if self._stall_limit is not None and self._clamp_stall(prof, pos) != pos:
-            return 0.0
-        return vel
+    def _boot(self, when: float) -> None:
+        self._boot_at = None
+        if self._mem[60] & ct.STARTUP_TORQUE_ON:
+            self._torque_on(when)
 
-    def _stalled_now(self, now: float) -> bool:
-        prof = self._profile
-        if prof is None or self._stall_limit is None:
-            return False
-        pos = prof.at(now)[0]
-        return self._clamp_stall(prof, pos) != pos or now >= prof.t0 + prof.t3
-
-    def _moving(self, now: float) -> int:
-        prof = self._profile
-        if prof is None:
-            return 0
-        if self._stall_limit is not None:
-            return 1
-        return int(now < prof.t0 + prof.t3)
-
-    def _settle(self, now: float) -> None:
-        """Fold a finished (unstalled) profile into the static position."""
-        prof = self._profile
-        if prof is not None and self._stall_limit is None and now >= prof.t0 + prof.t3:
-            self._set_present(prof.target)
-            self._last_kind = prof.kind
-            self._profile = None
+    # ------------------------------------------------------------------ motion and current
 
     def _start_move(self, start: float, target: float, now: float) -> None:
         vmax = self._get("velocity_limit") or 200
         pv, pa = self._get("profile_velocity"), self._get("profile_acceleration")
-        time_based = bool(self._mem[10] & 0x04)
+        time_based = bool(self._mem[10] & ct.DRIVE_MODE_TIME_BASED)
         prof = plan_profile(start, float(target), pv, pa, now, vmax, time_based)
+        self._need = prof.peak_current
         if self.instant:
             prof.t1 = prof.t3 = 0.0
-        self._stall_limit = start + STALL_FRACTION * (target - start) if self._stall else None
-        self._profile = prof
-        self._last_kind = prof.kind
+        capped = self._mem[11] == ct.MODE_CURRENT_POSITION
+        block: Block | None
+        if self._jam:
+            block = "jam"
+        elif capped and abs(self._get("goal_current")) < self._need:
+            block = "cap"
+        elif self._stall:
+            block = "stall"
+        else:
+            block = None
+        self._motion.start(prof, block)
+        self.last_profile = {"velocity": pv, "acceleration": pa, "kind": prof.kind}
+        self._update_overload(now)
 
-    def _freeze(self, now: float) -> None:
-        """Stop where the motor is now (torque off, fault)."""
-        pos = self._present(now)
-        self._set_present(pos)
-        self._profile = None
-        self._stall_limit = None
+    def _free(self, now: float) -> None:
+        """The obstruction is gone: a held move carries on, re-planned from rest where it is."""
+        motion, prof = self._motion, self._motion.profile
+        if prof is None or motion.block not in ("stall", "jam"):
+            return
+        if motion.held(now):
+            self._start_move(motion.present(now), prof.target, now)
+        else:
+            motion.limit = motion.block = None
+        self._update_overload(now)
+
+    def _present_current(self, now: float) -> int:
+        """Present Current (signed units): capped by |Goal Current| in mode 5."""
+        if not self._mem[64]:
+            return 0
+        motion, prof = self._motion, self._motion.profile
+        direction = 1
+        if prof is not None and motion.held(now):
+            direction = prof.direction
+            magnitude = STALL_CURRENT if motion.block == "stall" else self._get("current_limit")
+        elif prof is not None and motion.moving(now):
+            direction = prof.direction
+            magnitude = motion.drive_current(now)
+        else:
+            magnitude = HOLD_CURRENT
+        if self._mem[11] == ct.MODE_CURRENT_POSITION:
+            magnitude = min(magnitude, abs(self._get("goal_current")))
+        return direction * magnitude
+
+    def _update_overload(self, now: float) -> None:
+        """Start (or keep) the overload clock while a jam pushes above half the Current Limit."""
+        motion = self._motion
+        hard = (
+            motion.block in ("jam", "cap")
+            and motion.held(now)
+            and self._mem[64]
+            and not self._mem[70] & _OVERLOAD
+        )
+        if hard and 2 * abs(self._present_current(now)) > self._get("current_limit"):
+            if self._overload_from is None:
+                self._overload_from = now
+        else:
+            self._overload_from = None
+
+    def _torque_on(self, now: float) -> None:
+        """Torque on (refused while a Shutdown error is latched); drive to Goal Position."""
+        if self._mem[70] & self._mem[63]:
+            self._mem[64] = 0  # torque stays off until REBOOT
+            return
+        motion = self._motion
+        motion.stop(now)
+        self._mem[64] = 1
+        self._fed = now
+        mode = self._mem[11]
+        if mode == ct.MODE_POSITION:
+            motion.reframe()
+        if mode not in _POSITION_MODES:
+            return
+        goal = self._get("goal_position")
+        if mode == ct.MODE_POSITION:
+            lo, hi = self._get("min_position_limit"), self._get("max_position_limit")
+            goal = max(lo, min(hi, goal))
+        if round(motion.static()) != goal:
+            self._start_move(motion.static(), goal, now)
 
     def _torque_off(self, now: float) -> None:
-        self._freeze(now)
+        self._motion.stop(now)
+        self._overload_from = None
         self._mem[64] = 0
+
+    def _raise_hardware(self, bit: int, now: float) -> None:
+        self._mem[70] |= bit
+        if bit & self._mem[63]:
+            self._torque_off(now)
 
     def _refresh(self, now: float) -> None:
         """Write the computed items (120..146) into the table."""
-        self._settle(now)
-        pos = self._present(now)
-        vel = self._velocity(now)  # pulses/s
-        moving = self._moving(now)
-        torque = self._mem[64]
-        prof = self._profile
-        vel_units = round(vel / 1000.0 * 64.0)
-        if not torque:
-            current = 0
-        elif self._stall_limit is not None and self._stalled_now(now):
-            current = 900 if (prof is not None and prof.target >= prof.start) else -900
-        elif moving:
-            acc = 0.0
-            if prof is not None and prof.t1 > 0:
-                t = now - prof.t0
-                if t < prof.t1:
-                    acc = 1.0
-                elif t > prof.t3 - prof.t1:
-                    acc = -1.0
-            direction = 1 if vel >= 0 else -1
-            current = direction * (60 + round(40 * acc))
-        else:
-            current = 4
-        status = self._last_kind
-        if prof is not None and now < prof.t0 + prof.t3:
+        motion = self._motion
+        motion.settle(now)
+        pos = motion.present(now)
+        vel = motion.velocity(now)  # pulses/s
+        moving = motion.moving(now)
+        current = self._present_current(now)
+        prof = motion.profile
+        status = motion.last_kind
+        if prof is not None and now < prof.end:
             status |= ct.MOVING_STATUS_PROFILE_ONGOING
-        if self._stall_limit is not None:
+        if motion.limit is not None:
             status |= ct.MOVING_STATUS_FOLLOWING_ERROR
         elif not moving and abs(pos - self._get("goal_position")) < 1:
             status |= ct.MOVING_STATUS_IN_POSITION
         traj_pos, traj_vel = prof.at(now) if prof is not None else (pos, 0.0)
-        temp = 32 + (1 if torque else 0) + (2 if moving else 0) + self._heat
+        temp = 32 + (1 if self._mem[64] else 0) + (2 if moving else 0) + self._heat
         volts = 120 - (1 if moving else 0)
         if self._mem[70] & HARDWARE_FAULTS["voltage"]:
             volts = 89
-        self._store(ct.item("realtime_tick"), int((now - self._born) * 1000) % 32768)
-        self._store(ct.item("moving"), moving)
-        self._store(ct.item("moving_status"), status)
-        self._store(ct.item("present_pwm"), round(current * 0.5))
-        self._store(ct.item("present_current"), current)
-        self._store(ct.item("present_velocity"), vel_units)
-        self._store(ct.item("present_position"), round(pos))
-        self._store(ct.item("velocity_trajectory"), round(traj_vel / 1000.0 * 64.0))
-        self._store(ct.item("position_trajectory"), round(traj_pos))
-        self._store(ct.item("present_input_voltage"), volts)
-        self._store(ct.item("present_temperature"), int(min(temp, 120)))
+        self._set("realtime_tick", int((now - self._born) * 1000) % 32768)
+        self._set("moving", int(moving))
+        self._set("moving_status", status)
+        self._set("present_pwm", round(current * 0.5))
+        self._set("present_current", current)
+        self._set("present_velocity", round(vel / 1000.0 * 64.0))
+        self._set("present_position", round(pos))
+        self._set("velocity_trajectory", round(traj_vel / 1000.0 * 64.0))
+        self._set("position_trajectory", round(traj_pos))
+        self._set("present_input_voltage", volts)
+        self._set("present_temperature", int(min(temp, 120)))
 
     # ------------------------------------------------------------------ instructions
 
@@ -535,15 +618,15 @@ class XM430Model:
             return [(self._error_byte(0), data + bytes((self._mem[6],)))]
         if inst == p.INST_READ:
             if len(prm) != 4:
-                return status(_ERR_LENGTH, level=1)
+                return status(ERR_LENGTH, level=1)
             addr, length = _u16(prm, 0), _u16(prm, 2)
             err, data = self._read(addr, length, now)
             return status(err, data, level=1)
         if inst in (p.INST_WRITE, p.INST_REG_WRITE):
             if len(prm) < 3:
-                return status(_ERR_LENGTH)
+                return status(ERR_LENGTH)
             addr, data = _u16(prm, 0), prm[2:]
-            err = self._check_write(addr, data, now)
+            err = self._table.write_error(addr, data)
             if not err:
                 if inst == p.INST_WRITE:
                     self._apply_write(addr, data, now)
@@ -557,12 +640,13 @@ class XM430Model:
             addr, data = self._pending_reg
             self._pending_reg = None
             self._mem[69] = 0
-            if not self._check_write(addr, data, now):
+            if not self._table.write_error(addr, data):
                 self._apply_write(addr, data, now)
             return []
         if inst == p.INST_REBOOT:
             out = status(0)
-            self._reboot(now)
+            self._log_entry(self._event_entry("reboot", now))
+            self._power_on(now)
             return out
         if inst == p.INST_SYNC_READ:
             if not broadcast or len(prm) < 5:
@@ -588,122 +672,92 @@ class XM430Model:
             for i in range(4, len(prm) - length, step):
                 if prm[i] == self.motor_id:
                     data = prm[i + 1 : i + 1 + length]
-                    if not self._check_write(addr, data, now):
+                    if not self._table.write_error(addr, data):
                         self._apply_write(addr, data, now)
             return []
         if inst == p.INST_CLEAR:
             return status(0)
         if inst == p.INST_FACTORY_RESET:
             if self._mem[64]:
-                return status(_ERR_ACCESS)
+                return status(ERR_ACCESS)
             out = status(0)
             keep_id, keep_baud = self._mem[7], self._mem[8]
             option = prm[0] if prm else 0xFF
-            for it in ct.CONTROL_TABLE:
-                if it.eeprom:
-                    self._store(it, it.default)
+            self._table.reset_eeprom()
             if option in (0x01, 0x02):
                 self._mem[7] = keep_id
             if option == 0x02:
                 self._mem[8] = keep_baud
-            self._reboot(now)
+            self._log_entry(self._event_entry("reboot", now))
+            self._power_on(now)
             return out
-        return status(_ERR_INSTRUCTION)
+        return status(ERR_INSTRUCTION)
 
     def _read(self, addr: int, length: int, now: float) -> tuple[int, bytes]:
-        if addr + length > TABLE_SIZE:
-            return _ERR_ACCESS, b""
+        err = self._table.read_error(addr, length)
+        if err:
+            return err, b""
         if addr <= _DYNAMIC_LAST + 1 and addr + length > _DYNAMIC_FIRST:
             self._refresh(now)
         return 0, bytes(self._mem[addr : addr + length])
 
-    def _items_in(self, addr: int, data: bytes) -> list[tuple[ct.Item, int]] | int:
-        """Split a write into (item, value) pairs, or return the error number."""
-        end = addr + len(data)
-        first = ct.ITEMS_BY_ADDRESS.get(addr)
-        if first is None:
-            for it in ct.CONTROL_TABLE:
-                if it.address < addr < it.address + it.size:
-                    return _ERR_LENGTH if it.access == "RW" else _ERR_ACCESS
-            return _ERR_ACCESS
-        out: list[tuple[ct.Item, int]] = []
-        for it in ct.CONTROL_TABLE:
-            if it.address + it.size <= addr or it.address >= end:
-                continue
-            if it.address + it.size > end:
-                return _ERR_LENGTH if it.access == "RW" else _ERR_ACCESS
-            raw = int.from_bytes(data[it.address - addr : it.address - addr + it.size], "little")
-            out.append((it, ct.to_signed(raw, it.size) if it.signed else raw))
-        return out
-
-    def _check_write(self, addr: int, data: bytes, now: float) -> int:
-        items = self._items_in(addr, data)
-        if isinstance(items, int):
-            return items
-        torque = self._mem[64]
-        for it, _ in items:
-            if it.access != "RW" or (it.eeprom and torque):
-                return _ERR_ACCESS
-        for it, value in items:
-            lo, hi = it.minimum, it.maximum
-            if lo is not None and hi is not None and not lo <= value <= hi:
-                return _ERR_RANGE
-            if it.name == "goal_position" and self._mem[11] == ct.MODE_POSITION:
-                lo, hi = self._get("min_position_limit"), self._get("max_position_limit")
-                if not lo <= value <= hi:
-                    return _ERR_RANGE
-        return 0
-
     def _apply_write(self, addr: int, data: bytes, now: float) -> None:
-        items = self._items_in(addr, data)
+        items = self._table.items_in(addr, data)
         assert not isinstance(items, int)
         for it, value in items:
             self._log_write(it, value, now)
             old = self._get(it.name)
-            self._store(it, value)
+            self._table.store(it, value)
             self._after_write(it.name, value, old, now)
 
     def _after_write(self, name: str, value: int, old: int, now: float) -> None:
+        motion = self._motion
+        mode = self._mem[11]
+        torque_by_goal = self._mem[10] & ct.DRIVE_MODE_TORQUE_ON_BY_GOAL
         if name == "torque_enable":
             if value and not old:
-                if self._mem[70] & self._mem[63]:
-                    self._mem[64] = 0  # torque stays off until REBOOT
-                    return
-                self._freeze(now)
-                if self._mem[11] == ct.MODE_POSITION:
-                    self._absolute_position()
-                # holding position: the goal becomes the present position
-                self._store(ct.item("goal_position"), round(self._present_static()))
+                self._mem[64] = 0
+                self._torque_on(now)
             elif not value:
-                self._freeze(now)
-        elif name == "goal_position":
-            if self._mem[64]:
-                self._settle(now)
-                start = self._present(now)
-                self._set_present(start)
-                self._start_move(start, value, now)
+                self._torque_off(now)
+        elif name == _MODE_GOAL.get(mode) and not self._mem[64] and torque_by_goal:
+            self._torque_on(now)  # Drive Mode bit 3; in modes 3/4/5 it drives to the new goal
+        elif name == "goal_position" and self._mem[64] and mode in _POSITION_MODES:
+            motion.settle(now)
+            self._start_move(motion.present(now), value, now)
+        elif name == "goal_current" and self._mem[64] and mode == ct.MODE_CURRENT_POSITION:
+            prof = motion.profile
+            if prof is not None and motion.block == "cap" and abs(value) >= self._need:
+                self._start_move(motion.present(now), prof.target, now)
+            elif motion.block is None and motion.moving(now) and abs(value) < self._need:
+                motion.hold_here(now, "cap")
+            self._update_overload(now)
         elif name == "operating_mode":
-            self._store(ct.item("profile_velocity"), 0)
-            self._store(ct.item("profile_acceleration"), 0)
-            self._store(ct.item("goal_pwm"), self._get("pwm_limit"))
-            self._store(ct.item("goal_current"), self._get("current_limit"))
+            self._set("profile_velocity", 0)
+            self._set("profile_acceleration", 0)
+            self._set("goal_pwm", self._get("pwm_limit"))
+            self._set("goal_current", self._get("current_limit"))
             if value == ct.MODE_POSITION:
-                self._absolute_position()
+                motion.reframe()
 
-    def _reboot(self, now: float) -> None:
-        self._log_entry(
-            {"addr": None, "name": "reboot", "value": None, "moving": bool(self._moving(now))}
-        )
-        self._freeze(now)
+    def _power_on(self, now: float) -> None:
+        """Boot: REBOOT, FACTORY_RESET and a power cycle. EEPROM is kept, RAM reset."""
+        self._torque_off(now)
         self._mem[70] = 0
         self._reset_ram()
+        self._born = now
         self._silent_until = now + (REBOOT_SILENCE_INSTANT if self.instant else REBOOT_SILENCE)
+        startup = self._mem[60] & ct.STARTUP_TORQUE_ON
+        self._boot_at = self._silent_until if startup else None
 
     # ------------------------------------------------------------------ write log
 
+    def _event_entry(self, name: str, now: float) -> dict[str, Any]:
+        return {"addr": None, "name": name, "value": None, "moving": self._motion.moving(now)}
+
     def _log_write(self, it: ct.Item, value: int, now: float) -> None:
         if it.name in LOGGED_ITEMS:
-            moving = bool(self._moving(now))
+            moving = self._motion.moving(now)
             self._log_entry({"addr": it.address, "name": it.name, "value": value, "moving": moving})
 
     def _log_entry(self, entry: dict[str, Any]) -> None:

@@ -20,7 +20,11 @@ from dynamixel_sdk import (
 
 from device_agent import control_table as ct
 from device_agent.emulator import MemoryPort, XM430Model
-from device_agent.emulator.model import plan_profile
+from device_agent.emulator.model import (
+    JAM_OVERLOAD_SECONDS,
+    REBOOT_SILENCE,
+    plan_profile,
+)
 
 ACCESS, RANGE, LENGTH, INSTRUCTION = 0x07, 0x04, 0x05, 0x02
 ALERT = 0x80
@@ -65,6 +69,17 @@ class Bus:
 
     def ok(self, name: str, value: int) -> None:
         assert self.write(name, value) == (COMM_SUCCESS, 0), name
+
+    def block(self, address: int, length: int) -> tuple[dict[str, int], bytes]:
+        """One READ of `length` bytes at `address`: (decoded items, raw bytes)."""
+        raw, result, error = self.ph.readTxRx(self.port, 1, address, length)
+        assert (result, error) == (COMM_SUCCESS, 0), (address, length, error)
+        return ct.decode_block(address, raw), bytes(raw)
+
+    @property
+    def fake(self) -> FakeClock:
+        assert self.clock is not None
+        return self.clock
 
 
 def _bus(instant: bool = True, fake_clock: bool = False, **kwargs: object) -> Bus:
@@ -353,9 +368,13 @@ def test_drive_mode_reverse_turns_the_shaft_the_other_way(bus: Bus) -> None:
 def test_operating_mode_change_resets_profile(bus: Bus) -> None:
     bus.ok("profile_velocity", 80)
     bus.ok("profile_acceleration", 8)
-    bus.ok("operating_mode", 4)
+    bus.ok("goal_current", 100)
+    bus.ok("goal_pwm", -200)
+    bus.ok("operating_mode", 5)
     assert bus.value("profile_velocity") == 0
     assert bus.value("profile_acceleration") == 0
+    assert bus.value("goal_current") == 1193  # back at Current Limit
+    assert bus.value("goal_pwm") == 885  # and PWM Limit
 
 
 def test_realtime_tick_advances(timed: Bus) -> None:
@@ -425,6 +444,7 @@ def test_reboot_clears_errors_resets_ram_keeps_eeprom_and_position() -> None:
     assert bus.value("profile_velocity") == 0
     assert bus.value("operating_mode") == 4  # EEPROM kept
     assert bus.value("present_position") == 5000 % 4096  # single-turn absolute after power-on
+    assert bus.value("goal_position") == 0  # undefined in the e-manual: 0 here
     bus.ok("torque_enable", 1)
     assert [w["name"] for w in bus.model.writes][-2:] == ["reboot", "torque_enable"]
 
@@ -571,3 +591,486 @@ def test_write_log_records_writes_that_matter(tmp_path: Path) -> None:
     ]
     assert all(w["motor_id"] == 1 and w["t"] > 1.6e9 for w in lines)
     assert lines == bus.model.writes
+
+
+def test_write_log_records_the_watchdog_and_goal_current(bus: Bus) -> None:
+    bus.ok("bus_watchdog", 50)
+    bus.ok("goal_current", 300)
+    bus.ok("led", 1)  # not logged
+    bus.model.inject("power-cycle")
+    assert [(w["name"], w["addr"], w["value"]) for w in bus.model.writes] == [
+        ("bus_watchdog", 98, 50),
+        ("goal_current", 102, 300),
+        ("power-cycle", None, None),
+    ]
+
+
+# ---------------------------------------------------------------- power-on state
+
+
+def test_power_cycle_resets_ram_like_reboot_and_keeps_eeprom(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("operating_mode", 4)
+    timed.ok("homing_offset", 100)
+    timed.ok("torque_enable", 1)
+    timed.ok("led", 1)
+    timed.ok("bus_watchdog", 127)  # 2.54 s: does not expire during the move below
+    timed.ok("profile_velocity", 200)  # 3125 pulses/s
+    timed.ok("goal_current", 500)
+    timed.ok("goal_position", 8000)
+    clock.advance(2.0)
+    timed.model.inject("encoder")  # an error outside Shutdown: alert, torque stays on
+    assert timed.read("present_position") == (6350, COMM_SUCCESS, ALERT)  # 100 + 2 s x 3125
+    tick_before = timed.value("realtime_tick")
+    timed.model.inject("power-cycle")
+    assert timed.ph.ping(timed.port, 1)[1] == COMM_RX_TIMEOUT  # booting: silent
+    stats = timed.model.stats()
+    assert (stats["silent"], stats["torque"], stats["moving"]) == (True, False, False)
+    clock.advance(REBOOT_SILENCE)
+    assert timed.ph.ping(timed.port, 1) == (1020, COMM_SUCCESS, 0)  # error status cleared
+    ram = {
+        name: timed.value(name)
+        for name in (
+            "torque_enable",
+            "led",
+            "bus_watchdog",
+            "profile_velocity",
+            "profile_acceleration",
+            "hardware_error_status",
+            "goal_position",
+            "goal_current",
+            "goal_pwm",
+        )
+    }
+    assert ram == {
+        "torque_enable": 0,
+        "led": 0,
+        "bus_watchdog": 0,
+        "profile_velocity": 0,
+        "profile_acceleration": 0,
+        "hardware_error_status": 0,
+        "goal_position": 0,
+        "goal_current": 1193,
+        "goal_pwm": 885,
+    }
+    assert timed.value("operating_mode") == 4  # EEPROM kept
+    assert timed.value("homing_offset") == 100
+    assert timed.value("present_position") == 6250 % 4096 + 100  # the turn count is lost
+    tick = timed.value("realtime_tick")
+    assert tick == pytest.approx(400, abs=1)  # restarted at the power cycle
+    assert tick < tick_before
+    assert timed.model.writes[-1] == {
+        "t": timed.model.writes[-1]["t"],
+        "motor_id": 1,
+        "addr": None,
+        "name": "power-cycle",
+        "value": None,
+        "moving": True,
+    }
+    clock.advance(5.0)
+    assert timed.value("present_position") == 2254  # stopped where the shaft was
+
+
+def test_goal_reads_0_after_reboot_and_torque_on_drives_there(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("torque_enable", 1)
+    timed.ok("goal_position", 3000)  # PV 0: a step at the Velocity Limit, 3125 pulses/s
+    clock.advance(2.0)
+    assert timed.ph.reboot(timed.port, 1) == (COMM_SUCCESS, 0)
+    clock.advance(REBOOT_SILENCE)
+    assert timed.value("goal_position") == 0
+    assert timed.value("present_position") == 3000
+    timed.ok("torque_enable", 1)  # no silent goal = present copy: it heads for 0
+    clock.advance(0.1)
+    assert timed.value("moving") == 1
+    assert 2600 < timed.value("present_position") < 2800
+    assert timed.value("present_velocity") < 0
+    clock.advance(2.0)
+    assert timed.value("present_position") == 0
+
+
+def test_torque_on_holds_when_goal_was_set_to_present_first(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("torque_enable", 1)
+    timed.ok("goal_position", 3000)
+    clock.advance(2.0)
+    timed.model.inject("power-cycle")
+    clock.advance(REBOOT_SILENCE)
+    timed.ok("goal_position", timed.value("present_position"))  # what a safe driver does
+    timed.ok("torque_enable", 1)
+    clock.advance(1.0)
+    assert (timed.value("present_position"), timed.value("moving")) == (3000, 0)
+    assert timed.value("moving_status") & ct.MOVING_STATUS_IN_POSITION
+
+
+def test_torque_on_in_mode_3_reframes_then_drives_to_the_goal_within_the_limits() -> None:
+    bus = _bus()
+    bus.ok("operating_mode", 4)
+    bus.ok("torque_enable", 1)
+    bus.ok("goal_position", 5000)
+    bus.ok("torque_enable", 0)
+    bus.ok("operating_mode", 3)  # re-frames: 5000 -> 904
+    assert bus.value("present_position") == 904
+    assert bus.value("goal_position") == 5000  # outside mode 3's limits, kept in the register
+    bus.ok("torque_enable", 1)  # drives there, clamped to Max Position Limit
+    assert bus.value("present_position") == 4095
+
+
+@pytest.mark.parametrize("mode", [4, 5])
+def test_torque_on_in_modes_4_and_5_keeps_the_turn_count(mode: int) -> None:
+    bus = _bus()
+    bus.ok("operating_mode", mode)
+    bus.ok("torque_enable", 1)
+    bus.ok("goal_position", 10000)
+    bus.ok("torque_enable", 0)
+    bus.ok("torque_enable", 1)
+    assert bus.value("present_position") == 10000  # not re-framed: goal = present, no move
+    bus.ok("torque_enable", 0)
+    bus.ok("operating_mode", 3)  # a change to position mode re-frames
+    assert bus.value("present_position") == 10000 % 4096
+
+
+def test_startup_configuration_turns_torque_on_at_boot(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("startup_configuration", ct.STARTUP_TORQUE_ON)
+    timed.ok("torque_enable", 1)
+    timed.ok("goal_position", 1000)
+    clock.advance(1.0)
+    assert timed.ph.reboot(timed.port, 1) == (COMM_SUCCESS, 0)
+    assert timed.model.stats()["torque"] is False  # booting
+    clock.advance(REBOOT_SILENCE)
+    assert timed.value("torque_enable") == 1
+    # strict: the boot's torque-on drives to the power-on Goal Position 0
+    assert timed.value("goal_position") == 0
+    assert timed.value("moving") == 1
+    clock.advance(2.0)
+    assert timed.value("present_position") == 0
+    timed.model.inject("power-cycle")
+    clock.advance(REBOOT_SILENCE)
+    assert timed.value("torque_enable") == 1
+
+
+# ---------------------------------------------------------------- modes and Drive Mode
+
+
+@pytest.mark.parametrize("mode", [4, 5])
+def test_position_limits_do_not_apply_in_modes_4_and_5(mode: int) -> None:
+    bus = _bus()
+    bus.ok("max_position_limit", 3000)
+    bus.ok("operating_mode", mode)
+    bus.ok("torque_enable", 1)
+    bus.ok("goal_position", 1_048_575)
+    assert bus.value("present_position") == 1_048_575
+    bus.ok("goal_position", -1_048_575)
+    assert bus.value("present_position") == -1_048_575
+    assert bus.write("goal_position", 1_048_576) == (COMM_SUCCESS, RANGE)
+
+
+def test_mode_5_never_draws_more_than_goal_current(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("operating_mode", 5)
+    timed.ok("torque_enable", 1)
+    timed.ok("goal_current", -110)  # the cap is the magnitude
+    timed.ok("profile_velocity", 100)
+    timed.ok("profile_acceleration", 20)
+    timed.ok("goal_position", 2048)
+    currents = []
+    for _ in range(30):
+        clock.advance(0.1)
+        currents.append(timed.value("present_current"))
+    assert max(currents) == 100  # accelerating
+    assert all(abs(c) <= 110 for c in currents)
+    assert (timed.value("moving"), timed.value("present_position")) == (0, 2048)
+    timed.ok("goal_current", 2)
+    assert timed.value("present_current") == 2  # holding, capped
+    timed.model.inject("stall")
+    timed.ok("goal_current", 300)
+    timed.ok("goal_position", 0)
+    clock.advance(5.0)
+    assert timed.value("present_current") == -300  # the stall's 900, capped
+
+
+def test_mode_5_goal_current_below_the_profile_need_is_a_jam(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("operating_mode", 5)
+    timed.ok("torque_enable", 1)
+    timed.ok("profile_velocity", 100)
+    timed.ok("profile_acceleration", 20)  # a ramp: the model needs 100 units
+    timed.ok("goal_current", 90)
+    timed.ok("goal_position", 2048)
+    clock.advance(5.0)
+    assert timed.value("present_position") == 0  # cannot leave its start
+    assert (timed.value("moving"), timed.value("present_velocity")) == (1, 0)
+    status = timed.value("moving_status")
+    assert status & ct.MOVING_STATUS_FOLLOWING_ERROR
+    assert not status & ct.MOVING_STATUS_IN_POSITION
+    assert timed.value("present_current") == 90
+    clock.advance(10.0)
+    assert timed.value("hardware_error_status") == 0  # 90 <= 50 % of Current Limit
+    assert timed.model.stats()["faults"] == []  # not an injected fault
+    timed.ok("goal_current", 300)  # enough: it sets off, planned from rest
+    clock.advance(10.0)
+    assert (timed.value("moving"), timed.value("present_position")) == (0, 2048)
+    timed.ok("goal_position", 0)
+    clock.advance(0.5)
+    mid = timed.value("present_position")
+    timed.ok("goal_current", 50)  # lowered mid-move: the shaft stops there
+    clock.advance(5.0)
+    assert timed.value("present_position") == mid
+    assert timed.value("present_current") == -50
+
+
+def test_drive_mode_bit_3_turns_torque_on_with_a_goal_write(bus: Bus) -> None:
+    bus.ok("drive_mode", ct.DRIVE_MODE_TORQUE_ON_BY_GOAL)
+    bus.ok("goal_position", 1000)
+    assert bus.value("torque_enable") == 1
+    assert bus.value("present_position") == 1000
+
+
+def test_torque_on_is_refused_while_a_shutdown_error_is_latched(bus: Bus) -> None:
+    bus.ok("drive_mode", ct.DRIVE_MODE_TORQUE_ON_BY_GOAL)
+    bus.model.inject("overload")
+    assert bus.write("torque_enable", 1) == (COMM_SUCCESS, ALERT)
+    assert bus.read("torque_enable") == (0, COMM_SUCCESS, ALERT)
+    assert bus.write("goal_position", 1000) == (COMM_SUCCESS, ALERT)  # nor by Drive Mode bit 3
+    assert bus.read("torque_enable") == (0, COMM_SUCCESS, ALERT)
+    assert bus.read("present_position") == (0, COMM_SUCCESS, ALERT)
+    bus.ph.reboot(bus.port, 1)
+    deadline = time.monotonic() + 2
+    while bus.ph.ping(bus.port, 1)[1] != COMM_SUCCESS:
+        assert time.monotonic() < deadline
+    bus.ok("torque_enable", 1)  # REBOOT clears it
+    assert bus.value("torque_enable") == 1
+
+
+def test_drive_mode_and_operating_mode_accept_only_defined_values(bus: Bus) -> None:
+    for bad in (0x02, 0x10, 0x0F, 0x80):
+        assert bus.write("drive_mode", bad) == (COMM_SUCCESS, RANGE), bad
+    bus.ok("drive_mode", ct.DRIVE_MODE_BITS)
+    for bad in (2, 6, 15, 17, 255):
+        assert bus.write("operating_mode", bad) == (COMM_SUCCESS, RANGE), bad
+    for mode in ct.OPERATING_MODES:
+        bus.ok("operating_mode", mode)
+    assert bus.value("operating_mode") == ct.MODE_PWM
+
+
+# ---------------------------------------------------------------- jam and overload
+
+
+def test_jam_mid_move_holds_at_stall_current_then_trips_overload(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("torque_enable", 1)
+    timed.ok("profile_velocity", 100)  # 1562.5 pulses/s
+    timed.ok("goal_position", 2048)
+    clock.advance(0.2)
+    timed.model.inject("jam")
+    assert timed.value("present_velocity") == 0  # at once
+    clock.advance(1.0)
+    assert timed.value("present_position") == pytest.approx(312.5, abs=1)
+    assert (timed.value("moving"), timed.value("present_velocity")) == (1, 0)
+    status = timed.value("moving_status")
+    assert status & ct.MOVING_STATUS_FOLLOWING_ERROR
+    assert not status & ct.MOVING_STATUS_IN_POSITION
+    assert timed.value("present_current") == 1193  # Current Limit, direction of travel
+    assert timed.model.stats()["faults"] == ["jam"]
+    clock.advance(JAM_OVERLOAD_SECONDS - 1.0 - 0.01)
+    assert timed.read("hardware_error_status") == (0, COMM_SUCCESS, 0)
+    clock.advance(0.02)
+    assert timed.read("hardware_error_status") == (0x20, COMM_SUCCESS, ALERT)
+    assert timed.read("torque_enable") == (0, COMM_SUCCESS, ALERT)
+    assert timed.value("moving") == 0
+    assert timed.value("present_position") == pytest.approx(312.5, abs=1)
+    assert timed.model.stats()["faults"] == ["overload", "jam"]
+
+
+def test_jam_overload_counts_from_the_jam_not_from_the_next_look(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("torque_enable", 1)
+    timed.ok("goal_position", 2048)
+    clock.advance(2.0)
+    timed.model.inject("jam")  # at rest: the next move cannot leave 2048
+    timed.ok("goal_position", 0)
+    assert timed.value("present_current") == -1193  # pushing backwards
+    clock.advance(60.0)  # nobody asks in between
+    stats = timed.model.stats()
+    assert (stats["hardware_error"], stats["torque"], stats["moving"]) == (0x20, False, False)
+    assert stats["position"] == 2048
+
+
+def test_jam_at_rest_blocks_the_next_move_until_clear(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("torque_enable", 1)
+    timed.model.inject("jam")
+    assert (timed.value("moving"), timed.value("present_current")) == (0, 4)  # nothing pending
+    timed.ok("profile_velocity", 100)
+    timed.ok("goal_position", 1024)
+    clock.advance(1.0)
+    assert (timed.value("present_position"), timed.value("moving")) == (0, 1)
+    timed.model.inject("clear")  # re-planned from rest at 0: 655 ms from now
+    clock.advance(0.3277)
+    assert timed.value("present_position") == pytest.approx(512, abs=2)
+    clock.advance(0.33)
+    assert (timed.value("present_position"), timed.value("moving")) == (1024, 0)
+    clock.advance(JAM_OVERLOAD_SECONDS)
+    assert timed.value("hardware_error_status") == 0
+    assert timed.model.stats()["faults"] == []
+
+
+@pytest.mark.parametrize(("goal_current", "trips"), [(596, False), (597, True)])
+def test_jam_in_mode_5_trips_overload_only_above_half_the_current_limit(
+    timed: Bus, goal_current: int, trips: bool
+) -> None:
+    clock = timed.fake
+    timed.ok("operating_mode", 5)
+    timed.ok("torque_enable", 1)
+    timed.ok("goal_current", goal_current)
+    timed.ok("profile_velocity", 100)
+    timed.ok("goal_position", 2048)
+    clock.advance(0.2)
+    timed.model.inject("jam")
+    assert timed.value("present_current") == goal_current
+    clock.advance(10.0)
+    stats = timed.model.stats()
+    assert stats["hardware_error"] == (0x20 if trips else 0)
+    assert stats["torque"] is not trips
+
+
+# ---------------------------------------------------------------- bus watchdog
+
+
+def test_bus_watchdog_expiry_stops_the_motor_where_it_was_at_that_instant(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("torque_enable", 1)
+    timed.ok("profile_velocity", 100)  # 1562.5 pulses/s
+    timed.ok("bus_watchdog", 10)  # 200 ms
+    timed.ok("goal_position", 4000)  # the last packet
+    clock.advance(1.0)
+    stats = timed.model.stats()  # asked late: the stop happened at 0.2 s
+    assert (stats["moving"], stats["torque"], stats["bus_watchdog"]) == (False, True, -1)
+    assert stats["position"] == pytest.approx(312.5, abs=1)
+    assert timed.ph.read1ByteTxRx(timed.port, 1, 98) == (0xFF, COMM_SUCCESS, 0)
+    assert timed.value("bus_watchdog") == -1
+    for name in ("goal_position", "goal_current", "goal_velocity", "goal_pwm"):
+        assert timed.write(name, 100) == (COMM_SUCCESS, RANGE), name
+    assert timed.write("bus_watchdog", 5) == (COMM_SUCCESS, RANGE)
+    timed.ok("profile_velocity", 200)  # other items stay writable
+    assert timed.value("present_position") == pytest.approx(312.5, abs=1)
+    assert timed.value("torque_enable") == 1  # holding
+    timed.ok("bus_watchdog", 0)  # clears
+    timed.ok("goal_position", 1000)
+    clock.advance(1.0)
+    assert timed.value("present_position") == 1000
+
+
+def test_bus_watchdog_counts_only_with_torque_and_every_packet_restarts_it(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("bus_watchdog", 5)  # 100 ms
+    clock.advance(10.0)
+    assert timed.value("bus_watchdog") == 5  # torque off: not counting
+    timed.ok("torque_enable", 1)
+    for _ in range(10):
+        clock.advance(0.09)
+        assert timed.ph.ping(timed.port, 1)[1] == COMM_SUCCESS
+    clock.advance(0.09)
+    timed.ph.write1ByteTxOnly(timed.port, ct.BROADCAST_ID, 65, 1)  # broadcast counts
+    clock.advance(0.09)
+    assert timed.value("bus_watchdog") == 5
+    clock.advance(0.09)
+    assert timed.ph.ping(timed.port, 2)[1] == COMM_RX_TIMEOUT  # another servo's packet does not
+    clock.advance(0.02)
+    assert timed.model.stats()["bus_watchdog"] == -1
+
+
+def test_power_cycle_disarms_an_expired_watchdog(timed: Bus) -> None:
+    clock = timed.fake
+    timed.ok("torque_enable", 1)
+    timed.ok("bus_watchdog", 1)
+    clock.advance(0.1)
+    assert timed.value("bus_watchdog") == -1
+    timed.model.inject("power-cycle")
+    clock.advance(REBOOT_SILENCE)
+    assert timed.value("bus_watchdog") == 0
+    timed.ok("goal_position", 100)
+
+
+# ---------------------------------------------------------------- reads and stats
+
+
+def test_reads_must_start_at_an_item_or_in_the_indirect_areas(bus: Bus) -> None:
+    for addr in (14, 66, 99, 133, 150, 300):
+        _, result, error = bus.ph.readTxRx(bus.port, 1, addr, 1)
+        assert (result, error) == (COMM_SUCCESS, ACCESS), addr
+    for addr in (168, 201, 224, 600, 661):
+        data, result, error = bus.ph.readTxRx(bus.port, 1, addr, 1)
+        assert (data, result, error) == ([0], COMM_SUCCESS, 0), addr
+    assert bus.ph.readTxRx(bus.port, 1, 660, 4)[2] == ACCESS  # past the table
+
+
+def test_block_reads_span_reserved_bytes(bus: Bus) -> None:
+    bus.ok("led", 1)
+    bus.ok("bus_watchdog", 7)
+    bus.ok("torque_enable", 1)
+    bus.ok("goal_position", 1000)
+    ram, raw = bus.block(64, 115 - 64 + 1)
+    assert raw[66 - 64 : 68 - 64] == b"\0\0"  # reserved bytes read 0
+    assert ram["torque_enable"] == 1
+    assert ram["led"] == 1
+    assert ram["bus_watchdog"] == 7
+    assert ram["goal_current"] == 1193
+    assert ram["profile_velocity"] == 0
+    assert "goal_position" not in ram  # 116 is outside the block
+    live, _ = bus.block(122, 147 - 122 + 1)
+    assert live["present_position"] == 1000
+    assert live["moving"] == 0
+    assert live["present_input_voltage"] == 120
+    assert 30 <= live["present_temperature"] <= 40
+    eeprom, _ = bus.block(0, 64)
+    assert eeprom["startup_configuration"] == 0
+    assert eeprom["shutdown"] == 0x34
+
+
+def test_stats_report_settings_currents_watchdog_and_last_profile(timed: Bus) -> None:
+    clock = timed.fake
+    stats = timed.model.stats()
+    assert {k: stats[k] for k in _STATS_KEYS} == {
+        "operating_mode": 3,
+        "profile_velocity": 0,
+        "profile_acceleration": 0,
+        "goal_current": 1193,
+        "present_current": 0,
+        "bus_watchdog": 0,
+        "led": 0,
+        "last_profile": None,
+    }
+    timed.ok("torque_enable", 1)
+    timed.ok("led", 1)
+    timed.ok("bus_watchdog", 50)
+    timed.ok("profile_velocity", 100)
+    timed.ok("profile_acceleration", 10)
+    timed.ok("goal_current", 800)
+    timed.ok("goal_position", 2048)
+    clock.advance(0.1)
+    stats = timed.model.stats()
+    assert {k: stats[k] for k in _STATS_KEYS} == {
+        "operating_mode": 3,
+        "profile_velocity": 100,
+        "profile_acceleration": 10,
+        "goal_current": 800,
+        "present_current": 100,  # accelerating
+        "bus_watchdog": 50,
+        "led": 1,
+        "last_profile": {"velocity": 100, "acceleration": 10, "kind": 0x30},
+    }
+    json.dumps(stats)  # what the control socket sends
+
+
+_STATS_KEYS = (
+    "operating_mode",
+    "profile_velocity",
+    "profile_acceleration",
+    "goal_current",
+    "present_current",
+    "bus_watchdog",
+    "led",
+    "last_profile",
+)

@@ -290,3 +290,87 @@ def test_second_emulator_on_a_served_link_is_refused(emulator: Factory) -> None:
     assert f"another emulator (pid {emu.pid})" in second.stderr
     emu.fault("replug")
     assert emu.stats()["plugged"] is True
+
+
+def test_power_cycle_and_jam_through_the_cli_and_control_socket(
+    emulator: Factory, connect: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu = emulator()  # timed: the boot is silent for 0.4 s
+    port = connect(emu.link)
+    link = os.fspath(emu.link)
+    assert PH.write1ByteTxRx(port, 1, 65, 1) == (COMM_SUCCESS, 0)  # LED as a marker
+    assert PH.write1ByteTxRx(port, 1, 64, 1) == (COMM_SUCCESS, 0)
+    assert device_main(["fault", "--link", link, "power-cycle"]) == 0
+    assert '"fault": "power-cycle"' in capsys.readouterr().out
+    assert RAW.ping(port, 1)[1] == COMM_RX_TIMEOUT  # booting
+    time.sleep(0.5)
+    assert PH.ping(port, 1) == (1020, COMM_SUCCESS, 0)
+    assert PH.read1ByteTxRx(port, 1, 65) == (0, COMM_SUCCESS, 0)  # RAM back at its defaults
+    assert PH.read1ByteTxRx(port, 1, 64) == (0, COMM_SUCCESS, 0)
+    assert emu.writes()[-1]["name"] == "power-cycle"
+
+    emu.fault("jam")
+    assert PH.write1ByteTxRx(port, 1, 64, 1) == (COMM_SUCCESS, 0)
+    assert PH.write4ByteTxRx(port, 1, 116, 2048) == (COMM_SUCCESS, 0)
+    time.sleep(0.2)
+    stats = emu.stats()
+    assert (stats["position"], stats["moving"], stats["faults"]) == (0, True, ["jam"])
+    assert stats["present_current"] == 1193
+    assert device_main(["fault", "--link", link, "clear"]) == 0
+    deadline = time.monotonic() + 5
+    while emu.stats()["moving"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    stats = emu.stats()
+    assert (stats["position"], stats["faults"], stats["hardware_error"]) == (2048, [], 0)
+
+
+_HOST = """
+import sys, time
+from dynamixel_sdk import PacketHandler, PortHandler
+
+port = PortHandler(sys.argv[1])
+assert port.openPort() and port.setBaudRate(57600)
+ph = PacketHandler(2.0)
+
+
+def write(size, address, value):
+    call = {1: ph.write1ByteTxRx, 4: ph.write4ByteTxRx}[size]
+    for _ in range(3):  # a loaded box may deschedule the SDK past its timeout
+        result = call(port, 1, address, value)
+        if result[0] != -3001:
+            break
+    assert result == (0, 0), result
+
+
+write(1, 98, 25)  # bus watchdog: 500 ms
+write(4, 112, 20)  # 312.5 pulses/s: 4000 pulses take 12.8 s
+write(1, 64, 1)
+write(4, 116, 4000)
+print("moving", flush=True)
+time.sleep(60)
+"""
+
+
+def test_watchdog_stops_the_motor_after_its_host_is_killed(emulator: Factory) -> None:
+    emu = emulator()
+    cmd = [sys.executable, "-c", _HOST, os.fspath(emu.link)]
+    host = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert host.stdout is not None
+        line = host.stdout.readline()
+        if line.strip() != "moving":
+            host.kill()
+            pytest.fail(f"the host failed: {line}{host.communicate()[0]}")
+        host.kill()  # SIGKILL: no torque-off, no goodbye
+        host.wait(10)
+        time.sleep(1.0)  # > the 0.5 s watchdog
+        stats = emu.stats()
+        assert (stats["moving"], stats["torque"], stats["bus_watchdog"]) == (False, True, -1)
+        assert 0 < stats["position"] < 1000
+        time.sleep(0.3)
+        assert emu.stats()["position"] == stats["position"]
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()

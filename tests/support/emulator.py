@@ -51,8 +51,8 @@ class EmulatorProcess:
         return control_request(self.link, request, timeout=timeout)
 
     def fault(self, kind: str) -> None:
-        """Inject `kind` (overload, overheat, voltage, shock, encoder, stall, mute, unmute,
-        corrupt, late, unplug, replug, clear).
+        """Inject `kind` (overload, overheat, voltage, shock, encoder, stall, jam, power-cycle,
+        mute, unmute, corrupt, late, unplug, replug, clear).
 
         Raises:
             RuntimeError: the emulator refused the request.
@@ -63,7 +63,8 @@ class EmulatorProcess:
 
     def stats(self) -> dict[str, Any]:
         """opens, packets, position, position_deg, moving, torque, hardware_error, faults, baud,
-        host_baud, plugged, pts, writes (count) ..."""
+        host_baud, plugged, pts, writes (count), operating_mode, profile_velocity,
+        profile_acceleration, goal_current, present_current, bus_watchdog, led, last_profile ..."""
         return self.request({"stats": True})
 
     def writes(self) -> list[dict[str, Any]]:
