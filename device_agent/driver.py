@@ -2,54 +2,77 @@
 
 `ResortDriver` is a plain class over an injected `Transport` (the real SDK wire, or the SDK over the
 emulator's in-memory port in tests). It speaks degrees of the carousel ("resort frame"), seconds,
-volts, amperes and degrees Celsius; ticks and registers stay in the private helpers.
+volts, amperes and degrees Celsius; ticks and registers stay in the private helpers. Geometry
+(hotel angles, the 0..4095 goal window that never crosses the seam) is in `device_agent.geometry`.
 
-Geometry: hotel *i* sits at ``offset_angle + i * 360 / len(hotels)`` (resort frame). The motor
-angle is ``(rotation_direction * resort_angle) mod 360`` and the goal is that angle in pulses,
-``0..4095`` (4096 per turn), so ``rotation_direction: -1`` turns the other way *without* negative
-goals, which position mode refuses. The servo runs in single-turn position mode (3): every move
-stays inside ``0..4095`` and never crosses the 0/360 seam, so a move from 350 to 10 degrees goes
-the long way round (340 degrees). That is deliberate: the carousel can never wind its cables up.
+Safety rules (reference section 8.8), each enforced here:
 
-Profile units (velocity-based profile, Drive Mode bit 2 = 0): ``speed`` in deg/s becomes Profile
-Velocity ``round(speed / 1.374)`` (0.229 rpm per unit), clamped to the servo's Velocity Limit (44);
-``acceleration`` in deg/s^2 becomes Profile Acceleration ``round(acceleration / 21.46)`` (214.577
-rev/min^2 per unit), 0 meaning a rectangular profile. Motor and carousel turn 1:1.
+1. `connect()`, `reconnect()` and `reboot()` never switch torque on. Only a move does, after
+   every check: the hardware error status, the RAM settings (re-applied when the LED marker shows
+   the servo lost power, `device_agent.servo_config`), the `interlock` (the e-stop latches of the
+   agent), a present position inside the 0..360 window (a carousel turned across the seam by hand
+   while torque was off is refused with `HomingError`), goal = present written and read back.
+2. The servo runs in current-based position mode (5): its output is capped at the resort's
+   `torque_limit`. Mode 5 has no firmware position limits; goals are computed inside 0..4095.
+3. Each move arms the servo's Bus Watchdog (`WATCHDOG_UNITS` x 20 ms) and the 20 ms polls refresh
+   it: if the host dies mid-move the servo stops by itself. The watchdog is cleared after the move;
+   an expiry during the move raises `WatchdogExpiredError` with torque off.
+4. A move has a deadline from its profile estimate (`device_agent.motion.move_deadline`) and a
+   jam detector; a jam stops the motor, switches torque off and raises `JamError`.
+5. `emergency_stop()` switches torque off between two transactions of a running move and reports
+   whether Torque Enable reads back 0. Torque-on and the stop are serialised (`_gate`), so a move
+   that was about to energise the motor either does so before the stop (which then cuts it) or
+   sees the stop and does not.
 
 Every write is checked (communication result *and* the status error number); the status alert bit
 never fails a read, it makes the driver read Hardware Error Status (70) and raise
 `MotorFaultError` with the decoded bit names. Shutdown is set to every documented bit, so each
 hardware fault cuts torque. All bus access goes through the transport's lock, one transaction at a
-time, so `emergency_stop()` from another thread reaches the wire between two polls of a move.
+time.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from device_agent import control_table as ct
+from device_agent import servo_config
 from device_agent.errors import (
     CommunicationError,
     ConfigurationError,
     DeviceError,
+    HomingError,
+    JamError,
     MotionAbortedError,
     MotorFaultError,
     MoveTimeoutError,
     NotConnectedError,
     PortLostError,
     PositionError,
+    WatchdogExpiredError,
+    WriteRejectedError,
 )
+from device_agent.geometry import (
+    angle_difference,
+    goal_ticks,
+    motor_angle,
+    profile_time,
+    resort_angle,
+    wrap360,
+)
+from device_agent.motion import POLL_INTERVAL, JamDetector, PollReading, move_deadline
+from device_agent.results import Health, MoveResult
 from device_agent.settings import DeviceConfig
 from device_agent.transport import SdkTransport, Transport
 
 __all__ = [
+    "POLL_INTERVAL",
+    "WATCHDOG_UNITS",
     "Health",
     "MoveResult",
     "ResortDriver",
@@ -62,115 +85,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 0.02  # seconds between polls of a running move
 SETTLE_POLLS = 3  # still polls outside tolerance before a move counts as ended short
 REBOOT_SILENCE = 0.5  # the servo is silent ~0.4 s after REBOOT
 REBOOT_TIMEOUT = 5.0  # give up pinging a rebooting servo after this long
-_PROFILE_MAX = 32767
-_DRIVE_MODE_FORBIDDEN = 0x05  # bit0 reverse (we turn by geometry), bit2 time-based profile
+#: Bus Watchdog armed for a move: 25 x 20 ms = 0.5 s without a packet stops the servo; the move
+#: polls every 20 ms, so a healthy host refreshes it 25 times over.
+WATCHDOG_UNITS = 25
 
-
-# -- geometry (pure functions) --------------------------------------------------------------------
-
-
-def _wrap360(angle: float) -> float:
-    wrapped = angle % 360.0
-    return 0.0 if wrapped >= 360.0 else wrapped  # -1e-15 % 360 == 360.0 in floating point
-
-
-def angle_difference(a: float, b: float) -> float:
-    """Signed shortest difference ``a - b`` in degrees, in ``[-180, 180)`` (360-degree wrap)."""
-    return (a - b + 180.0) % 360.0 - 180.0
-
-
-def motor_angle(resort: float, rotation_direction: int) -> float:
-    """Motor angle ``[0, 360)`` for a resort-frame angle: ``(direction * angle) mod 360``."""
-    return _wrap360(rotation_direction * resort)
-
-
-def resort_angle(motor: float, rotation_direction: int) -> float:
-    """Inverse of `motor_angle`: resort-frame angle ``[0, 360)`` of a motor angle."""
-    return _wrap360(rotation_direction * motor)
-
-
-def _goal_ticks(resort: float, rotation_direction: int) -> int:
-    # Rounding 359.99 deg gives 4096: fold it back to 0 so the goal stays within 0..4095.
-    return ct.degrees_to_ticks(motor_angle(resort, rotation_direction)) % ct.PULSES_PER_REV
-
-
-def profile_time(pulses: float, velocity: int, acceleration: int) -> float:
-    """Seconds the servo's velocity-based profile takes for a move (manual's timing formulas).
-
-    Args:
-        pulses: distance in pulses (4096 per turn).
-        velocity: Profile Velocity register value (0.229 rpm units); 0 = no profile (returns 0).
-        acceleration: Profile Acceleration register value; 0 = rectangular profile.
-    """
-    distance = abs(pulses)
-    if velocity <= 0 or distance == 0:
-        return 0.0
-    if acceleration <= 0:
-        return 64.0 * distance / velocity / 1000.0
-    t1 = 64.0 * velocity / acceleration
-    if (velocity / 64.0) * t1 >= distance:  # never reaches the profile velocity
-        return 128.0 * math.sqrt(distance / acceleration) / 1000.0
-    return (t1 + 64.0 * distance / velocity) / 1000.0
-
-
-# -- results --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MoveResult:
-    """A move the servo confirmed within tolerance.
-
-    Attributes:
-        target: requested resort-frame angle, degrees ``[0, 360)``.
-        position: confirmed resort-frame angle, degrees ``[0, 360)``.
-        hotel: hotel now in position (None when the angle is between hotels).
-        duration: seconds from the goal write to confirmation.
-    """
-
-    target: float
-    position: float
-    hotel: str | None
-    duration: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-ready)."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """One health reading of the servo, in user units.
-
-    Attributes:
-        temperature: degrees Celsius (146).
-        voltage: input volts (144).
-        current: amperes, signed (126).
-        torque: Torque Enable (64).
-        moving: Moving (122).
-        hardware_errors: decoded Hardware Error Status (70), e.g. ``["overload"]``.
-        warnings: readings outside the configured thresholds, one sentence each.
-    """
-
-    temperature: float
-    voltage: float
-    current: float
-    torque: bool
-    moving: bool
-    hardware_errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when there is neither a hardware error nor a warning."""
-        return not self.hardware_errors and not self.warnings
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-ready)."""
-        return dataclasses.asdict(self)
+Interlock = Callable[[], None]
 
 
 # -- the driver -----------------------------------------------------------------------------------
@@ -184,6 +106,8 @@ class ResortDriver:
         config: the resort's settings (hotels, geometry, speeds, tolerances, thresholds).
         sleep: how to wait between polls (tests may pass a faster one).
         clock: monotonic clock for timeouts and durations.
+        interlock: called right before torque is switched on; raises (e.g.
+            `EmergencyStopError`) to refuse it. The agent passes its e-stop latches here.
     """
 
     def __init__(
@@ -193,23 +117,32 @@ class ResortDriver:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        interlock: Interlock | None = None,
     ) -> None:
         self.transport = transport
         self.config = config
+        self.interlock = interlock
         self._sleep = sleep
         self._clock = clock
         self._abort = threading.Event()
         self._abort_reason = "emergency stop"
         self._motion = threading.Lock()
+        self._gate = threading.Lock()  # torque-on vs emergency stop
         self._opened = False
         self._configured = False
         self._speed = config.speed
         self._acceleration = config.acceleration
         self._velocity_limit = 0
-        self._profile = (0, 0)
+        self._ram = servo_config.RamSettings(0, 0, servo_config.torque_cap(config))
+        self._seam = max(1, ct.degrees_to_ticks(config.position_tolerance))
+        self.power_losses = 0  # RAM resets noticed while connected (power blips, foreign reboots)
 
     def __repr__(self) -> str:
         return f"ResortDriver({self.config.name!r}, port={self.config.serial_port!r})"
+
+    @property
+    def _who(self) -> str:
+        return self.config.name
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -229,20 +162,20 @@ class ResortDriver:
         return self._acceleration
 
     def connect(self, *, configure: bool = True) -> None:
-        """Open the port, check the model and apply the settings; a no-op when already done.
+        """Open the port, check the model, verify EEPROM and apply the RAM settings.
 
-        Steps: ping (model must be 1020); if Operating Mode, Shutdown or Drive Mode differ, torque
-        off and write them (EEPROM, only when needed: it wears); Profile Velocity/Acceleration
-        from the config; torque on (goal = present position first, so nothing jumps). Every write
-        is read back. A latched hardware error leaves torque off (`reboot()` clears it) instead
-        of failing, so health can still be read and the servo rebooted.
+        Never switches torque on (a move does). Torque is switched off only when an EEPROM item
+        must be rewritten. A latched hardware error is left for `reboot()`, so health can still
+        be read. A no-op when already done.
 
         Args:
-            configure: False only opens and pings (for read-only diagnostics, e-stop).
+            configure: False only opens and pings (read-only diagnostics, e-stop, reboot).
 
         Raises:
-            ConfigurationError: wrong model, baud rate refused, or a setting did not stick.
+            ConfigurationError: wrong model, baud rate refused, a setting did not stick, or the
+                servo cannot give the configured torque cap.
             PortLostError: the serial device is missing.
+            PortBusyError: another process holds the serial port.
             CommunicationError: the servo does not answer.
         """
         if not self.transport.is_open:
@@ -252,18 +185,18 @@ class ResortDriver:
             model = self.transport.ping()
             if model != ct.MODEL_NUMBER_XM430_W350:
                 raise ConfigurationError(
-                    f"{self.config.name}: servo id {self.config.motor_id} on "
+                    f"{self._who}: servo id {self.config.motor_id} on "
                     f"{self.config.serial_port} is model {model}, expected "
                     f"{ct.MODEL_NUMBER_XM430_W350} (XM430-W350)"
                 )
             self._opened = True
         if configure and not self._configured:
-            self._apply_settings()
+            self._configure()
             self._configured = True
-            log.info("%s: connected on %s", self.config.name, self.config.serial_port)
+            log.info("%s: connected on %s", self._who, self.config.serial_port)
 
     def reconnect(self) -> None:
-        """Rebuild the port object (recovery after a USB replug) and connect again."""
+        """Rebuild the port object (recovery after a USB replug) and connect again (no torque)."""
         self._opened = self._configured = False
         self.transport.reopen()
         self.connect()
@@ -273,84 +206,27 @@ class ResortDriver:
         self._opened = self._configured = False
         self.transport.close()
 
-    def _apply_settings(self) -> None:
-        t = self.transport
-        faults = t.read("hardware_error_status")
-        self._velocity_limit = t.read("velocity_limit")
-        drive_mode = t.read("drive_mode")
-        wanted = {
-            "operating_mode": ct.MODE_POSITION,
-            "shutdown": ct.SHUTDOWN_ALL,
-            "drive_mode": drive_mode & ~_DRIVE_MODE_FORBIDDEN,
-        }
-        changes = {name: v for name, v in wanted.items() if t.read(name) != v}
-        torque = t.read("torque_enable")
-        if changes:
-            if torque:
-                self._write_verified("torque_enable", 0)
-                torque = 0
-            for name, value in changes.items():
-                self._write_verified(name, value)
-        self._write_profile(self._speed, self._acceleration)
-        if faults:
+    def _configure(self) -> None:
+        eeprom = servo_config.check_eeprom(self.transport, self.config, self._who)
+        self._velocity_limit = eeprom["velocity_limit"]
+        if eeprom["hardware_error_status"]:
             log.warning(
                 "%s: hardware error %s latched: torque stays off until reboot",
-                self.config.name,
-                ", ".join(ct.decode_hardware_error(faults)),
+                self._who,
+                ", ".join(ct.decode_hardware_error(eeprom["hardware_error_status"])),
             )
-            return
-        if not torque:
-            self._torque_on()
+        self._ram = self._ram_settings(self._speed, self._acceleration)
+        servo_config.apply_ram(self.transport, self._ram, self._who)
 
-    def _torque_on(self, *, abortable: bool = False) -> None:
-        t = self.transport
-        # With torque off Present Position is a multi-turn count; torque-on in position mode
-        # makes it single-turn absolute (count mod 4096): hold exactly there, nothing jumps.
-        present = t.read("present_position")
-        self._write_verified("goal_position", present % ct.PULSES_PER_REV)
-        if abortable:
-            self._check_abort()
-        t.write("torque_enable", 1)
-        if t.read("torque_enable") != 1:
-            self._raise_if_faulted("torque on")
-            raise ConfigurationError(f"{self.config.name}: Torque Enable did not stick")
-
-    def _write_verified(self, name: str, value: int) -> None:
-        self.transport.write(name, value)
-        back = self.transport.read(name)
-        if back != value:
-            raise ConfigurationError(
-                f"{self.config.name}: wrote {name}={value} but the servo reads back {back}"
-            )
-
-    def _profile_units(self, speed: float, acceleration: float) -> tuple[int, int]:
-        if not (math.isfinite(speed) and speed > 0):
-            raise ConfigurationError(f"speed must be a positive number of deg/s, got {speed}")
-        if not (math.isfinite(acceleration) and acceleration >= 0):
-            raise ConfigurationError(
-                f"acceleration must be >= 0 deg/s^2 (0 = rectangular), got {acceleration}"
-            )
-        velocity = max(1, round(speed / ct.VELOCITY_DEG_PER_S))
-        if self._velocity_limit and velocity > self._velocity_limit:
-            log.warning(
-                "%s: speed %.1f deg/s is above the servo's Velocity Limit (%.1f deg/s): clamped",
-                self.config.name,
-                speed,
-                self._velocity_limit * ct.VELOCITY_DEG_PER_S,
-            )
-            velocity = self._velocity_limit
-        accel = 0 if acceleration == 0 else max(1, round(acceleration / ct.ACCEL_DEG_PER_S2))
-        return min(velocity, _PROFILE_MAX), min(accel, _PROFILE_MAX)
-
-    def _write_profile(self, speed: float, acceleration: float) -> None:
-        velocity, accel = self._profile_units(speed, acceleration)
-        self._write_verified("profile_acceleration", accel)
-        self._write_verified("profile_velocity", velocity)
-        self._profile = (velocity, accel)
+    def _ram_settings(self, speed: float, acceleration: float) -> servo_config.RamSettings:
+        velocity, accel = servo_config.profile_units(
+            self._who, speed, acceleration, self._velocity_limit
+        )
+        return servo_config.RamSettings(velocity, accel, servo_config.torque_cap(self.config))
 
     def _require(self, *, configured: bool = True) -> None:
         if not self.transport.is_open or not (self._configured if configured else self._opened):
-            raise NotConnectedError(f"{self.config.name}: not connected (call connect() first)")
+            raise NotConnectedError(f"{self._who}: not connected (call connect() first)")
 
     # -- motion -----------------------------------------------------------------------------------
 
@@ -359,8 +235,9 @@ class ResortDriver:
 
         Raises:
             ConfigurationError: unknown hotel.
-            MoveTimeoutError, PositionError, MotorFaultError, CommunicationError,
-            MotionAbortedError: the move did not end confirmed in position.
+            MoveTimeoutError, PositionError, MotorFaultError, CommunicationError, JamError,
+            WatchdogExpiredError, HomingError, MotionAbortedError: the move did not end
+            confirmed in position.
         """
         return self._move(self.config.hotel_angle(hotel))
 
@@ -381,73 +258,156 @@ class ResortDriver:
     def set_speed(self, speed: float, acceleration: float | None = None) -> None:
         """Set the carousel speed (deg/s) and optionally acceleration (deg/s^2, 0 = rectangular).
 
-        Kept for this driver's life (re-applied after reboot/reconnect), not written back to the
-        inventory.
+        Kept for this driver's life (re-applied after reboot/reconnect/power loss), not written
+        back to the inventory.
         """
         self._require()
         accel = self._acceleration if acceleration is None else float(acceleration)
-        self._write_profile(float(speed), accel)
+        ram = self._ram_settings(float(speed), accel)
+        servo_config.write_verified(
+            self.transport, "profile_acceleration", ram.profile_acceleration, self._who
+        )
+        servo_config.write_verified(
+            self.transport, "profile_velocity", ram.profile_velocity, self._who
+        )
+        self._ram = ram
         self._speed, self._acceleration = float(speed), accel
 
     def estimate_move_time(self, from_angle: float, to_angle: float) -> float:
         """Seconds the current profile needs between two resort angles (no seam crossing)."""
         d = self.config.rotation_direction
-        pulses = _goal_ticks(to_angle, d) - _goal_ticks(from_angle, d)
-        return profile_time(pulses, *self._profile)
+        pulses = goal_ticks(to_angle, d) - goal_ticks(from_angle, d)
+        return profile_time(pulses, self._ram.profile_velocity, self._ram.profile_acceleration)
 
     def _move(self, angle: float) -> MoveResult:
         self._require()
-        target = _wrap360(angle)
-        goal = _goal_ticks(target, self.config.rotation_direction)
+        target = wrap360(angle)
+        goal = goal_ticks(target, self.config.rotation_direction)
         with self._motion:
             self._abort.clear()
             self._abort_reason = "emergency stop"
+            armed = False
             try:
-                self._prepare_motion()
-            except MotionAbortedError:
-                self._safe_torque_off()
-                raise
-            started = self._clock()
-            log.info("%s: moving to %.2f deg (goal %d)", self.config.name, target, goal)
-            try:
+                present = self._prepare_motion()
                 self._check_abort()
-                self.transport.write("goal_position", goal)
+                self.transport.write("bus_watchdog", WATCHDOG_UNITS)
+                armed = True
+                ram = self._ram
+                estimate = profile_time(
+                    goal - present, ram.profile_velocity, ram.profile_acceleration
+                )
+                budget = move_deadline(estimate, self.config.move_timeout)
+                log.info(
+                    "%s: moving to %.2f deg (goal %d, about %.2f s)",
+                    self._who,
+                    target,
+                    goal,
+                    estimate,
+                )
+                self._check_abort()
+                started = self._clock()
+                try:
+                    self.transport.write("goal_position", goal)
+                except WriteRejectedError:
+                    self._raise_if_watchdog_expired(target)
+                    raise
                 if self.transport.last_alert:
                     self._raise_if_faulted("goal write")
-                return self._wait(target, started)
+                return self._wait(target, goal, started, budget, estimate)
             except MotionAbortedError:
                 if self._abort_reason == "emergency stop":
-                    # The stop may have landed between two of our writes (say, before a torque-on
-                    # of this move): say it again so torque is certainly off.
+                    # The stop may have landed between two of our writes: say it again so
+                    # torque is certainly off.
                     self._safe_torque_off()
                 raise
-            except (MoveTimeoutError, CommunicationError) as exc:
+            except (MoveTimeoutError, CommunicationError, WriteRejectedError) as exc:
                 if not isinstance(exc, PortLostError):
                     self._safe_torque_off()
                 raise
+            finally:
+                if armed:
+                    self._disarm_watchdog()
 
-    def _prepare_motion(self) -> None:
-        self._raise_if_faulted("before the move")
-        if not self.transport.read("torque_enable"):
-            log.info("%s: torque was off, enabling it", self.config.name)
-            self._torque_on(abortable=True)
+    def _prepare_motion(self) -> int:
+        """Everything before the goal write; returns the present position (pulses)."""
+        t = self.transport
+        if self.interlock is not None:
+            self.interlock()
+        ram = t.read_span("torque_enable", "profile_velocity")
+        if ram["hardware_error_status"] or t.last_alert:
+            self._raise_if_faulted("before the move")
+        if servo_config.RamSettings.lost_power(ram):
+            self.power_losses += 1
+            log.warning(
+                "%s: the servo's RAM settings were reset (power loss or reboot while the link "
+                "stayed up): re-applying them before the move",
+                self._who,
+            )
+            ram = servo_config.apply_ram(t, self._ram, self._who)
+        elif wrong := self._ram.mismatches(ram):
+            log.warning("%s: re-applying RAM settings (%s)", self._who, "; ".join(wrong))
+            ram = servo_config.apply_ram(t, self._ram, self._who)
+        if ram["torque_enable"]:
+            return t.read("present_position")
+        log.info("%s: torque is off, enabling it for the move", self._who)
+        return self._enable_torque()
 
-    def _wait(self, target: float, started: float) -> MoveResult:
-        deadline = started + self.config.move_timeout
+    def _enable_torque(self) -> int:
+        """Goal = present (read back), then torque on if the interlock allows; returns present."""
+        t = self.transport
+        present = t.read("present_position")
+        if not self._in_window(present):
+            turns = present / ct.PULSES_PER_REV
+            raise HomingError(
+                f"{self._who}: the motor's position count is {present} pulses "
+                f"({turns:+.2f} turns): the carousel was turned across the 0/360 seam by hand "
+                "while torque was off, and the driver will not wind it back. Turn it back by "
+                "hand until `device-agent ctl position` reads between 0 and 360 deg, or power "
+                "cycle the servo with the carousel in a known place and re-check the hotel angles"
+            )
+        servo_config.write_verified(t, "goal_position", present, self._who)
+        with self._gate:
+            self._check_abort()
+            if self.interlock is not None:
+                self.interlock()
+            t.write("torque_enable", 1)
+        if t.read("torque_enable") != 1:
+            self._raise_if_faulted("torque on")
+            raise ConfigurationError(f"{self._who}: Torque Enable did not stick")
+        held, goal = t.read("present_position"), t.read("goal_position")
+        if abs(held - goal) > self._seam:
+            self._safe_torque_off()
+            raise ConfigurationError(
+                f"{self._who}: after torque-on the goal ({goal}) and the position ({held}) "
+                "differ: torque switched off"
+            )
+        return held
+
+    def _in_window(self, ticks: int) -> bool:
+        """Inside the 0..4095 window (with the position tolerance): the software angle limit."""
+        return -self._seam <= ticks <= ct.PULSES_PER_REV - 1 + self._seam
+
+    def _wait(
+        self, target: float, goal: int, started: float, budget: float, estimate: float
+    ) -> MoveResult:
+        deadline = started + budget
         tolerance = self.config.position_tolerance
+        jams = JamDetector(self._ram.goal_current)
         still = 0
         while True:
-            moving = self._poll("moving")
-            status = self._poll("moving_status")
-            position = self._position(self._poll("present_position"))
+            self._check_abort()
+            reading = PollReading.from_span(self.transport.read_span("moving", "present_position"))
+            if self.transport.last_alert:
+                self._raise_if_faulted("move")
+            position = self._position(reading.position)
             error = angle_difference(position, target)
-            if not moving and not status & ct.MOVING_STATUS_PROFILE_ONGOING:
+            if reading.ended:
                 if abs(error) <= tolerance:
                     duration = self._clock() - started
                     hotel = self._hotel_at(position)
                     log.info(
                         "%s: at %.2f deg (%s) after %.2f s",
-                        self.config.name,
+                        self._who,
                         position,
                         hotel or "no hotel",
                         duration,
@@ -455,31 +415,67 @@ class ResortDriver:
                     return MoveResult(target, position, hotel, duration)
                 still += 1
                 if still >= SETTLE_POLLS:
+                    self._raise_if_watchdog_expired(target)
                     raise PositionError(
-                        f"{self.config.name}: move to {target:.2f} deg ended at {position:.2f} "
+                        f"{self._who}: move to {target:.2f} deg ended at {position:.2f} "
                         f"deg ({error:+.2f} deg, tolerance {tolerance} deg)"
                     )
             else:
                 still = 0
+            jam = jams.update(self._clock(), reading)
+            if jam is None and not self._in_window(reading.position):
+                jam = "the carousel left the 0-360 deg window"  # software angle limit
+            if jam is not None:
+                self._stop_jammed()
+                raise JamError(
+                    f"{self._who}: carousel jammed at {position:.2f} deg on its way to "
+                    f"{target:.2f} deg ({jam}); the motor was stopped and torque switched off. "
+                    "Clear the obstruction, then move again",
+                    position=position,
+                    target=target,
+                )
             if self._clock() >= deadline:
+                self._raise_if_watchdog_expired(target)
                 raise MoveTimeoutError(
-                    f"{self.config.name}: move to {target:.2f} deg not done after "
-                    f"{self.config.move_timeout} s (at {position:.2f} deg: stalled or blocked); "
-                    "torque switched off"
+                    f"{self._who}: move to {target:.2f} deg not done within its deadline of "
+                    f"{budget:.1f} s (profile estimate {estimate:.2f} s; at {position:.2f} deg: "
+                    "stalled or blocked); torque switched off"
                 )
             self._sleep(POLL_INTERVAL)
 
+    def _stop_jammed(self) -> None:
+        """Hold where it is (goal = present), then torque off; best effort on each step."""
+        try:
+            self.transport.write("goal_position", self.transport.read("present_position"))
+        except DeviceError as exc:
+            log.warning("%s: could not hold the jammed motor: %s", self._who, exc)
+        self._safe_torque_off()
+
+    def _raise_if_watchdog_expired(self, target: float) -> None:
+        try:
+            expired = self.transport.read("bus_watchdog") == ct.BUS_WATCHDOG_EXPIRED
+        except DeviceError:
+            return
+        if not expired:
+            return
+        self._safe_torque_off()
+        self._disarm_watchdog()
+        where = self._position(self.transport.read("present_position"))
+        raise WatchdogExpiredError(
+            f"{self._who}: the servo's bus watchdog expired during the move to {target:.2f} deg "
+            f"(no packet for {WATCHDOG_UNITS * ct.BUS_WATCHDOG_UNIT:.1f} s): the servo stopped "
+            f"at {where:.2f} deg; torque switched off"
+        )
+
+    def _disarm_watchdog(self) -> None:
+        try:
+            self.transport.write("bus_watchdog", 0)
+        except DeviceError as exc:
+            log.warning("%s: could not clear the bus watchdog: %s", self._who, exc)
+
     def _check_abort(self) -> None:
         if self._abort.is_set():
-            raise MotionAbortedError(f"{self.config.name}: move aborted by {self._abort_reason}")
-
-    def _poll(self, name: str) -> int:
-        """One read of a running move: aborts first, then decodes an alert."""
-        self._check_abort()
-        value = self.transport.read(name)
-        if self.transport.last_alert:
-            self._raise_if_faulted("move")
-        return value
+            raise MotionAbortedError(f"{self._who}: move aborted by {self._abort_reason}")
 
     def _raise_if_faulted(self, during: str) -> None:
         bits = self.transport.read("hardware_error_status")
@@ -487,7 +483,7 @@ class ResortDriver:
             names = ct.decode_hardware_error(bits)
             self._safe_torque_off()
             raise MotorFaultError(
-                f"{self.config.name}: hardware error {', '.join(names) or hex(bits)} ({during}); "
+                f"{self._who}: hardware error {', '.join(names) or hex(bits)} ({during}); "
                 "torque is off until reboot",
                 bits=bits,
                 names=names,
@@ -497,26 +493,35 @@ class ResortDriver:
         try:
             self.transport.write("torque_enable", 0)
         except DeviceError as exc:
-            log.warning("%s: could not switch torque off: %s", self.config.name, exc)
+            log.warning("%s: could not switch torque off: %s", self._who, exc)
 
     # -- stops ------------------------------------------------------------------------------------
 
-    def emergency_stop(self) -> None:
-        """Torque off now. Safe from another thread while a move waits: the move then raises
-        `MotionAbortedError`, and the torque write goes out between two of its transactions.
+    def emergency_stop(self) -> bool:
+        """Torque off now; True once Torque Enable reads back 0.
 
-        Raises:
-            CommunicationError: the torque-off write was not acknowledged (retried once).
+        Safe from another thread while a move waits: the move then raises `MotionAbortedError`,
+        and the torque write goes out between two of its transactions. Never raises: a stop that
+        cannot be confirmed (link lost, no answer) returns False and the caller keeps trying.
         """
-        self._abort_reason = "emergency stop"
-        self._abort.set()
-        try:
-            self.transport.write("torque_enable", 0)
-        except PortLostError:
-            raise
-        except CommunicationError:
-            self.transport.write("torque_enable", 0)
-        log.warning("%s: emergency stop: torque off", self.config.name)
+        with self._gate:
+            self._abort_reason = "emergency stop"
+            self._abort.set()
+            for attempt in range(2):
+                try:
+                    self.transport.write("torque_enable", 0)
+                    confirmed = self.transport.read("torque_enable") == 0
+                except (PortLostError, NotConnectedError) as exc:
+                    log.error("%s: emergency stop not confirmed: %s", self._who, exc)
+                    return False
+                except DeviceError as exc:
+                    log.warning("%s: emergency stop attempt %d: %s", self._who, attempt + 1, exc)
+                    continue
+                if confirmed:
+                    log.warning("%s: emergency stop: torque off (read back)", self._who)
+                    return True
+        log.error("%s: emergency stop not confirmed: Torque Enable does not read 0", self._who)
+        return False
 
     def halt(self) -> None:
         """Controlled stop: goal = present position (torque stays on); a waiting move aborts."""
@@ -524,11 +529,13 @@ class ResortDriver:
             self._abort_reason = "halt"  # an e-stop already under way keeps precedence
         self._abort.set()
         present = self.transport.read("present_position")
-        self.transport.write("goal_position", min(max(present, 0), ct.PULSES_PER_REV - 1))
-        log.info("%s: halted at %.2f deg", self.config.name, self._position(present))
+        self.transport.write("goal_position", present)
+        log.info("%s: halted at %.2f deg", self._who, self._position(present))
 
     def reboot(self) -> Health:
         """REBOOT the servo (clears latched hardware errors), wait, re-apply settings.
+
+        Torque stays off afterwards (the next move switches it on).
 
         Returns:
             Health after the reboot.
@@ -551,9 +558,9 @@ class ResortDriver:
                 if self._clock() >= deadline:
                     raise
                 self._sleep(0.1)
-        self._apply_settings()
+        self._configure()
         self._configured = True
-        log.info("%s: rebooted", self.config.name)
+        log.info("%s: rebooted", self._who)
         return self.request_health()
 
     # -- queries ----------------------------------------------------------------------------------
@@ -574,20 +581,30 @@ class ResortDriver:
         self._require(configured=False)
         return self._position(self.transport.read("present_position"))
 
+    def request_position_count(self) -> int:
+        """Present Position in pulses, unwrapped (multi-turn while torque is off)."""
+        self._require(configured=False)
+        return self.transport.read("present_position")
+
     def request_active_hotel(self) -> str | None:
         """The hotel within `position_tolerance` of the present angle (360-degree wrap), or None."""
         return self._hotel_at(self.request_position())
+
+    def request_torque(self) -> bool:
+        """Torque Enable as the servo reads it."""
+        self._require(configured=False)
+        return bool(self.transport.read("torque_enable"))
 
     def request_health(self) -> Health:
         """Temperature, voltage, current, torque, moving, decoded hardware errors, warnings."""
         self._require(configured=False)
         t, c = self.transport, self.config
-        temperature = float(t.read("present_temperature"))
-        voltage = round(t.read("present_input_voltage") * ct.VOLTAGE_V, 2)
-        current = round(t.read("present_current") * ct.CURRENT_A, 5)
-        torque = bool(t.read("torque_enable"))
-        moving = bool(t.read("moving"))
-        errors = ct.decode_hardware_error(t.read("hardware_error_status"))
+        state = t.read_span("torque_enable", "hardware_error_status")
+        live = t.read_span("moving", "present_temperature")
+        temperature = float(live["present_temperature"])
+        voltage = round(live["present_input_voltage"] * ct.VOLTAGE_V, 2)
+        current = round(live["present_current"] * ct.CURRENT_A, 5)
+        errors = ct.decode_hardware_error(state["hardware_error_status"])
         warnings = []
         if temperature > c.max_temperature:
             warnings.append(f"temperature {temperature:.0f} C above {c.max_temperature:.0f} C")
@@ -597,19 +614,30 @@ class ResortDriver:
             warnings.append(f"voltage {voltage:.1f} V above {c.max_voltage:.1f} V")
         if abs(current) > c.max_current:
             warnings.append(f"current {abs(current):.2f} A above {c.max_current:.2f} A")
-        return Health(temperature, voltage, current, torque, moving, errors, warnings)
+        return Health(
+            temperature,
+            voltage,
+            current,
+            bool(state["torque_enable"]),
+            bool(live["moving"]),
+            errors,
+            warnings,
+        )
 
 
-def open_driver(config: DeviceConfig, *, port_factory: Any = None) -> ResortDriver:
+def open_driver(
+    config: DeviceConfig, *, port_factory: Any = None, interlock: Interlock | None = None
+) -> ResortDriver:
     """Build the SDK transport for ``config.serial_port`` and return a connected driver.
 
     Raises:
-        PortLostError, CommunicationError, ConfigurationError: see `ResortDriver.connect`.
+        PortLostError, PortBusyError, CommunicationError, ConfigurationError: see
+            `ResortDriver.connect`.
     """
     transport = SdkTransport(
         config.serial_port, config.baudrate, config.motor_id, port_factory=port_factory
     )
-    driver = ResortDriver(transport, config)
+    driver = ResortDriver(transport, config, interlock=interlock)
     try:
         driver.connect()
     except BaseException:

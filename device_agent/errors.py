@@ -7,12 +7,16 @@ __all__ = [
     "ConfigurationError",
     "DeviceError",
     "EmergencyStopError",
+    "HomingError",
+    "JamError",
     "MotionAbortedError",
     "MotorFaultError",
     "MoveTimeoutError",
     "NotConnectedError",
+    "PortBusyError",
     "PortLostError",
     "PositionError",
+    "WatchdogExpiredError",
     "WriteRejectedError",
 ]
 
@@ -39,6 +43,18 @@ class CommunicationError(DeviceError, ConnectionError):
 
 class PortLostError(CommunicationError):
     """The serial device disappeared (USB unplugged) or cannot be opened."""
+
+
+class PortBusyError(CommunicationError):
+    """Another process holds the serial port (an agent, or `device-agent ctl`).
+
+    Attributes:
+        holder: pid and command line of the holder, when they can be read.
+    """
+
+    def __init__(self, message: str, *, holder: str | None = None) -> None:
+        self.holder = holder
+        super().__init__(message)
 
 
 class NotConnectedError(DeviceError, RuntimeError):
@@ -74,6 +90,31 @@ class MoveTimeoutError(DeviceError, TimeoutError):
 
 class PositionError(DeviceError):
     """The move ended but the position is outside `position_tolerance` of the target."""
+
+
+class JamError(DeviceError):
+    """The carousel stopped following its profile (following error, or no progress at the
+    current cap): the motor was stopped and torque switched off.
+
+    Attributes:
+        position: resort-frame angle where it stopped, degrees.
+        target: the angle the move was going to, degrees.
+    """
+
+    def __init__(self, message: str, *, position: float, target: float) -> None:
+        self.position = position
+        self.target = target
+        super().__init__(message)
+
+
+class WatchdogExpiredError(DeviceError):
+    """The servo's Bus Watchdog expired during a move: the host stopped talking to it, so the
+    servo stopped on its own. Torque was switched off and the watchdog cleared."""
+
+
+class HomingError(DeviceError):
+    """The carousel's position cannot be trusted for torque-on (turned across the 0/360 seam by
+    hand while torque was off); nothing was energised."""
 
 
 class MotionAbortedError(DeviceError):

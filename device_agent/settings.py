@@ -44,6 +44,10 @@ class DeviceConfig(BaseModel):
     min_voltage: float = Field(default=10.0, ge=0, le=16.0, description="volts")
     max_voltage: float = Field(default=14.8, ge=0, le=20.0, description="volts")
     max_current: float = Field(default=2.0, gt=0, le=4.0, description="amperes")
+    torque_limit: float = Field(
+        default=1.0, ge=0.1, le=3.2, description="amperes: move current cap (mode 5)"
+    )
+    homing_offset: float = Field(default=0.0, ge=-90.0, le=90.0, description="degrees")
 
     @model_validator(mode="after")
     def _check(self) -> DeviceConfig:

@@ -11,7 +11,11 @@ SDK's `(value, comm_result, error)` tuples into values and typed errors:
   `reopen()` builds a fresh `PortHandler`;
 * a status error number on a write raises `WriteRejectedError` naming item, value and error;
 * the status *alert* bit (hardware error, read address 70) never fails a read: it is exposed as
-  `last_alert` (per calling thread) for the driver to decode.
+  `last_alert` (per calling thread) for the driver to decode;
+* the open tty is locked for this process (`device_agent.port_lock`): a second process opening the
+  same port gets `PortBusyError` naming the holder;
+* `read_span(first, last)` reads every item from `first` to `last` in one transaction (a move's
+  poll is one read instead of three).
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from device_agent.errors import (
     CommunicationError,
     ConfigurationError,
     NotConnectedError,
+    PortBusyError,
     PortLostError,
     WriteRejectedError,
 )
+from device_agent.port_lock import lock_port
 
 __all__ = ["COMM_RESULTS", "PortFactory", "SdkTransport", "Transport"]
 
@@ -81,6 +87,8 @@ class Transport(Protocol):
     def ping(self) -> int: ...  # pragma: no cover - protocol
 
     def read(self, item: str | ct.Item) -> int: ...  # pragma: no cover - protocol
+
+    def read_span(self, first: str, last: str) -> dict[str, int]: ...  # pragma: no cover - protocol
 
     def write(self, item: str | ct.Item, value: int) -> None: ...  # pragma: no cover - protocol
 
@@ -172,6 +180,10 @@ class SdkTransport:
                 raise ConfigurationError(
                     f"baudrate {self.baudrate} refused by the port {self.port}"
                 )
+            self._lock_tty(handler)
+        except PortBusyError:
+            self._close_quietly(handler)
+            raise
         except _PORT_ERRORS as exc:
             self._close_quietly(handler)
             if getattr(exc, "errno", None) == errno.ENOENT:
@@ -201,6 +213,14 @@ class SdkTransport:
             if handler is not None:
                 self._close_quietly(handler)
             self._open_locked()
+
+    def _lock_tty(self, handler: Any) -> None:
+        """Lock the tty for this process (ports without a file descriptor are not locked)."""
+        ser = getattr(handler, "ser", None)
+        fileno = getattr(ser, "fileno", None)
+        if fileno is None:
+            return  # the in-memory port of the tests
+        lock_port(fileno(), self.port)
 
     @staticmethod
     def _close_quietly(handler: Any) -> None:
@@ -244,6 +264,33 @@ class SdkTransport:
             )
         value = int.from_bytes(bytes(data[: it.size]), "little")
         return ct.to_signed(value, it.size) if it.signed else value
+
+    def read_span(self, first: str, last: str) -> dict[str, int]:
+        """Read every item from `first` to `last` (inclusive) in one transaction.
+
+        Returns:
+            item name -> value (signed items sign-converted) for every item in the span.
+
+        Raises:
+            CommunicationError, PortLostError: as `read`.
+        """
+        start, end = _item(first), _item(last)
+        length = end.address + end.size - start.address
+        if length <= 0:
+            raise ConfigurationError(f"read_span: {last} lies before {first}")
+        data, error = self._transact(
+            f"read {first}..{last}",
+            lambda h: self._packets.readTxRx(h, self.motor_id, start.address, length),
+            retry=True,
+            expect=length,
+        )
+        status = self._note_status(error)
+        if status.error:
+            raise CommunicationError(
+                f"read {first}..{last} (address {start.address}+{length}) refused: "
+                f"{status.error_name}"
+            )
+        return ct.decode_block(start.address, bytes(data[:length]))
 
     def write(self, item: str | ct.Item, value: int) -> None:
         """Write one control-table item and check both the transfer and the servo's answer.

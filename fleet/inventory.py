@@ -41,6 +41,7 @@ __all__ = [
     "INVENTORY_ENV",
     "MAX_ACCELERATION",
     "MAX_SPEED",
+    "MAX_TORQUE_LIMIT",
     "SDK_BAUDRATES",
     "Fleet",
     "Inventory",
@@ -101,6 +102,10 @@ MaxTemperature = Annotated[float, Field(gt=0, le=100.0)]
 MinVoltage = Annotated[float, Field(ge=0, le=16.0)]
 MaxVoltage = Annotated[float, Field(ge=0, le=20.0)]
 MaxCurrent = Annotated[float, Field(gt=0, le=4.0)]
+#: amperes: the servo's Current Limit (EEPROM 38) at its factory value is 1193 x 2.69 mA
+MAX_TORQUE_LIMIT = 3.2
+TorqueLimit = Annotated[float, Field(ge=0.1, le=MAX_TORQUE_LIMIT)]
+HomingOffset = Annotated[float, Field(ge=-90.0, le=90.0)]
 Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
 
 # Built-in defaults of every tunable (the same as DeviceConfig's; a test checks it). `hotels` has
@@ -120,6 +125,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "min_voltage": 10.0,
     "max_voltage": 14.8,
     "max_current": 2.0,
+    "torque_limit": 1.0,
+    "homing_offset": 0.0,
     "emulate": False,
     "active": True,
     "labels": [],
@@ -149,6 +156,11 @@ _DESCRIPTIONS = {
     "min_voltage": "Health warning below this input voltage, volts (0-16). Default 10.",
     "max_voltage": "Health warning above this input voltage, volts (0-20). Default 14.8.",
     "max_current": "Health warning above this motor current, amperes (>0, at most 4). Default 2.",
+    "torque_limit": "Force cap of a move: the motor current (amperes) the servo may use in "
+    "current-based position mode. A jammed carousel pushes with at most this; the move then "
+    "fails as jammed. 0.1-3.2 (the servo's Current Limit). Default 1.0.",
+    "homing_offset": "Homing Offset written to the servo (EEPROM 20), degrees (-90 to 90): shifts "
+    "where the motor's 0/360 seam lies. Default 0.",
     "emulate": "true: the agent starts a motor emulator on a pty at serial_port instead of "
     "opening hardware. Default false.",
     "active": "false: out of service (never selected, not provisioned for moves). Default true.",
@@ -187,6 +199,8 @@ class ResortSettings(BaseModel):
     min_voltage: MinVoltage | None = _opt("min_voltage")
     max_voltage: MaxVoltage | None = _opt("max_voltage")
     max_current: MaxCurrent | None = _opt("max_current")
+    torque_limit: TorqueLimit | None = _opt("torque_limit")
+    homing_offset: HomingOffset | None = _opt("homing_offset")
     emulate: bool | None = _opt("emulate")
     active: bool | None = _opt("active")
     labels: list[Label] | None = _opt("labels")
@@ -316,6 +330,8 @@ class Resort(BaseModel):
     min_voltage: MinVoltage = Field(description="volts")
     max_voltage: MaxVoltage = Field(description="volts")
     max_current: MaxCurrent = Field(description="amperes")
+    torque_limit: TorqueLimit = Field(description="amperes")
+    homing_offset: HomingOffset = Field(description="degrees")
     emulate: bool
     active: bool
     labels: tuple[str, ...]

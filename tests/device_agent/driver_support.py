@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from device_agent.driver import ResortDriver
@@ -27,18 +29,33 @@ class SentWrite:
 
 
 class RecordingPort(MemoryPort):
-    """`MemoryPort` that also decodes every instruction the host sends (shared `sent` list)."""
+    """`MemoryPort` that also decodes every instruction the host sends (shared `sent` list).
 
-    def __init__(self, model: XM430Model, port_name: str, sent: list[p.Instruction]) -> None:
+    An instruction matched by one of `refuse` never reaches the servo: the wire answers it with
+    a Data Range Error status, as a servo refusing the value would.
+    """
+
+    def __init__(
+        self,
+        model: XM430Model,
+        port_name: str,
+        sent: list[p.Instruction],
+        refuse: list[Callable[[p.Instruction], bool]] | None = None,
+    ) -> None:
         super().__init__(model, port_name)
         self._parser = p.PacketParser()
         self._sent = sent
+        self._refuse = refuse if refuse is not None else []
 
     def writePort(self, packet: bytes | bytearray | list[int]) -> int:
-        """Record, then send to the model."""
+        """Record, then send to the model (or answer a refused instruction here)."""
         for pkt in self._parser.feed(bytes(packet)):
             if isinstance(pkt, p.Instruction):
                 self._sent.append(pkt)
+                if any(refused(pkt) for refused in self._refuse):
+                    status = p.build_status(pkt.motor_id, 0x04, b"")
+                    self._pending.append((time.monotonic(), status))
+                    return len(packet)
         return super().writePort(packet)
 
 
@@ -51,6 +68,7 @@ class Rig:
     driver: ResortDriver
     sent: list[p.Instruction] = field(default_factory=list)
     ports: list[RecordingPort] = field(default_factory=list)
+    refuse: list[Callable[[p.Instruction], bool]] = field(default_factory=list)
 
     def writes(self) -> list[SentWrite]:
         """Every WRITE instruction sent so far."""
@@ -87,14 +105,15 @@ def make_rig(
     cfg = make_config(**config)
     sent: list[p.Instruction] = []
     ports: list[RecordingPort] = []
+    refuse: list[Callable[[p.Instruction], bool]] = []
 
     def factory(name: str) -> RecordingPort:
-        port = RecordingPort(model, name, sent)
+        port = RecordingPort(model, name, sent, refuse)
         ports.append(port)
         return port
 
     transport = SdkTransport(cfg.serial_port, cfg.baudrate, cfg.motor_id, port_factory=factory)
-    rig = Rig(model, transport, ResortDriver(transport, cfg), sent, ports)
+    rig = Rig(model, transport, ResortDriver(transport, cfg), sent, ports, refuse)
     if connect:
         rig.driver.connect()
     return rig

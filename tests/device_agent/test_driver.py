@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -12,6 +13,7 @@ from device_agent.emulator import XM430Model
 from device_agent.errors import (
     CommunicationError,
     ConfigurationError,
+    JamError,
     MotionAbortedError,
     MotorFaultError,
     MoveTimeoutError,
@@ -25,13 +27,18 @@ from tests.device_agent.driver_support import make_config, make_rig
 
 
 def test_connect_applies_every_setting_and_checks_it() -> None:
-    rig = make_rig(speed=68.7, acceleration=214.6)
+    rig = make_rig(speed=68.7, acceleration=214.6, torque_limit=0.5)
     m = rig.model
-    assert m.read_item("operating_mode") == ct.MODE_POSITION
+    assert m.read_item("operating_mode") == ct.MODE_CURRENT_POSITION
     assert m.read_item("shutdown") == ct.SHUTDOWN_ALL
+    assert m.read_item("drive_mode") == 0
+    assert m.read_item("startup_configuration") == 0
     assert m.read_item("profile_velocity") == 50  # 68.7 deg/s / 1.374
     assert m.read_item("profile_acceleration") == 10  # 214.6 deg/s^2 / 21.46
-    assert m.read_item("torque_enable") == 1
+    assert m.read_item("goal_current") == 186  # 0.5 A / 2.69 mA
+    assert m.read_item("bus_watchdog") == 0
+    assert m.read_item("led") == 1  # the marker a power loss resets
+    assert m.read_item("torque_enable") == 0  # connect never switches torque on
     assert rig.driver.connected
 
 
@@ -144,7 +151,7 @@ def test_health_reports_units_and_threshold_warnings() -> None:
     assert health.voltage == 12.0
     assert health.temperature == rig.model.read_item("present_temperature")
     assert health.current == pytest.approx(rig.model.read_item("present_current") * 0.00269)
-    assert health.torque is True
+    assert health.torque is False  # nothing moved yet: connect leaves torque off
     assert health.hardware_errors == []
     assert any("temperature" in w for w in health.warnings)
     assert any("voltage 12.0 V below 12.5 V" in w for w in health.warnings)
@@ -159,8 +166,9 @@ def test_overheat_shows_in_health_and_reboot_clears_it() -> None:
     assert health.torque is False
     after = rig.driver.reboot()
     assert after.hardware_errors == []
-    assert after.torque is True
+    assert after.torque is False  # reboot never switches torque on; the next move does
     assert rig.driver.activate_hotel("C").hotel == "C"
+    assert rig.model.stats()["torque"] is True
 
 
 # -- moves, timed ------------------------------------------------------------------------------
@@ -185,19 +193,43 @@ def test_hardware_fault_during_a_timed_move_raises_decoded_and_cuts_torque() -> 
     assert rig.model.stats()["torque"] is False
     assert rig.model.stats()["moving"] is False
     health = rig.driver.reboot()
-    assert health.hardware_errors == [] and health.torque
+    assert health.hardware_errors == [] and not health.torque
     assert rig.driver.activate_hotel("B").hotel == "B"
 
 
-def test_stall_raises_move_timeout_and_leaves_torque_off() -> None:
-    rig = make_rig(instant=False, speed=180.0, move_timeout=0.6)
-    rig.model.inject("stall")
-    with pytest.raises(MoveTimeoutError, match=r"not done after 0\.6 s") as e:
+def test_stall_is_a_jam_and_leaves_torque_off() -> None:
+    rig = make_rig(instant=False, speed=180.0)
+    rig.model.inject("stall")  # the emulator flags a stalled move's following error at once
+    with pytest.raises(JamError, match=r"jammed at \d+\.\d\d deg on its way to 180\.00") as e:
         rig.driver.activate_hotel("C")
-    assert isinstance(e.value, TimeoutError)
+    assert 0.0 < e.value.position < 80.0 and e.value.target == 180.0
     assert rig.model.stats()["torque"] is False
     rig.model.inject("clear")
     assert rig.driver.activate_hotel("B").hotel == "B"  # torque comes back on for the next move
+
+
+def test_a_move_longer_than_move_timeout_fails_at_move_timeout() -> None:
+    rig = make_rig(instant=False, speed=90.0, move_timeout=0.5)  # 180 deg take 2 s
+    with pytest.raises(MoveTimeoutError, match=r"deadline of 0\.5 s") as e:
+        rig.driver.activate_hotel("C")
+    assert isinstance(e.value, TimeoutError)
+    assert rig.model.stats()["torque"] is False
+
+
+def test_the_deadline_comes_from_the_profile_estimate() -> None:
+    rig = make_rig(instant=False, speed=180.0, move_timeout=30.0)  # 45 deg: 0.25 s
+    intruder = make_rig(model=rig.model, connect=False)  # slows the move down behind our back
+    intruder.transport.open()
+
+    def slow_down() -> None:
+        intruder.transport.write("profile_velocity", 10)  # 13.7 deg/s
+        intruder.transport.write("goal_position", 512)  # re-planned from where it is
+
+    threading.Timer(0.05, slow_down).start()
+    started = time.monotonic()
+    with pytest.raises(MoveTimeoutError, match=r"deadline of 1\.4 s \(profile estimate 0\.25 s"):
+        rig.driver.move_to_angle(45.0)
+    assert time.monotonic() - started < 2.5  # not the 30 s move_timeout
 
 
 def test_move_that_ends_off_target_raises_position_error() -> None:
@@ -219,11 +251,13 @@ def test_mute_servo_raises_communication_error() -> None:
 
 def test_emergency_stop_from_another_thread_aborts_a_long_move() -> None:
     rig = make_rig(instant=False, speed=30.0)  # 180 degrees take 6 s
-    stopper = threading.Timer(0.3, rig.driver.emergency_stop)
+    confirmed: list[bool] = []
+    stopper = threading.Timer(0.3, lambda: confirmed.append(rig.driver.emergency_stop()))
     stopper.start()
     with pytest.raises(MotionAbortedError, match="emergency stop"):
         rig.driver.activate_hotel("C")
     stopper.join()
+    assert confirmed == [True]  # Torque Enable read back 0
     stats = rig.model.stats()
     assert stats["torque"] is False
     assert stats["moving"] is False
@@ -233,12 +267,21 @@ def test_emergency_stop_from_another_thread_aborts_a_long_move() -> None:
 def test_idle_emergency_stop_cuts_torque_and_does_not_poison_later_commands() -> None:
     rig = make_rig()
     rig.driver.activate_hotel("B")
-    rig.driver.emergency_stop()
+    assert rig.driver.emergency_stop() is True
     assert rig.model.stats()["torque"] is False
-    assert rig.driver.reboot().torque is True  # the worker's e-stop latch gates this
-    rig.driver.emergency_stop()
-    assert rig.driver.activate_hotel("C").hotel == "C"
+    assert rig.driver.reboot().torque is False  # and reboot never turns it back on
+    assert rig.driver.emergency_stop() is True
+    assert rig.driver.activate_hotel("C").hotel == "C"  # the agent's latches gate this
     assert rig.model.stats()["torque"] is True
+
+
+def test_an_emergency_stop_that_cannot_be_read_back_is_not_confirmed() -> None:
+    rig = make_rig()
+    rig.driver.activate_hotel("B")
+    rig.model.inject("mute")
+    assert rig.driver.emergency_stop() is False  # never raises: the caller keeps trying
+    rig.model.inject("unmute")
+    assert rig.driver.emergency_stop() is True
 
 
 def test_halt_stops_under_control_and_keeps_torque() -> None:

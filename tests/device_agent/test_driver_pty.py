@@ -10,9 +10,9 @@ import pytest
 from device_agent.driver import ResortDriver, open_driver
 from device_agent.errors import (
     CommunicationError,
+    JamError,
     MotionAbortedError,
     MotorFaultError,
-    MoveTimeoutError,
     PortLostError,
 )
 from device_agent.transport import SdkTransport
@@ -58,18 +58,18 @@ def test_every_hardware_fault_raises_decoded_and_leaves_torque_off(emulator: Any
             assert emu.stats()["torque"] is False, kind
             assert driver.request_health().hardware_errors == [name]
             health = driver.reboot()
-            assert health.hardware_errors == [] and health.torque, kind
+            assert health.hardware_errors == [] and not health.torque, kind
             assert driver.activate_hotel("B").hotel == "B"
     finally:
         driver.close()
 
 
-def test_stall_times_out_with_torque_off(emulator: Any) -> None:
+def test_stall_fails_as_a_jam_with_torque_off(emulator: Any) -> None:
     emu = emulator()
     driver = _driver(emu, speed=180.0, move_timeout=0.8)
     try:
         emu.fault("stall")
-        with pytest.raises(MoveTimeoutError):
+        with pytest.raises(JamError, match="jammed at"):
             driver.activate_hotel("C")
         assert emu.stats()["torque"] is False
         emu.fault("clear")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from device_agent.driver import (
-    _goal_ticks,
+from device_agent.geometry import (
     angle_difference,
+    goal_ticks,
     motor_angle,
     profile_time,
     resort_angle,
@@ -34,7 +34,7 @@ _ANGLES = [0.0, 0.05, 45.0, 90.0, 179.9, 180.0, 270.0, 359.96, -90.0, 725.0]
 @pytest.mark.parametrize("direction", [1, -1])
 @pytest.mark.parametrize("angle", _ANGLES)
 def test_goal_ticks_stay_in_single_turn_range_and_round_trip(direction: int, angle: float) -> None:
-    ticks = _goal_ticks(angle, direction)
+    ticks = goal_ticks(angle, direction)
     assert 0 <= ticks <= 4095
     back = resort_angle(ticks * 360.0 / 4096, direction)
     assert abs(angle_difference(back, angle)) <= 360.0 / 4096 / 2 + 1e-9
@@ -44,8 +44,8 @@ def test_reverse_direction_mirrors_the_motor_angle() -> None:
     assert motor_angle(90.0, 1) == 90.0
     assert motor_angle(90.0, -1) == 270.0
     assert motor_angle(0.0, -1) == 0.0
-    assert _goal_ticks(90.0, -1) == 3072
-    assert _goal_ticks(359.99, 1) == 0  # rounds to 4096 -> folded back to 0, never 4096
+    assert goal_ticks(90.0, -1) == 3072
+    assert goal_ticks(359.99, 1) == 0  # rounds to 4096 -> folded back to 0, never 4096
 
 
 @pytest.mark.parametrize(

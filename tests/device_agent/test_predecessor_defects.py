@@ -43,10 +43,14 @@ def test_defect07_never_writes_max_voltage_limit_and_a_refused_write_raises() ->
         rig.transport.write("max_voltage_limit", 1023)  # the predecessor's write: refused, loudly
 
 
-def test_defect08_never_writes_goal_current_and_moves_by_goal_position() -> None:
-    rig = make_rig()
+def test_defect08_goal_current_is_a_real_cap_and_moves_go_by_goal_position() -> None:
+    rig = make_rig(torque_limit=0.8)
     _exercise(rig)
-    assert 102 not in rig.written_addresses()  # Goal Current has no effect in position mode
+    # The predecessor wrote 1023 to 102 believing it a torque limit, in mode 3 where 102 does
+    # nothing. Here the servo runs in current-based position mode (5), where Goal Current caps
+    # the output, and 102 holds the configured cap: 0.8 A / 2.69 mA.
+    assert rig.model.read_item("operating_mode") == ct.MODE_CURRENT_POSITION
+    assert {w.value for w in rig.writes() if w.address == 102} == {297}
     goals = [w.value for w in rig.writes() if w.address == 116]
     assert 1024 in goals and 2048 in goals  # B and C reached through Goal Position (116)
 
@@ -57,17 +61,20 @@ def test_defect09_current_is_read_from_126_not_the_voltage_at_144() -> None:
     assert health.voltage == 12.0
     assert health.current == pytest.approx(rig.model.read_item("present_current") * ct.CURRENT_A)
     assert abs(health.current) < 0.1  # the predecessor reported 120 x 2.69 mA = 0.32 A
-    reads = {int.from_bytes(i.params[:2], "little") for i in rig.sent if i.instruction == 0x02}
-    assert {126, 144} <= reads
+    spans = [
+        (int.from_bytes(i.params[:2], "little"), int.from_bytes(i.params[2:4], "little"))
+        for i in rig.sent
+        if i.instruction == 0x02
+    ]
+    # the health read covers Present Current (126, 2 bytes) and the voltage (144) in one span
+    assert any(start <= 126 and start + length > 145 for start, length in spans)
 
 
 def test_defect10_4096_pulses_per_turn_and_signed_position_and_current() -> None:
     model = XM430Model(instant=True)
-    rig = make_rig(model=model, connect=False)
-    rig.transport.open()
-    rig.transport.write("homing_offset", -10)  # Present Position becomes -10 at the zero mark
-    rig.driver.connect()
-    assert model.read_item("present_position") == -10
+    rig = make_rig(model=model, homing_offset=-10 * 360 / 4096)  # -10 pulses
+    assert model.read_item("homing_offset") == -10  # the driver wrote the configured offset
+    assert model.read_item("present_position") == -10  # Present = actual + offset
     position = rig.driver.request_position()
     assert position == pytest.approx(360.0 - 10 * 360 / 4096)  # not 3.8e8 degrees
     rig.driver.move_to_angle(90.0)
@@ -95,12 +102,17 @@ def test_defect11_alert_bit_does_not_hide_the_hardware_error() -> None:
 
 def test_defect12_every_write_result_is_checked() -> None:
     model = XM430Model(instant=True)
-    rig = make_rig(model=model, connect=False)
-    rig.transport.open()
-    rig.transport.write("max_position_limit", 2048)  # goals above 180 deg are now refused
-    rig.driver.connect()
+    rig = make_rig(model=model)
+    rig.refuse.append(  # the servo answers Data Range Error to the goal of hotel D
+        lambda i: (
+            i.instruction == 0x03
+            and i.params[:2] == b"\x74\x00"
+            and i.params[2:6] == ((3072).to_bytes(4, "little"))
+        )
+    )
     with pytest.raises(WriteRejectedError, match=r"goal_position.*3072.*data range error"):
         rig.driver.activate_hotel("D")
+    assert model.stats()["torque"] is False  # a refused goal leaves the motor de-energised
 
 
 def test_defect13_reverse_rotation_never_writes_a_negative_goal() -> None:
