@@ -3,17 +3,22 @@
 `run_agent(settings)` is what `device-agent run` executes on a Pi:
 
 1. start the pty emulator as a child process when the resort is emulated (never imported);
-2. open the driver (retrying while the port is missing), read the real position;
-3. read the e-stop latch variable (a restarted agent stays stopped);
-4. serve the resort's work queue with `ResortWorker` (in-process runs, event wake-up);
-5. listen for `plate-resort.estop` / `plate-resort.estop-clear` events on a thread of its own,
-   so a stop never waits behind a move: torque off at once, latch, acknowledge with
-   `plate-resort.estopped` / `plate-resort.estop-cleared`;
-6. publish the status JSON to the `status_variable` on every change and every
+2. read the Pi's e-stop latch (`<state_dir>/estop-latch.json`) *before* the port is opened;
+3. open the driver (retrying while the port is missing or held by another process) without ever
+   switching torque on, and read the real position; a latched resort gets torque off at once;
+4. read the fleet's e-stop latch variable; until that succeeds (server unreachable) torque is off
+   and motion is refused, and the agent keeps trying;
+5. serve the resort's work queue with `ResortWorker` (in-process runs, event wake-up);
+6. listen for `plate-resort.estop` / `plate-resort.estop-clear` events on a thread of its own,
+   so a stop never waits behind a move: torque off at once, latch (memory and the Pi's file),
+   acknowledge with `plate-resort.estopped` saying whether Torque Enable read back 0
+   (`confirmed`); an unconfirmed stop is retried until it is, and acknowledged again then;
+7. publish the status JSON to the `status_variable` on every change and every
    `STATUS_HEARTBEAT` seconds, and events for the UI;
-7. watch the link: on serial loss runs fail fast, status shows faulted, the port is retried
-   every `RECONNECT_INTERVAL` seconds and the agent resumes when it is back;
-8. on SIGTERM/SIGINT: stop taking runs, let a running move finish within `shutdown_grace`
+8. watch the link: on serial loss runs fail fast, status shows faulted, the port is retried
+   every `RECONNECT_INTERVAL` seconds and the agent resumes when it is back (torque stays off
+   until the next move; a latched resort is stopped again after the reconnect);
+9. on SIGTERM/SIGINT: stop taking runs, let a running move finish within `shutdown_grace`
    (else halt it), leave no run Running, publish offline and exit 0.
 """
 
@@ -37,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import DeviceError, PortLostError
+from device_agent.pi_latch import LatchFile
 from device_agent.session import DeviceSession, use_session
 from device_agent.settings import AgentSettings
 
@@ -60,6 +66,8 @@ STATUS_EVENT = "plate-resort.status"
 
 STATUS_HEARTBEAT = 15.0  # seconds between status publications when nothing changes
 RECONNECT_INTERVAL = 1.0  # seconds between attempts to reopen a lost port
+LATCH_READ_TIMEOUT = 5.0  # seconds one read of the fleet's latch may take at start-up
+LATCH_RETRY_MAX = 10.0  # seconds between start-up reads of the fleet's latch, at most
 STATUS_DEBOUNCE = 0.05  # coalesce bursts of changes
 STATUS_TIMEOUT = 10.0  # seconds one status publication may take before it is retried
 # E-stop events older than the subscription minus this are replays (the latch variable covers
@@ -102,6 +110,10 @@ def _profile_value(session: DeviceSession | None, name: str) -> float | None:
     """The speed or acceleration the driver uses now (None before the device is open)."""
     value = getattr(session.driver, name, None) if session is not None else None
     return float(value) if isinstance(value, int | float) else None
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value else None
 
 
 def _now() -> datetime.datetime:
@@ -154,10 +166,12 @@ class Agent:
         device = self.settings.device
         running = _emulator_alive(device.serial_port)
         if running is not None:
-            # Left by an agent that was killed: adopt it (stopped with this agent).
-            self._adopted_emulator = running.get("pid")
+            # Left by an agent that was killed: adopt it (stopped with this agent). One started
+            # on its own (`device-agent emulate`) is used, never stopped: it is the motor.
+            if running.get("owned_by_agent"):
+                self._adopted_emulator = running.get("pid")
             logger.info(
-                "reusing the emulator (pid %s) serving %s", running.get("pid"), device.serial_port
+                "using the emulator (pid %s) serving %s", running.get("pid"), device.serial_port
             )
             return
         cmd = [
@@ -170,6 +184,7 @@ class Agent:
             str(device.motor_id),
             "--baud",
             str(device.baudrate),
+            "--owned-by-agent",
         ]
         if options.instant:
             cmd.append("--instant")
@@ -204,7 +219,11 @@ class Agent:
                 self.emulator.wait(5)
 
     def open_device(self) -> DeviceSession:
-        """Build the driver and try to connect; a missing port leaves the session faulted."""
+        """Read the Pi's latch, build the driver and try to connect (never torque on).
+
+        A missing or busy port leaves the session faulted (the link monitor retries it); a
+        latched resort gets torque off as soon as the port is open.
+        """
         from device_agent.driver import ResortDriver
         from device_agent.transport import SdkTransport
 
@@ -212,8 +231,17 @@ class Agent:
         transport = SdkTransport(device.serial_port, device.baudrate, device.motor_id)
         driver = ResortDriver(transport, device)
         session = DeviceSession(
-            driver, name=device.name, serial_port=device.serial_port, on_change=self.notify
+            driver,
+            name=device.name,
+            serial_port=device.serial_port,
+            on_change=self.notify,
+            latch_file=LatchFile.in_state_dir(
+                self.settings.state_dir, resort=device.name, serial_port=device.serial_port
+            ),
+            fleet_latch_known=False,
+            on_confirmed=self._stop_confirmed,
         )
+        session.restore_pi_latch()  # before the port is opened
         try:
             driver.connect()
         except DeviceError as exc:
@@ -222,6 +250,8 @@ class Agent:
             logger.warning("%s: cannot open %s yet: %s", device.name, device.serial_port, exc)
             session.mark_link_error(exc)
         else:
+            if session.estopped:
+                session.ensure_torque_off()
             self._settle(session)
             self._read_position(session)
         self.session = session
@@ -262,7 +292,9 @@ class Agent:
                 if not session.motion_lock.acquire(blocking=False):
                     continue
                 try:
-                    session.driver.reconnect()
+                    session.driver.reconnect()  # never switches torque on
+                    if session.estopped:
+                        session.ensure_torque_off()
                     self._read_position(session)
                     session.update(last_error=None)
                     logger.info("%s: serial link back on %s", session.name, session.serial_port)
@@ -307,6 +339,9 @@ class Agent:
             "moving": bool(s and s.moving),
             "estopped": bool(s and s.estopped),
             "estop_reason": s.estop_reason if s else None,
+            "estop_confirmed": s.estop_confirmed if s else None,
+            "fleet_latch_known": bool(s and s.fleet_latch_known),
+            "power_losses": getattr(s.driver, "power_losses", 0) if s else 0,
             "faulted": bool(s is None or s.faulted),
             "last_error": (s.last_error or None) if s else None,
             "health": s.health if s else None,
@@ -367,11 +402,18 @@ class Agent:
         """Apply the latch variable (covers e-stop events lost while disconnected).
 
         A command already applied here is skipped: this read may have been answered before a
-        newer command arrived (`DeviceSession.apply_latch`).
+        newer command arrived (`DeviceSession.apply_latch`). A clear read here releases the
+        resort only if it is newer than the Pi's latch.
         """
         latch = await read_latch(client, self.settings.estop_variable)
         session = self.session
-        if session is None or not latch:
+        if session is None:
+            return
+        if not session.fleet_latch_known:
+            session.fleet_latch_known = True
+            logger.info("%s: fleet e-stop latch read: %s", session.name, latch or "never set")
+            session.update()
+        if not latch:
             return
         was_stopped = session.estopped
         await asyncio.to_thread(
@@ -379,9 +421,41 @@ class Agent:
             bool(latch.get("estopped")),
             str(latch.get("reason") or "latched"),
             latch.get("command_id"),
+            at=_text(latch.get("at")),
+            by=str(latch.get("by") or ""),
         )
         if session.estopped and not was_stopped:
             logger.warning("%s: latch variable says e-stopped: stopped", session.name)
+
+    async def _await_fleet_latch(self, client: Any, stop_requested: asyncio.Event) -> bool:
+        """Read the fleet's latch before serving; until then torque is off and motion refused.
+
+        Returns:
+            False when a stop was requested before the latch could be read.
+        """
+        session = self.session
+        assert session is not None
+        delay = 1.0
+        warned = False
+        while True:
+            try:
+                await asyncio.wait_for(self._sync_latch(client), LATCH_READ_TIMEOUT)
+                if warned:
+                    session.update(last_error=None)
+                return True
+            except Exception as exc:
+                problem = f"cannot read the fleet's e-stop latch ({exc!r}); motion refused"
+                if not warned:
+                    warned = True
+                    logger.error("%s: %s; torque off until it can", session.name, problem)
+                    if session.connected:
+                        await asyncio.to_thread(session.ensure_torque_off)
+                session.note(last_error=problem)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_requested.wait(), delay)
+            if stop_requested.is_set():
+                return False
+            delay = min(delay * 2, LATCH_RETRY_MAX)
 
     # ---------------------------------------------------------------- e-stop
     async def _sync_latch_once(self) -> None:
@@ -397,6 +471,7 @@ class Agent:
         asyncio.run(self._estop_listen())
 
     async def _estop_listen(self) -> None:
+        from prefect.client.orchestration import get_client
         from prefect.events.clients import get_events_subscriber
         from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
@@ -410,16 +485,21 @@ class Agent:
         while not self._shutdown.is_set():
             since = _now() - REPLAY_SLACK
             try:
-                async with get_events_subscriber(
-                    filter=event_filter, reconnection_attempts=3
-                ) as subscriber:
+                async with (
+                    get_client() as client,
+                    get_events_subscriber(
+                        filter=event_filter, reconnection_attempts=3
+                    ) as subscriber,
+                ):
                     self.estop_listener_connected = True
                     backoff = 0.5
                     await self._sync_latch_once()  # events missed while disconnected
                     async for event in subscriber:
                         if event.occurred < since:
                             continue
-                        self._apply_event(session, event.event, dict(event.payload or {}))
+                        await self._apply_event(
+                            session, event.event, dict(event.payload or {}), client
+                        )
             except Exception as exc:
                 logger.info("e-stop subscription dropped: %s", exc)
             self.estop_listener_connected = False
@@ -427,40 +507,62 @@ class Agent:
                 return
             backoff = min(backoff * 2, 10.0)
 
-    def _apply_event(self, session: DeviceSession, name: str, payload: dict[str, Any]) -> None:
+    async def _apply_event(
+        self, session: DeviceSession, name: str, payload: dict[str, Any], client: Any = None
+    ) -> None:
         """Apply a stop or clear event once; acknowledge it while the resort is in that state.
 
         A replayed copy of a command applied before is not applied again: a replayed stop must not
         undo the clear that followed it. It is acknowledged again (a `fleet estop` waiting across
-        the reconnect gets its answer) unless a newer command changed the state since.
+        the reconnect gets its answer) unless a newer command changed the state since. A stop's
+        acknowledgement says whether Torque Enable read back 0 (`confirmed`). The status
+        document is written before the acknowledgement, so whoever got the answer reads the new
+        state (`fleet estop-clear r && fleet activate r B` finds the resort released).
         """
         command_id = payload.get("command_id")
+        at, by = _text(payload.get("at")), str(payload.get("by") or "")
         if name == ESTOP_EVENT:
             reason = str(payload.get("reason") or "fleet estop")
-            if session.apply_latch(True, reason, command_id, stop_again=True):
-                self._schedule_second_stop(session)
+            if session.apply_latch(
+                True, reason, command_id, at=at, stop_again=True, live=True, by=by
+            ):
                 logger.warning("%s: EMERGENCY STOP (%s)", session.name, payload)
             if session.estopped:
-                self._emit(ESTOPPED_EVENT, {**payload, "position": session.position})
+                await self._publish_now(client)
+                self._emit(ESTOPPED_EVENT, self._stop_ack(session, payload))
         elif name == ESTOP_CLEAR_EVENT:
-            if session.apply_latch(False, "", command_id):
+            applied = session.apply_latch(False, "", command_id, at=at, live=True, by=by)
+            if applied and not session.estopped:
                 logger.warning("%s: emergency stop cleared", session.name)
             if not session.estopped:
+                await self._publish_now(client)
                 self._emit(ESTOP_CLEARED_EVENT, payload)
 
+    async def _publish_now(self, client: Any) -> None:
+        """Write the status document now (bounded; the status loop covers a failure)."""
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(
+                _set_variable(client, self.settings.status_variable, self.status()),
+                STATUS_TIMEOUT,
+            )
+        except Exception as exc:
+            logger.warning("status before the e-stop acknowledgement failed: %r", exc)
+
     @staticmethod
-    def _schedule_second_stop(session: DeviceSession) -> None:
-        """Repeat torque-off shortly after, in case a move was starting as the stop came in."""
+    def _stop_ack(session: DeviceSession, payload: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **payload,
+            "position": session.position,
+            "confirmed": bool(session.estop_confirmed),
+        }
 
-        def again() -> None:
-            if session.estopped and session.moving:
-                with contextlib.suppress(Exception):
-                    session.driver.emergency_stop()
-
-        for delay in (0.1, 0.4):
-            timer = threading.Timer(delay, again)
-            timer.daemon = True
-            timer.start()
+    def _stop_confirmed(self, command_id: str | None) -> None:
+        """A stop that was not confirmed at first now reads torque off: acknowledge it again."""
+        session = self.session
+        if session is not None and session.estopped:
+            self._emit(ESTOPPED_EVENT, self._stop_ack(session, {"command_id": command_id}))
 
     # ---------------------------------------------------------------- main
     async def serve(self) -> int:
@@ -478,8 +580,14 @@ class Agent:
 
         session = self.session
         assert session is not None
+        self._monitor_thread = threading.Thread(
+            target=self._monitor, name="link-monitor", daemon=True
+        )
+        self._monitor_thread.start()
         async with get_client() as client:
-            await self._sync_latch(client)
+            if not await self._await_fleet_latch(client, stop_requested):
+                self._shutdown.set()
+                return 0
             worker = ResortWorker(
                 settings.work_pool,
                 [settings.work_queue],
@@ -496,10 +604,6 @@ class Agent:
                 daemon=True,
             )
             self._estop_thread.start()
-            self._monitor_thread = threading.Thread(
-                target=self._monitor, name="link-monitor", daemon=True
-            )
-            self._monitor_thread.start()
             status_task = asyncio.create_task(self._status_loop(client))
             async with worker:
                 self._online = True

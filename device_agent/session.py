@@ -9,6 +9,7 @@ subflows run inside the agent process (see `device_agent.worker`) and reach the 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import threading
 import time
@@ -23,23 +24,37 @@ from device_agent.errors import (
     NotConnectedError,
 )
 from device_agent.latch import LatchLedger
+from device_agent.pi_latch import LatchFile
 
 __all__ = ["DeviceSession", "current_device", "use_session"]
 
 logger = logging.getLogger(__name__)
+
+#: A check run right before a command reaches the motor; raises to refuse it.
+Permit = Callable[[], None]
+
+CONFIRM_RETRY = 0.2  # seconds between attempts to confirm torque off after a stop
 
 _current: DeviceSession | None = None
 _current_guard = threading.Lock()
 
 
 class DeviceSession:
-    """One open resort inside an agent: driver, motion lock, e-stop latch and status fields.
+    """One open resort inside an agent: driver, motion lock, e-stop latches and status fields.
+
+    Two latches keep a stopped resort stopped: the fleet's (a Prefect variable, mirrored here by
+    events and reads) and the Pi's (`latch_file`). Motion needs both clear, and the fleet's must
+    have been read since the agent started (`fleet_latch_known`). The session installs itself as
+    the driver's `interlock`, so torque cannot come on while either latch is set.
 
     Args:
-        driver: the connected `device_agent.driver.ResortDriver`.
+        driver: the `device_agent.driver.ResortDriver`.
         name: the resort's name (for messages).
         serial_port: the port path (for messages).
         on_change: called (from any thread) whenever a status field changes.
+        latch_file: the Pi's latch (`device_agent.pi_latch.LatchFile`); None = none kept.
+        fleet_latch_known: False until the fleet's latch has been read (the agent starts so).
+        on_confirmed: called with the command id when a stop is confirmed after the first try.
     """
 
     def __init__(
@@ -49,17 +64,25 @@ class DeviceSession:
         name: str,
         serial_port: str = "",
         on_change: Callable[[], None] | None = None,
+        latch_file: LatchFile | None = None,
+        fleet_latch_known: bool = True,
+        on_confirmed: Callable[[str | None], None] | None = None,
     ) -> None:
         self.driver = driver
         self.name = name
         self.serial_port = serial_port
+        self.latch_file = latch_file
+        self.fleet_latch_known = fleet_latch_known
         self.motion_lock = threading.Lock()
         self._on_change = on_change
+        self._on_confirmed = on_confirmed
         self._state_lock = threading.Lock()
         self._estopped = threading.Event()
         self._latch_commands = LatchLedger()  # ids of the e-stop commands applied here
         self._latch_lock = threading.Lock()  # one latch command applied at a time
+        self._confirming: threading.Thread | None = None
         self.estop_reason: str | None = None
+        self.estop_confirmed: bool | None = None  # torque read back 0 after the last stop
         self.cancel_requested = threading.Event()
         self.connected = True
         self.moving = False
@@ -68,6 +91,8 @@ class DeviceSession:
         self.position: float | None = None
         self.active_hotel: str | None = None
         self.health: dict[str, Any] | None = None
+        if hasattr(driver, "interlock"):
+            driver.interlock = self.interlock
 
     # ----------------------------------------------------------------- status
     def _changed(self) -> None:
@@ -96,7 +121,7 @@ class DeviceSession:
 
     @property
     def estopped(self) -> bool:
-        """True while the e-stop latch is set."""
+        """True while the e-stop latch is set (either latch, as far as this agent knows)."""
         return self._estopped.is_set()
 
     @property
@@ -104,57 +129,188 @@ class DeviceSession:
         """True while the serial link is down (the agent keeps retrying the port)."""
         return not self.connected
 
-    def latch_estop(self, reason: str) -> bool:
-        """Torque off now and latch the stop; returns True if the latch was newly set.
+    # ----------------------------------------------------------------- e-stop
+    def restore_pi_latch(self) -> bool:
+        """Read the Pi's latch (before the port is opened); True if it says stopped.
+
+        A stopped (or unreadable) latch sets the in-memory latch; torque is switched off when the
+        driver is connected (`ensure_torque_off`).
+        """
+        record = self.latch_file.latched() if self.latch_file is not None else None
+        if record is None:
+            return False
+        self._estopped.set()
+        self.estop_reason = record.reason or "latched on the Pi"
+        self._latch_commands.first_time(record.command_id)
+        logger.warning("%s: the Pi's e-stop latch is set (%s)", self.name, self.estop_reason)
+        self._changed()
+        return True
+
+    def latch_estop(
+        self, reason: str, command_id: str | None = None, *, at: str | None = None, by: str = ""
+    ) -> bool:
+        """Latch the stop (memory and the Pi's file) and switch torque off now.
 
         Safe from any thread, also while a move runs in the device thread: the driver's
-        `emergency_stop()` goes out between two bus transactions of the move.
+        `emergency_stop()` goes out between two bus transactions of the move. When Torque Enable
+        does not read back 0, a thread keeps trying until it does (or the stop is cleared).
+
+        Returns:
+            True when torque was confirmed off (`estop_confirmed`).
         """
-        newly = not self._estopped.is_set()
         self._estopped.set()
         self.estop_reason = reason
-        try:
-            self.driver.emergency_stop()
-        except DeviceError as exc:  # port gone: torque is off anyway once power/link is back
-            logger.warning("emergency_stop on %s failed: %s", self.name, exc)
-            self.last_error = f"emergency stop: {exc}"
+        self._write_pi_latch(True, reason, command_id, at=at, by=by)
+        confirmed = self.ensure_torque_off(command_id)
         self._changed()
-        return newly
+        return confirmed
+
+    def ensure_torque_off(self, command_id: str | None = None) -> bool:
+        """Torque off and read back; on failure keep trying on a thread. True if confirmed."""
+        confirmed = bool(self.driver.emergency_stop())
+        self.estop_confirmed = confirmed
+        if not confirmed:
+            self.last_error = "emergency stop: torque off not confirmed yet (retrying)"
+            self._start_confirming(command_id)
+        return confirmed
+
+    def _start_confirming(self, command_id: str | None) -> None:
+        if self._confirming is not None and self._confirming.is_alive():
+            return
+        self._confirming = threading.Thread(
+            target=self._confirm_loop, args=(command_id,), name="estop-confirm", daemon=True
+        )
+        self._confirming.start()
+
+    def _confirm_loop(self, command_id: str | None) -> None:
+        while self._estopped.is_set():
+            time.sleep(CONFIRM_RETRY)
+            if not self._estopped.is_set():
+                return
+            if self.driver.emergency_stop():
+                self.estop_confirmed = True
+                self.last_error = None
+                logger.warning("%s: emergency stop confirmed: torque reads off", self.name)
+                if self._on_confirmed is not None:
+                    self._on_confirmed(command_id)
+                self._changed()
+                return
 
     def clear_estop(self) -> bool:
-        """Release the latch (motion allowed again); returns True if it was set."""
+        """Release both latches (motion allowed again); returns True if it was set."""
         was = self._estopped.is_set()
+        self._write_pi_latch(False, "cleared", None)
         self._estopped.clear()
         self.estop_reason = None
+        self.estop_confirmed = None
         self._changed()
         return was
 
+    def _write_pi_latch(
+        self,
+        estopped: bool,
+        reason: str,
+        command_id: str | None,
+        *,
+        at: str | None = None,
+        by: str = "",
+    ) -> None:
+        if self.latch_file is None:
+            return
+        try:
+            self.latch_file.write(estopped, reason, command_id, by=by, command_at=at)
+        except DeviceError as exc:  # the memory latch holds; the status names the problem
+            logger.error("%s: %s", self.name, exc)
+            self.last_error = str(exc)
+
+    def _pi_latch_newer_than(self, at: str | None, live: bool) -> bool:
+        """Whether the Pi's latch (if set) was set after a clear given at `at`.
+
+        A live clear event is given now: it releases the Pi's latch. A clear read from the
+        fleet's variable may be old: it must not release a stop set on the Pi after it (e.g. by
+        `device-agent ctl estop` while the variable said clear), and one with no time, or a latch
+        file that cannot be read, is not released that way either.
+        """
+        if live:
+            return False
+        record = self.latch_file.latched() if self.latch_file is not None else None
+        if record is None:
+            return False
+        if not record.at:  # unreadable
+            return True
+        cleared, stopped = _instant(at), _instant(record.command_at or record.at)
+        return cleared is None or stopped is None or cleared <= stopped
+
     def apply_latch(
-        self, estopped: bool, reason: str, command_id: object, *, stop_again: bool = False
+        self,
+        estopped: bool,
+        reason: str,
+        command_id: object,
+        *,
+        at: str | None = None,
+        stop_again: bool = False,
+        live: bool = False,
+        by: str = "",
     ) -> bool:
         """Apply an e-stop latch command once, by its id; False if it was applied before.
 
         A copy of an applied command changes nothing: a late copy of a stop must not undo the
         clear that followed it, nor a late clear the stop (`device_agent.latch`). The id is
         recorded even when the resort is already in the wanted state. A stop is sent to the motor
-        again when `stop_again` (a live stop event) or when the resort was not stopped.
+        again when `stop_again` (a live stop event) or when the resort was not stopped. A clear
+        releases the resort only when it is newer (`at`, ISO 8601) than the Pi's latch.
+
+        Args:
+            estopped: stop (True) or clear.
+            reason: the stop's reason.
+            command_id: the command's id (`fleet.estop`), None for a hand-written latch.
+            at: when the command was given.
+            stop_again: send torque-off again even when already stopped.
+            live: the command arrived as a live event (not a read of the latch variable).
+            by: who gave it.
         """
         with self._latch_lock:
             if not self._latch_commands.first_time(command_id):
                 return False
+            cid = command_id if isinstance(command_id, str) else None
             if estopped and (stop_again or not self.estopped):
-                self.latch_estop(reason)
+                self.latch_estop(reason, cid, at=at, by=by)
             elif not estopped and self.estopped:
-                self.clear_estop()
+                if self._pi_latch_newer_than(at, live):
+                    logger.warning(
+                        "%s: clear %s (given %s) is older than the Pi's e-stop latch: "
+                        "still stopped; clear again",
+                        self.name,
+                        cid,
+                        at or "at an unknown time",
+                    )
+                    self.estop_reason = (
+                        f"{self.estop_reason or 'latched'}; a clear older than the Pi's latch "
+                        "was ignored: clear again"
+                    )
+                    self._changed()
+                else:
+                    self.clear_estop()
             return True
 
     def check_estop(self) -> None:
-        """Raise `EmergencyStopError` while the latch is set."""
+        """Raise `EmergencyStopError` while a latch is set or the fleet's is not known yet."""
         if self._estopped.is_set():
             raise EmergencyStopError(
                 f"{self.name} is emergency-stopped ({self.estop_reason or 'no reason given'}); "
                 f"motion is refused until `fleet estop-clear {self.name}`"
             )
+        if not self.fleet_latch_known:
+            raise EmergencyStopError(
+                f"{self.name}: the fleet's e-stop latch has not been read since the agent "
+                "started (Prefect server unreachable?); motion is refused until it is"
+            )
+
+    def interlock(self) -> None:
+        """The driver's last check before torque-on: both latches clear, re-reading the Pi's."""
+        self.check_estop()
+        if self.restore_pi_latch():
+            self.check_estop()
 
     def check_connected(self) -> None:
         """Raise `NotConnectedError` while the serial link is down."""
@@ -166,13 +322,19 @@ class DeviceSession:
 
     # ----------------------------------------------------------------- use
     @contextlib.contextmanager
-    def device(self) -> Iterator[Any]:
+    def device(self, permit: Permit | None = None) -> Iterator[Any]:
         """Use the driver for a non-motion command; records link loss.
+
+        Args:
+            permit: called before the driver is handed out; raises to refuse (the lease check
+                of a maintenance run).
 
         Yields:
             the driver.
         """
         self.check_connected()
+        if permit is not None:
+            permit()
         try:
             yield self.driver
         except CommunicationError as exc:
@@ -180,10 +342,13 @@ class DeviceSession:
             raise
 
     @contextlib.contextmanager
-    def motion(self, timeout: float = 5.0) -> Iterator[Any]:
+    def motion(self, *, permit: Permit | None, timeout: float = 5.0) -> Iterator[Any]:
         """Take the motion lock for one move; refuse while e-stopped or disconnected.
 
         Args:
+            permit: called with the motion lock held, right before the driver is handed out (so
+                before the move's first write); raises to refuse the move. Device subflows pass
+                the check of the resort lock's lease here; None only where no lock applies.
             timeout: seconds to wait for the motion lock (another motion in progress).
 
         Yields:
@@ -202,6 +367,8 @@ class DeviceSession:
             raise DeviceError(f"{self.name}: another motion holds the device for {timeout} s")
         try:
             self.check_estop()
+            if permit is not None:
+                permit()
             self.update(moving=True)
             try:
                 yield self.driver
@@ -230,6 +397,17 @@ class DeviceSession:
         while self.moving and time.monotonic() < deadline:
             time.sleep(0.05)
         return not self.moving
+
+
+def _instant(text: str | None) -> datetime.datetime | None:
+    """An ISO 8601 time as an aware datetime (None when missing or unparsable)."""
+    if not text:
+        return None
+    try:
+        value = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
 
 
 def current_device() -> DeviceSession:

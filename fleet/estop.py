@@ -3,9 +3,12 @@
 A stop (1) sets the resort's latch variable (`names.estop_variable_name`), so an agent that
 restarts stays stopped, (2) emits the event `plate-resort.estop` for the resort's resource id,
 which the agent receives on a thread of its own (never behind a move) and answers by switching
-torque off, and (3) waits for the agent's acknowledgement `plate-resort.estopped`. Clearing works
-the same way with `plate-resort.estop-clear` / `plate-resort.estop-cleared`. Motion runs fail at
-once with `EmergencyStopError` while a resort is latched.
+torque off, and (3) waits for the agent's acknowledgement `plate-resort.estopped`. A stop counts
+as done only when the acknowledgement says `confirmed` (Torque Enable read back 0 on the servo);
+an agent that could not confirm it keeps trying and acknowledges again when it can. Clearing works
+the same way with `plate-resort.estop-clear` / `plate-resort.estop-cleared`; the agent also keeps
+the latch in a file on its Pi, and a clear releases both. Motion runs fail at once with
+`EmergencyStopError` while a resort is latched.
 """
 
 from __future__ import annotations
@@ -50,12 +53,14 @@ DEFAULT_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class EstopAck:
-    """One resort's acknowledgement: who, which command, how long it took (seconds)."""
+    """One resort's acknowledgement: who, which command, how long it took (seconds), and for a
+    stop whether torque was confirmed off (read back from the servo)."""
 
     resort: str
     command_id: str
     latency: float
     position: float | None = None
+    confirmed: bool = True
 
 
 def _now() -> datetime.datetime:
@@ -136,29 +141,43 @@ async def _command(
 
         async def collect() -> None:
             async for ack in subscriber:
-                if (ack.payload or {}).get("command_id") != command_id:
+                payload = ack.payload or {}
+                if payload.get("command_id") != command_id:
                     continue
                 name = by_resource.get(ack.resource.id)
-                if name and name not in acks:
-                    acks[name] = EstopAck(
-                        name, command_id, time.monotonic() - started, ack.payload.get("position")
-                    )
-                if len(acks) == len(by_resource):
+                if not name or (name in acks and acks[name].confirmed):
+                    continue
+                acks[name] = EstopAck(
+                    name,
+                    command_id,
+                    time.monotonic() - started,
+                    payload.get("position"),
+                    bool(payload.get("confirmed", True)),
+                )
+                if len(acks) == len(by_resource) and all(a.confirmed for a in acks.values()):
                     return
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(collect(), timeout)
+    what = "stop" if event == ESTOP_EVENT else "clear"
     missing = [r.name for r in targets if r.name not in acks]
     if missing:
-        what = "stop" if event == ESTOP_EVENT else "clear"
         raise EstopError(
             f"{what} not acknowledged within {timeout:g} s by {', '.join(missing)} "
             f"(agent offline or not connected?); the latch variable is set, so "
             + (
                 "the resort stays stopped when its agent starts"
                 if what == "stop"
-                else "the resort is released when its agent starts"
+                else "run the clear again once the agent is online: the agent's own latch on "
+                "its Pi stays set until a clear reaches it"
             )
+        )
+    unconfirmed = [r.name for r in targets if not acks[r.name].confirmed]
+    if unconfirmed:
+        raise EstopError(
+            f"stop received but not confirmed within {timeout:g} s by {', '.join(unconfirmed)}: "
+            "Torque Enable did not read back 0 (serial link lost?); the resort is latched and "
+            "its agent keeps switching torque off. Cut the servo supply if it must stop now"
         )
     return [acks[r.name] for r in targets]
 

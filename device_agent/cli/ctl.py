@@ -7,6 +7,13 @@ For bench work and diagnostics on a Pi (or against `device-agent emulate`)::
 
 Each call opens the port, connects (settings from the inventory or the options), runs one action
 and closes the port again. Torque stays as the action left it.
+
+Safety: `ctl` takes the port's exclusive lock like the agent does, so it cannot open a port a
+running agent holds (the error names the holder). It honours the e-stop latches the agents keep on
+this Pi (`device_agent.pi_latch`: every `estop-latch.json` under `--state-dir` that names the same
+port, or the inventory resort's own): motion and reboot are refused while one is set, and torque
+cannot come on. `ctl estop` sets those latches, `ctl estop-clear` clears them. For bench work stop
+the agent first, or go through the fleet (`fleet reserve` / `fleet activate`).
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from device_agent.control_table import SDK_BAUDRATES
-from device_agent.errors import ConfigurationError, DeviceError
+from device_agent.errors import ConfigurationError, DeviceError, EmergencyStopError
+from device_agent.pi_latch import LatchFile, latches_for_port, state_root
 
 __all__ = ["register", "run_ctl"]
 
@@ -44,6 +53,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", help="resort name in the inventory")
     parser.add_argument("--speed", type=float, default=None, help="carousel speed, deg/s")
     parser.add_argument("--timeout", type=float, default=None, help="move timeout, s")
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        help="where agents keep their e-stop latches (default $PLATE_RESORT_STATE_DIR or "
+        "/var/lib/plate-resort-agent; with --inventory the resort's own)",
+    )
     parser.add_argument("--json", action="store_true", default=False, help="print JSON")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
@@ -58,14 +73,16 @@ def register(subparsers: Any) -> None:
     for name, text in (
         ("position", "print the angle and the hotel in position"),
         ("health", "print temperature, voltage, current and hardware errors"),
-        ("estop", "torque off now"),
+        ("estop", "torque off now and set the agents' e-stop latches for this port"),
+        ("estop-clear", "clear the agents' e-stop latches for this port (no port access)"),
         ("reboot", "reboot the servo (clears hardware errors) and re-apply settings"),
     ):
         actions.add_parser(name, parents=[json_flag], help=text)
     parser.set_defaults(handler=run_ctl)
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace) -> tuple[Any, list[LatchFile]]:
+    """The device config and the e-stop latches that guard its port."""
     from pydantic import ValidationError
 
     from device_agent.settings import DeviceConfig
@@ -86,6 +103,7 @@ def _config(args: argparse.Namespace) -> Any:
             f"--baud {args.baud} is not accepted by the Dynamixel SDK "
             f"(allowed: {', '.join(map(str, SDK_BAUDRATES))})"
         )
+    own: LatchFile | None = None
     if args.inventory or args.device:
         if not (args.inventory and args.device):
             raise ConfigurationError("--inventory and --device go together")
@@ -94,18 +112,41 @@ def _config(args: argparse.Namespace) -> Any:
             raise ConfigurationError(
                 "--inventory needs the installed `device-agent` command (use --port otherwise)"
             )
-        base = resolver(args.inventory, args.device).device
+        settings = resolver(args.inventory, args.device)
+        base = settings.device
         data = {**base.model_dump(), **overrides}
+        own = LatchFile.in_state_dir(
+            settings.state_dir, resort=base.name, serial_port=data["serial_port"]
+        )
     else:
         if not args.port:
             raise ConfigurationError("ctl needs --port PATH (or --inventory FILE --device NAME)")
         data = {"name": "ctl", "hotels": _DEFAULT_HOTELS, **overrides}
     try:
-        return DeviceConfig.model_validate(data)
+        config = DeviceConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         raise ConfigurationError(f"{where}: {first['msg']}") from None
+    root = Path(args.state_dir) if args.state_dir else state_root()
+    latches = latches_for_port(root, config.serial_port)
+    if own is not None and all(latch.path != own.path for latch in latches):
+        latches.insert(0, own)
+    return config, latches
+
+
+def _refuse_if_latched(config: Any, latches: list[LatchFile]) -> None:
+    """Raise `EmergencyStopError` when one of `latches` is set (re-read each call)."""
+    for latch in latches:
+        record = latch.latched()
+        if record is not None:
+            by = f" by {record.by}" if record.by else ""
+            raise EmergencyStopError(
+                f"{config.serial_port} is emergency-stopped (latch {latch.path}{by}"
+                f"{' at ' + record.at if record.at else ''}: {record.reason or 'no reason'}); "
+                f"clear it with `fleet estop-clear {record.resort}` or "
+                f"`device-agent ctl --port {config.serial_port} estop-clear`"
+            )
 
 
 def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
@@ -137,11 +178,17 @@ def run_ctl(args: argparse.Namespace) -> int:
     if not getattr(args, "debug", False):  # the result (or the error) is the output: one line
         quiet.setLevel(logging.ERROR)
     try:
-        config = _config(args)
+        config, latches = _config(args)
+        if args.action == "estop-clear":
+            return _estop_clear(args, config, latches)
+        if args.action in _GUARDED:
+            _refuse_if_latched(config, latches)
         transport = SdkTransport(config.serial_port, config.baudrate, config.motor_id)
-        driver = ResortDriver(transport, config)
+        driver = ResortDriver(
+            transport, config, interlock=lambda: _refuse_if_latched(config, latches)
+        )
         try:
-            return _act(args, driver)
+            return _act(args, driver, latches)
         finally:
             driver.close()
     except DeviceError as exc:
@@ -163,7 +210,27 @@ def run_ctl(args: argparse.Namespace) -> int:
         quiet.setLevel(saved_level)
 
 
-def _act(args: argparse.Namespace, driver: Any) -> int:
+#: actions refused while an e-stop latch of the port is set
+_GUARDED = frozenset({"activate", "home", "move", "reboot"})
+
+
+def _estop_clear(args: argparse.Namespace, config: Any, latches: list[LatchFile]) -> int:
+    cleared = []
+    for latch in latches:
+        if latch.read() is not None:
+            latch.write(False, "cleared", by="device-agent ctl")
+            cleared.append(str(latch.path))
+    payload = {"ok": True, "action": "estop-clear", "device": config.name, "cleared": cleared}
+    text = (
+        "e-stop latch cleared: " + ", ".join(cleared)
+        if cleared
+        else f"no e-stop latch for {config.serial_port} (nothing to clear)"
+    )
+    _print(args, payload, text)
+    return 0
+
+
+def _act(args: argparse.Namespace, driver: Any, latches: list[LatchFile]) -> int:
     action = args.action
     base: dict[str, Any] = {"ok": True, "action": action, "device": driver.config.name}
     if action in ("activate", "home", "move"):
@@ -209,8 +276,25 @@ def _act(args: argparse.Namespace, driver: Any) -> int:
         _print(args, {**base, **health.to_dict()}, _health_text(health))
     elif action == "estop":
         driver.connect(configure=False)
-        driver.emergency_stop()
-        _print(args, {**base, "torque": False}, "emergency stop: torque off")
+        confirmed = driver.emergency_stop()
+        for latch in latches:
+            latch.write(True, "device-agent ctl estop", by="device-agent ctl")
+        latched = [str(latch.path) for latch in latches]
+        _print(
+            args,
+            {**base, "ok": confirmed, "torque": not confirmed, "latched": latched},
+            (
+                "emergency stop: torque off (read back)"
+                if confirmed
+                else "emergency stop sent: torque off NOT confirmed"
+            )
+            + (
+                f"; latched in {', '.join(latched)}"
+                if latched
+                else "; no agent latch for this port (not latched)"
+            ),
+        )
+        return 0 if confirmed else 1
     elif action == "reboot":
         driver.connect(configure=False)
         health = driver.reboot()

@@ -45,6 +45,12 @@ def _add_emulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, default=57600, help="servo baud rate (default 57600)")
     parser.add_argument("--log", default=None, help="append a JSON line per logged write here")
     parser.add_argument("--instant", action="store_true", help="moves complete at once")
+    parser.add_argument(
+        "--owned-by-agent",
+        action="store_true",
+        help="started by a device agent (an agent that adopts it stops it); an emulator started "
+        "on its own outlives every agent",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -103,7 +109,7 @@ def run_emulate(args: argparse.Namespace) -> int:
         motor_id=args.motor_id, instant=args.instant, log=args.log, baudrate=args.baud
     )
     _raise_priority()
-    server = PtyServer(args.link, model)
+    server = PtyServer(args.link, model, owned_by_agent=args.owned_by_agent)
     server.start()
     server.install_signal_handlers()
 

@@ -144,10 +144,15 @@ class PtyServer:
     Args:
         link: symlink path to publish (a stale symlink is replaced; anything else is refused).
         model: the servo.
+        owned_by_agent: started by a device agent, which stops it with itself (reported in
+            `stats()`); an emulator started on its own is never stopped by an agent.
     """
 
-    def __init__(self, link: str | os.PathLike[str], model: XM430Model) -> None:
+    def __init__(
+        self, link: str | os.PathLike[str], model: XM430Model, *, owned_by_agent: bool = False
+    ) -> None:
         self.link = Path(link)
+        self.owned_by_agent = owned_by_agent
         self.ctl_path = control_path(link)
         self.model = model
         self.master = -1
@@ -423,5 +428,6 @@ class PtyServer:
             host_baud=self.host_baud,
             baud_mismatches=self.baud_mismatches,
             pid=os.getpid(),
+            owned_by_agent=self.owned_by_agent,
         )
         return out

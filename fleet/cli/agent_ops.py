@@ -82,7 +82,10 @@ def _estop(args: argparse.Namespace) -> int:
         acks = estop(inv, targets, args.reason, timeout=args.timeout)
     for ack in acks:
         where = f" at {ack.position:.1f} deg" if ack.position is not None else ""
-        print(f"{ack.resort}: stopped{where} (ack after {ack.latency * 1000:.0f} ms)")
+        print(
+            f"{ack.resort}: stopped{where}, torque off confirmed "
+            f"(ack after {ack.latency * 1000:.0f} ms)"
+        )
     return 0
 
 

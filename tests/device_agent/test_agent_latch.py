@@ -7,6 +7,7 @@ process, so the order of the copies is the test's to choose.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from device_agent import agent as agent_module
 from device_agent.latch import LatchLedger
+from device_agent.pi_latch import LatchFile
 from device_agent.session import DeviceSession
 from fleet import names
 from fleet.inventory import load_inventory
@@ -38,7 +40,8 @@ def agent(prefect_server: Any, tmp_path: Path) -> agent_module.Agent:
     inv = load_inventory(write_inventory(tmp_path / "inv.yaml", "lt", ["lt-a"]))
     agent = agent_module.Agent(agent_settings_for(inv, "lt-a", state_dir=tmp_path))
     rig = make_rig()
-    agent.session = DeviceSession(rig.driver, name="lt-a", serial_port="memory")
+    latch = LatchFile.in_state_dir(tmp_path, resort="lt-a", serial_port="memory")
+    agent.session = DeviceSession(rig.driver, name="lt-a", serial_port="memory", latch_file=latch)
     return agent
 
 
@@ -62,16 +65,18 @@ def test_a_stale_stop_does_not_undo_the_clear_that_followed_it(
     session = agent.session
     assert session is not None
     stop = {"reason": "test", "command_id": "stop-1"}
-    agent._apply_event(session, agent_module.ESTOP_EVENT, stop)
+    asyncio.run(agent._apply_event(session, agent_module.ESTOP_EVENT, stop))
     assert session.estopped
-    agent._apply_event(session, agent_module.ESTOP_CLEAR_EVENT, {"command_id": "clear-1"})
+    asyncio.run(
+        agent._apply_event(session, agent_module.ESTOP_CLEAR_EVENT, {"command_id": "clear-1"})
+    )
     assert not session.estopped
 
     # a latch read answered while the resort was still stopped, arriving after the clear
     _sync_after_writing(agent, {"estopped": True, **stop})
     assert not session.estopped
     # the stop event replayed by a reconnecting subscription
-    agent._apply_event(session, agent_module.ESTOP_EVENT, stop)
+    asyncio.run(agent._apply_event(session, agent_module.ESTOP_EVENT, stop))
     assert not session.estopped
 
     # a new stop is applied from the variable alone (its event was lost)
@@ -80,6 +85,11 @@ def test_a_stale_stop_does_not_undo_the_clear_that_followed_it(
     # a late copy of the older clear does not release it
     _sync_after_writing(agent, {"estopped": False, "command_id": "clear-1"})
     assert session.estopped
-    # and a new clear from the variable releases it
+    # a clear with no time cannot be ordered after the Pi's latch: it does not release it
     _sync_after_writing(agent, {"estopped": False, "command_id": "clear-2"})
+    assert session.estopped
+    # a new clear from the variable, given after the stop, releases both latches
+    later = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1)).isoformat()
+    _sync_after_writing(agent, {"estopped": False, "command_id": "clear-3", "at": later})
     assert not session.estopped
+    assert session.latch_file is not None and session.latch_file.latched() is None

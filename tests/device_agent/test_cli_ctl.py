@@ -52,7 +52,7 @@ def test_readme_walkthrough_activate_fault_reboot_continue(
     code, out, _ = _ctl(capsys, "--port", port, "--json", "reboot")
     assert code == 0
     health = _json(out)
-    assert health["hardware_errors"] == [] and health["torque"] is True
+    assert health["hardware_errors"] == [] and health["torque"] is False  # the move enables it
 
     code, out, _ = _ctl(capsys, "--port", port, "activate", "C")
     assert code == 0 and "hotel C in position" in out
@@ -185,3 +185,86 @@ def test_console_script_resolves_the_demo_inventory(emulator: Any) -> None:
     result = _json(proc.stdout)
     assert result["device"] == "resort-b" and result["hotel"] == "B"
     assert result["position"] == pytest.approx(75.0, abs=0.1)  # six hotels, offset 15 degrees
+
+
+@pytest.fixture(autouse=True)
+def _state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every ctl call looks for agents' latches under a fresh state root, not the machine's."""
+    root = tmp_path / "agents"
+    monkeypatch.setenv("PLATE_RESORT_STATE_DIR", str(root))
+    return root
+
+
+def test_ctl_honours_an_agents_latch_for_its_port(
+    emulator: Any, capsys: pytest.CaptureFixture[str], _state_root: Path
+) -> None:
+    from device_agent.pi_latch import LatchFile
+
+    emu = emulator(instant=True)
+    port = ["--port", str(emu.link)]
+    latch = LatchFile.in_state_dir(
+        _state_root / "resort-a", resort="resort-a", serial_port=str(emu.link)
+    )
+    latch.write(True, "fleet estop: arm in the carousel", "cmd-1", by="lab@host")
+    writes = emu.stats()["writes"]
+    code, out, err = _ctl(capsys, *port, "activate", "B")
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "EmergencyStopError" in err and "arm in the carousel" in err and "estop-clear" in err
+    assert emu.stats()["writes"] == writes  # the motor saw no write
+    assert emu.stats()["torque"] is False
+    code, out, _ = _ctl(capsys, *port, "reboot")
+    assert code == 1
+    assert _ctl(capsys, *port, "position")[0] == 0  # reads are allowed
+
+    code, out, _ = _ctl(capsys, *port, "estop-clear", "--json")
+    assert code == 0 and _json(out)["cleared"] == [str(latch.path)]
+    assert latch.latched() is None
+    assert _ctl(capsys, *port, "activate", "B")[0] == 0
+
+    code, out, _ = _ctl(capsys, *port, "estop", "--json")
+    result = _json(out)
+    assert code == 0 and result["torque"] is False and result["latched"] == [str(latch.path)]
+    assert latch.latched() is not None and emu.stats()["torque"] is False
+    assert _ctl(capsys, *port, "home")[0] == 1  # ctl's own stop latches the agent's resort too
+
+
+def test_an_unreadable_latch_refuses_motion(
+    emulator: Any, capsys: pytest.CaptureFixture[str], _state_root: Path
+) -> None:
+    emu = emulator(instant=True)
+    (_state_root / "resort-a").mkdir(parents=True)
+    (_state_root / "resort-a" / "estop-latch.json").write_text("{not json")
+    code, _, err = _ctl(capsys, "--port", str(emu.link), "move", "45")
+    assert code == 1 and "latch unreadable" in err
+    assert emu.stats()["torque"] is False
+
+
+def test_ctl_on_a_port_another_process_holds_is_refused_naming_it(
+    emulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu = emulator(instant=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from device_agent.transport import SdkTransport\n"
+            f"t = SdkTransport({str(emu.link)!r}, 57600, 1)\n"
+            "t.open(); print('held', flush=True); time.sleep(60)\n",
+        ],
+        cwd=_REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, out, err = _ctl(capsys, "--port", str(emu.link), "activate", "B")
+        assert code == 1 and out == ""
+        assert len(err.strip().splitlines()) == 1
+        assert f"is held by pid {holder.pid}" in err and "SdkTransport" in err
+        assert emu.stats()["writes"] == 0
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert _ctl(capsys, "--port", str(emu.link), "activate", "B")[0] == 0  # free again

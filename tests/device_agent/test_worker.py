@@ -65,7 +65,7 @@ def test_estop_latch_aborts_a_move_and_refuses_motion_until_cleared() -> None:
 
     def move() -> None:
         try:
-            with session.motion() as driver:
+            with session.motion(permit=None) as driver:
                 driver.move_to_angle(180.0)  # 2 s at 90 deg/s
         except BaseException as exc:
             errors.append(exc)
@@ -78,10 +78,11 @@ def test_estop_latch_aborts_a_move_and_refuses_motion_until_cleared() -> None:
     mover.join(5)
     assert isinstance(errors[0], EmergencyStopError)
     assert any(w.address == 64 and w.value == 0 for w in rig.writes())  # torque off on the wire
-    with pytest.raises(EmergencyStopError, match="estop-clear resort-t"), session.motion():
+    refused = pytest.raises(EmergencyStopError, match="estop-clear resort-t")
+    with refused, session.motion(permit=None):
         pass
     assert session.clear_estop() is True
-    with session.motion() as driver:
+    with session.motion(permit=None) as driver:
         assert driver.go_home().hotel == "A"
     assert not session.moving
 
@@ -89,7 +90,7 @@ def test_estop_latch_aborts_a_move_and_refuses_motion_until_cleared() -> None:
 def test_cancel_and_link_loss_refuse_motion() -> None:
     session, _ = _session()
     session.cancel_requested.set()
-    with pytest.raises(MotionAbortedError), session.motion():
+    with pytest.raises(MotionAbortedError), session.motion(permit=None):
         pass
     session.cancel_requested.clear()
     session.mark_link_error(OSError("gone"))
