@@ -124,32 +124,43 @@ def _estop_latency(env: Any, n: int = 5) -> list[float]:
     from prefect.flow_runs import wait_for_flow_run
     from prefect.utilities.asyncutils import run_coro_as_sync
 
+    from fleet import locks, names
     from fleet.estop import clear_estop, estop
     from tests.e2e.agent_support import control, emulator_writes, wait_for
 
+    # the moves are created directly on the device deployments, under a reservation's lease
+    held = run_coro_as_sync(
+        locks.acquire(names.lock_name("resort-a"), timeout=60, resort="resort-a")
+    )
+    lease = str(held.lease_id)
     values = []
-    for i in range(n):
-        run_coro_as_sync(
-            wait_for_flow_run(
-                run_deployment("go-home/resort-a", timeout=0, as_subflow=False).id, timeout=60
+    try:
+        for i in range(n):
+            home = run_deployment(
+                "go-home/resort-a", parameters={"lease": lease}, timeout=0, as_subflow=False
             )
-        )
-        fr = run_deployment(
-            "move-to-angle/resort-a", parameters={"angle": 179.0 + i}, timeout=0, as_subflow=False
-        )
-        wait_for(lambda: control(env["link"], {"stats": True})["moving"], 30, 0.02)
-        time.sleep(0.3)
-        t0 = time.time()
-        estop(env["inv"], ["resort-a"], "bench")
-        offs = [
-            w["t"]
-            for w in emulator_writes(env["log"])
-            if w["name"] == "torque_enable" and w["value"] == 0 and w["t"] >= t0
-        ]
-        if offs:
-            values.append(offs[0] - t0)
-        run_coro_as_sync(wait_for_flow_run(fr.id, timeout=60))
-        clear_estop(env["inv"], ["resort-a"])
+            run_coro_as_sync(wait_for_flow_run(home.id, timeout=60))
+            fr = run_deployment(
+                "move-to-angle/resort-a",
+                parameters={"angle": 179.0 + i, "lease": lease},
+                timeout=0,
+                as_subflow=False,
+            )
+            wait_for(lambda: control(env["link"], {"stats": True})["moving"], 30, 0.02)
+            time.sleep(0.3)
+            t0 = time.time()
+            estop(env["inv"], ["resort-a"], "bench")
+            offs = [
+                w["t"]
+                for w in emulator_writes(env["log"])
+                if w["name"] == "torque_enable" and w["value"] == 0 and w["t"] >= t0
+            ]
+            if offs:
+                values.append(offs[0] - t0)
+            run_coro_as_sync(wait_for_flow_run(fr.id, timeout=60))
+            clear_estop(env["inv"], ["resort-a"])
+    finally:
+        run_coro_as_sync(locks.release(held))
     return values
 
 

@@ -9,6 +9,7 @@ __all__ = [
     "EstopError",
     "FleetError",
     "InventoryError",
+    "LeaseError",
     "PlanError",
     "ProvisionError",
     "ServerError",
@@ -55,6 +56,11 @@ class DispatchError(FleetError, RuntimeError):
         self.flow_run_id = flow_run_id
         self.state = state
         super().__init__(message)
+
+
+class LeaseError(DeviceBusyError, PermissionError):
+    """A run's lease of a resort lock is missing, gone, or not the resort's current holder:
+    the motor was not touched."""
 
 
 class EstopError(FleetError, RuntimeError):

@@ -50,14 +50,18 @@ def _schema(*params: tuple[str, dict[str, Any], Any]) -> dict[str, Any]:
 
 
 #: Device subflow name -> parameter schema (keys equal `fleet.names.DEVICE_FLOWS`).
+_LEASE = ("lease", _OPT_STRING, None)  # the resort lock's lease id (names.LEASED_FLOWS)
+
 DEVICE_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
-    "activate-hotel": _schema(("hotel", _STRING, _REQUIRED)),
-    "go-home": _schema(),
-    "move-to-angle": _schema(("angle", _NUMBER, _REQUIRED)),
-    "set-speed": _schema(("speed", _NUMBER, _REQUIRED), ("acceleration", _OPT_NUMBER, None)),
+    "activate-hotel": _schema(("hotel", _STRING, _REQUIRED), _LEASE),
+    "go-home": _schema(_LEASE),
+    "move-to-angle": _schema(("angle", _NUMBER, _REQUIRED), _LEASE),
+    "set-speed": _schema(
+        ("speed", _NUMBER, _REQUIRED), ("acceleration", _OPT_NUMBER, None), _LEASE
+    ),
     "request-position": _schema(),
     "request-health": _schema(),
-    "reboot-resort": _schema(),
+    "reboot-resort": _schema(_LEASE),
     "emergency-stop": _schema(("reason", _STRING, "emergency-stop flow run")),
 }
 

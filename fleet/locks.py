@@ -43,7 +43,7 @@ from uuid import UUID
 import httpx
 
 from fleet import names
-from fleet.errors import DeviceBusyError, FleetError, ProvisionError
+from fleet.errors import DeviceBusyError, FleetError, LeaseError, ProvisionError
 
 __all__ = [
     "DEFAULT_LEASE_DURATION",
@@ -56,6 +56,8 @@ __all__ = [
     "read_holder",
     "release",
     "resort_lock",
+    "verify_lease",
+    "verify_lease_sync",
 ]
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ class LockHolder:
     host: str
     pid: int
     lease_id: str
+    lease_duration: float = DEFAULT_LEASE_DURATION
 
     def describe(self) -> str:
         """`run NAME (ID) since T` or `process PID on HOST since T` when outside a flow run."""
@@ -154,11 +157,7 @@ def _current_run() -> tuple[str | None, str | None]:
     return str(ctx.flow_run.id), ctx.flow_run.name
 
 
-async def read_holder(resort: str) -> LockHolder | None:
-    """The recorded holder of `resort`'s lock (None when no record; it may be stale)."""
-    from prefect.variables import Variable
-
-    value = await Variable.aget(holder_variable_name(resort), default=None)
+def _holder_from(value: Any) -> LockHolder | None:
     if not isinstance(value, dict):
         return None
     try:
@@ -169,12 +168,22 @@ async def read_holder(resort: str) -> LockHolder | None:
             host=str(value.get("host", "?")),
             pid=int(value.get("pid", 0)),
             lease_id=str(value.get("lease_id", "")),
+            lease_duration=float(value.get("lease_duration") or DEFAULT_LEASE_DURATION),
         )
     except (KeyError, TypeError, ValueError):
         return None
 
 
-async def _record_holder(resort: str, lease_id: UUID, run_id: str | None, run_name: str | None):
+async def read_holder(resort: str) -> LockHolder | None:
+    """The recorded holder of `resort`'s lock (None when no record; it may be stale)."""
+    from prefect.variables import Variable
+
+    return _holder_from(await Variable.aget(holder_variable_name(resort), default=None))
+
+
+async def _record_holder(
+    resort: str, lease_id: UUID, lease_duration: float, run_id: str | None, run_name: str | None
+) -> None:
     from prefect.variables import Variable
 
     record: dict[str, Any] = {
@@ -184,6 +193,7 @@ async def _record_holder(resort: str, lease_id: UUID, run_id: str | None, run_na
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "lease_id": str(lease_id),
+        "lease_duration": lease_duration,
     }
     try:
         await Variable.aset(holder_variable_name(resort), record, overwrite=True)
@@ -380,7 +390,7 @@ async def acquire(
     _start_renewal(held)
     logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
     if resort is not None:
-        await _record_holder(resort, lease_id, run_id, run_name)
+        await _record_holder(resort, lease_id, lease_duration, run_id, run_name)
         logger.debug("recorded holder of %s at %.3f s", name, time.monotonic() - start)
     return held
 
@@ -415,6 +425,88 @@ async def release(lock: HeldLock, *, client: Any = None) -> None:
     finally:
         _wake_next(lock.name)
     logger.debug("released %s after %.3f s", lock.name, time.monotonic() - lock.acquired_at)
+
+
+# --- lease checks: the agent's (sync, on its device thread) and a reservation's (async) -----------
+
+
+def _not_holder(resort: str, lease_id: str | None, holder: LockHolder | None) -> LeaseError | None:
+    lock = names.lock_name(resort)
+    if not lease_id:
+        return LeaseError(
+            f"no lease of lock {lock}: motion and maintenance runs on {resort} must come from a "
+            "parent flow that holds the resort's lock (`fleet activate ...`, FleetClient, the "
+            "fleet-* deployments) or carry the lease id of a reservation as parameter `lease`"
+        )
+    if holder is None or holder.lease_id != lease_id:
+        who = holder.describe() if holder is not None else "nobody"
+        return LeaseError(
+            f"lease {lease_id} does not hold lock {lock}: its current holder is {who}"
+        )
+    return None
+
+
+def _lease_gone(resort: str, lease_id: str, exc: httpx.HTTPStatusError) -> LeaseError:
+    return LeaseError(
+        f"lease {lease_id} of lock {names.lock_name(resort)} has expired or was released "
+        f"(HTTP {exc.response.status_code}): its holder is gone"
+    )
+
+
+def verify_lease_sync(client: Any, resort: str, lease_id: str | None) -> None:
+    """Check that `lease_id` is live and is `resort`'s recorded lock holder (sync client).
+
+    The check renews the lease for the holder's own lease duration: a live lease is extended as
+    its holder would, a lease that expired or was released answers 404/410.
+
+    Raises:
+        LeaseError: no lease, another holder, or the lease is gone.
+    """
+    from prefect.exceptions import ObjectNotFound
+
+    holder = None
+    if lease_id:
+        try:
+            variable = client.read_variable_by_name(holder_variable_name(resort))
+        except ObjectNotFound:
+            variable = None
+        holder = _holder_from(variable.value if variable is not None else None)
+    problem = _not_holder(resort, lease_id, holder)
+    if problem is not None:
+        raise problem
+    assert lease_id is not None and holder is not None
+    try:
+        client.renew_concurrency_lease(
+            lease_id=UUID(lease_id), lease_duration=holder.lease_duration
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code in (404, 410):
+            raise _lease_gone(resort, lease_id, exc) from None
+        raise
+
+
+async def verify_lease(resort: str, lease_id: str | None) -> None:
+    """Async form of `verify_lease_sync` (a scheduler checking its reservation).
+
+    Raises:
+        LeaseError: no lease, another holder, or the lease is gone.
+    """
+    from prefect.client.orchestration import get_client
+
+    holder = await read_holder(resort) if lease_id else None
+    problem = _not_holder(resort, lease_id, holder)
+    if problem is not None:
+        raise problem
+    assert lease_id is not None and holder is not None
+    async with get_client() as client:
+        try:
+            await client.renew_concurrency_lease(
+                lease_id=UUID(lease_id), lease_duration=holder.lease_duration
+            )
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (404, 410):
+                raise _lease_gone(resort, lease_id, exc) from None
+            raise
 
 
 def abandon(lock: HeldLock) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "DEVICE_FLOWS",
+    "LEASED_FLOWS",
     "MOTION_FLOWS",
     "PARENT_FLOWS",
     "WORKER_TYPE",
@@ -47,6 +48,10 @@ DEVICE_FLOWS: dict[str, str] = {
 
 #: Device subflows that move the carousel (take the motion lock, refused while e-stopped).
 MOTION_FLOWS: frozenset[str] = frozenset({"activate-hotel", "go-home", "move-to-angle"})
+
+#: Device subflows that need the lease of the resort's lock (parameter `lease`), checked by the
+#: agent before the motor sees a write: motion and maintenance. E-stop and reads never do.
+LEASED_FLOWS: frozenset[str] = MOTION_FLOWS | {"set-speed", "reboot-resort"}
 
 #: Parent flows (run on the control pool or in-process by the CLI): flow name -> entrypoint.
 PARENT_FLOWS: dict[str, str] = {

@@ -5,6 +5,13 @@ Each flow reaches the open device through `device_agent.current_device()` (so it
 `move-to-angle`) take the session's motion lock and are refused at once while the resort is
 e-stopped. Every flow returns a plain dict and also publishes it as a table artifact on its run
 (`flows.results.read_device_result(flow_run_id)` reads it back). Names: `fleet.names.DEVICE_FLOWS`.
+
+The agent enforces the resort lock: motion and maintenance flows (`fleet.names.LEASED_FLOWS`) take
+a `lease` parameter, the lease id of the resort lock their parent holds. Right before the motor's
+first write the agent checks that the lease is live and is the resort's recorded holder
+(`fleet.locks.verify_lease_sync`); otherwise the run fails with `LeaseError` and the motor sees no
+write. A bare `prefect deployment run activate-hotel/<resort>` has no lease and is refused.
+E-stop and the read-only flows never need one.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from prefect.runtime import flow_run as runtime_flow_run
 from prefect.variables import Variable
 
 from device_agent import current_device
-from device_agent.session import DeviceSession
-from fleet import names
+from device_agent.session import DeviceSession, Permit
+from fleet import locks, names
 
 __all__ = [
     "activate_hotel",
@@ -48,13 +55,24 @@ def _begin() -> tuple[DeviceSession, float]:
     return current_device(), time.time()
 
 
-def _write_latch(session: DeviceSession, reason: str, command_id: str) -> None:
+def _holds_lock(session: DeviceSession, lease: str | None) -> Permit:
+    """The run's permit: its `lease` must be live and the resort lock's holder."""
+
+    def check() -> None:
+        from prefect.client.orchestration import get_client
+
+        locks.verify_lease_sync(get_client(sync_client=True), session.name, lease)
+
+    return check
+
+
+def _write_latch(session: DeviceSession, reason: str, command_id: str, at: str) -> None:
     """Set the resort's e-stop latch variable to "stopped" by this run's latch command."""
     latch = {
         "estopped": True,
         "reason": reason,
         "by": f"emergency-stop flow run {runtime_flow_run.id}",
-        "at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "at": at,
         "command_id": command_id,
     }
     Variable.set(names.estop_variable_name(session.name), latch, overwrite=True)
@@ -96,41 +114,44 @@ def _after_move(session: DeviceSession, move: Any) -> dict[str, Any]:
 
 
 @flow(name="activate-hotel", **_FLOW_OPTIONS)
-def activate_hotel(hotel: str) -> dict[str, Any]:
-    """Bring `hotel` (by name, e.g. "B") into the access position."""
+def activate_hotel(hotel: str, lease: str | None = None) -> dict[str, Any]:
+    """Bring `hotel` (by name, e.g. "B") into the access position (needs the lock's `lease`)."""
     session, started = _begin()
     get_run_logger().info("%s: activating hotel %s", session.name, hotel)
-    with session.motion() as driver:
+    with session.motion(permit=_holds_lock(session, lease)) as driver:
         move = driver.activate_hotel(hotel)
     result = {"hotel_requested": hotel, **_after_move(session, move)}
     return publish_result(session, "activate-hotel", result, started)
 
 
 @flow(name="go-home", **_FLOW_OPTIONS)
-def go_home() -> dict[str, Any]:
-    """Turn the carousel to resort angle 0."""
+def go_home(lease: str | None = None) -> dict[str, Any]:
+    """Turn the carousel to resort angle 0 (needs the lock's `lease`)."""
     session, started = _begin()
     get_run_logger().info("%s: going home", session.name)
-    with session.motion() as driver:
+    with session.motion(permit=_holds_lock(session, lease)) as driver:
         move = driver.go_home()
     return publish_result(session, "go-home", _after_move(session, move), started)
 
 
 @flow(name="move-to-angle", **_FLOW_OPTIONS)
-def move_to_angle(angle: float) -> dict[str, Any]:
-    """Turn the carousel to `angle` degrees (resort frame)."""
+def move_to_angle(angle: float, lease: str | None = None) -> dict[str, Any]:
+    """Turn the carousel to `angle` degrees (resort frame; needs the lock's `lease`)."""
     session, started = _begin()
     get_run_logger().info("%s: moving to %.2f deg", session.name, angle)
-    with session.motion() as driver:
+    with session.motion(permit=_holds_lock(session, lease)) as driver:
         move = driver.move_to_angle(angle)
     return publish_result(session, "move-to-angle", _after_move(session, move), started)
 
 
 @flow(name="set-speed", **_FLOW_OPTIONS)
-def set_speed(speed: float, acceleration: float | None = None) -> dict[str, Any]:
-    """Set the carousel speed (deg/s) and optionally acceleration (deg/s^2) for later moves."""
+def set_speed(
+    speed: float, acceleration: float | None = None, lease: str | None = None
+) -> dict[str, Any]:
+    """Set the carousel speed (deg/s) and optionally acceleration (deg/s^2) for later moves
+    (needs the lock's `lease`)."""
     session, started = _begin()
-    with session.device() as driver:
+    with session.device(permit=_holds_lock(session, lease)) as driver:
         driver.set_speed(speed, acceleration)
         result = {"speed": driver.speed, "acceleration": driver.acceleration}
     session.update()  # publish the status document: it carries the speed in use
@@ -161,11 +182,12 @@ def request_health() -> dict[str, Any]:
 
 
 @flow(name="reboot-resort", **_FLOW_OPTIONS)
-def reboot_resort() -> dict[str, Any]:
-    """Reboot the servo (clears latched hardware errors) and re-apply the settings."""
+def reboot_resort(lease: str | None = None) -> dict[str, Any]:
+    """Reboot the servo (clears latched hardware errors) and re-apply the settings, torque off
+    (needs the lock's `lease`)."""
     session, started = _begin()
     session.check_estop()
-    with session.motion() as driver:
+    with session.motion(permit=_holds_lock(session, lease)) as driver:
         health = driver.reboot()
     session.update(health=health.to_dict(), last_error=None)
     return publish_result(session, "reboot-resort", {**health.to_dict(), "ok": health.ok}, started)
@@ -183,6 +205,8 @@ def emergency_stop(reason: str = "emergency-stop flow run") -> dict[str, Any]:
     """
     session, started = _begin()
     command_id = str(uuid.uuid4())
-    session.apply_latch(True, reason, command_id, stop_again=True)  # the agent won't re-apply it
-    _write_latch(session, reason, command_id)
-    return publish_result(session, "emergency-stop", {"estopped": True, "reason": reason}, started)
+    at = datetime.datetime.now(datetime.UTC).isoformat()
+    session.apply_latch(True, reason, command_id, at=at, stop_again=True, live=True)
+    _write_latch(session, reason, command_id, at)
+    result = {"estopped": True, "reason": reason, "confirmed": bool(session.estop_confirmed)}
+    return publish_result(session, "emergency-stop", result, started)

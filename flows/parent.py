@@ -34,7 +34,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from fleet import locks, names
-from fleet.errors import DeviceBusyError, DispatchError, PlanError
+from fleet.errors import DispatchError, PlanError
 from fleet.plan import DEVICE_FLOW_OF, Operation, validate_operation
 from fleet.selection import Selector, select_resort
 from fleet.watchdog import parent_heartbeat
@@ -215,10 +215,15 @@ async def dispatch(
     *,
     step: str,
     held: locks.HeldLock | None = None,
+    lease: str | None = None,
     run_timeout: float | None = None,
     info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run `device_flow` on `resort` while its lock is held; return the device result.
+
+    Motion and maintenance subflows (`names.LEASED_FLOWS`) get the lock's lease id as their
+    `lease` parameter: the agent checks it is live and the resort's holder before the motor sees
+    a write.
 
     Args:
         inventory: the fleet inventory.
@@ -228,6 +233,7 @@ async def dispatch(
         step: the step name in the idempotency key `<parent run>:<step>:<resort>`.
         held: the resort's held lock (checked before dispatch; abandoned if the resort cannot be
             confirmed idle after a crash).
+        lease: the lease id of a lock the caller holds (a reservation), when `held` is None.
         run_timeout: seconds to wait for the child (default move_timeout + PICKUP_MARGIN).
         info: filled with `flow_run_id` and `resort` of the child run.
 
@@ -244,9 +250,12 @@ async def dispatch(
     timeout = run_timeout if run_timeout is not None else resort.move_timeout + PICKUP_MARGIN
     key = f"{_parent_run_id()}:{step}:{resort.name}"
     deployment = names.device_deployment_name(device_flow, resort)
+    parameters = dict(parameters)
+    if device_flow in names.LEASED_FLOWS:
+        parameters["lease"] = str(held.lease_id) if held is not None else lease
     async with locks.fleet_move_slot(inventory) if device_flow in names.MOTION_FLOWS else _null():
         began = time.monotonic()
-        child = await _create_child(deployment, dict(parameters), key)
+        child = await _create_child(deployment, parameters, key)
         _log.debug("%s: run created in %.3f s", deployment, time.monotonic() - began)
         child_id = str(child.id)
         if info is not None:
@@ -384,32 +393,14 @@ async def run_locked(
             inventory, resort, device_flow, parameters, step=step, held=held, info=info
         )
     if reservation is not None:
-        await _check_reservation(resort.name, reservation)
-        return await dispatch(inventory, resort, device_flow, parameters, step=step, info=info)
+        await locks.verify_lease(resort.name, reservation)
+        return await dispatch(
+            inventory, resort, device_flow, parameters, step=step, lease=reservation, info=info
+        )
     async with locks.resort_lock(resort.name, timeout=lock_timeout) as lock:
         return await dispatch(
             inventory, resort, device_flow, parameters, step=step, held=lock, info=info
         )
-
-
-async def _check_reservation(resort: str, lease_id: str) -> None:
-    """The caller says it holds `resort`: its lease must be alive and be the recorded holder."""
-    import httpx
-    from prefect.client.orchestration import get_client
-
-    holder = await locks.read_holder(resort)
-    if holder is None or holder.lease_id != lease_id:
-        raise DeviceBusyError(f"reservation {lease_id} does not hold resort {resort}")
-    async with get_client() as client:
-        try:
-            await client.renew_concurrency_lease(
-                lease_id=uuid.UUID(lease_id), lease_duration=locks.DEFAULT_LEASE_DURATION
-            )
-        except httpx.HTTPStatusError as exc:
-            raise DeviceBusyError(
-                f"reservation {lease_id} of resort {resort} has expired "
-                f"(HTTP {exc.response.status_code})"
-            ) from None
 
 
 # --- parent flows -------------------------------------------------------------------------------

@@ -141,13 +141,14 @@ def test_check_diff_runs_clean(lab: Lab) -> None:
 def test_restart_waits_for_the_active_run_then_resumes(lab: Lab) -> None:
     """A unit change on Pi 1 while resort-a is moving: pause, wait for the run, restart, resume."""
     resort, pi = RESORTS[0], lab.pis[RESORTS[0]]
-    slow = run(
+    slow = run(  # through the parent flow: the agent refuses a set-speed run without its lease
         [
-            str(VENV_BIN / "python"),
-            "-c",
-            "from prefect.deployments import run_deployment\n"
-            f"r = run_deployment('set-speed/{resort}', parameters={{'speed': 5.0}}, timeout=60)\n"
-            "assert r.state.is_completed(), r.state",
+            str(VENV_BIN / "fleet"),
+            "speed",
+            resort,
+            "5",
+            "--inventory",
+            str(lab.fleet_inventory),
         ],
         env=lab.client_env(),
         timeout=120,

@@ -1,7 +1,9 @@
 """The device agent as a real subprocess against a real Prefect server and the pty emulator.
 
 One agent serves resort `resort-a` of a one-resort fleet for the whole module; later tests kill
-and restart it. Motion is timed (not instant): the carousel turns at 90 deg/s.
+and restart it. Motion is timed (not instant): the carousel turns at 90 deg/s. The module holds
+the resort's lock (a reservation) and passes its lease to the motion and maintenance runs it
+submits directly, as a parent flow would.
 """
 
 from __future__ import annotations
@@ -47,6 +49,26 @@ class Fleet:
         self.write_log = Path(self.settings.emulator.log_file)
         self.agent: AgentProcess | None = None
         self.starts = 0
+        self.reservation: Any = None
+
+    def reserve(self) -> None:
+        """Hold the resort's lock for the module (its lease goes with direct motion runs)."""
+        from prefect.utilities.asyncutils import run_coro_as_sync
+
+        from fleet import locks, names
+
+        self.reservation = run_coro_as_sync(
+            locks.acquire(names.lock_name(RESORT), timeout=60, resort=RESORT)
+        )
+
+    def release(self) -> None:
+        from prefect.utilities.asyncutils import run_coro_as_sync
+
+        from fleet import locks
+
+        if self.reservation is not None:
+            run_coro_as_sync(locks.release(self.reservation))
+            self.reservation = None
 
     def start(self, settings_file: Path | None = None) -> AgentProcess:
         self.starts += 1
@@ -106,6 +128,10 @@ class Fleet:
     def submit(self, flow: str, **parameters: Any) -> Any:
         from prefect.deployments import run_deployment
 
+        from fleet import names
+
+        if flow in names.LEASED_FLOWS and self.reservation is not None:
+            parameters.setdefault("lease", str(self.reservation.lease_id))
         return run_deployment(
             f"{flow}/{RESORT}", parameters=parameters, timeout=0, as_subflow=False
         )
@@ -137,10 +163,12 @@ def fleet_env(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     directory = tmp_path_factory.mktemp("e2e-agent")
     env = Fleet(directory, prefect_server.api_url)
     provision_minimal(env.inv)
+    env.reserve()
     env.start()
     try:
         yield env
     finally:
+        env.release()
         if env.agent is not None:
             env.agent.terminate(60)
         # an emulator adopted after kill -9 is stopped by the last agent; make sure
