@@ -33,14 +33,12 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
+from device_agent.emulator_child import EmulatorChild
 from device_agent.errors import DeviceError, PortLostError
 from device_agent.pi_latch import LatchFile
 from device_agent.session import DeviceSession, use_session
@@ -73,37 +71,6 @@ STATUS_TIMEOUT = 10.0  # seconds one status publication may take before it is re
 # E-stop events older than the subscription minus this are replays (the latch variable covers
 # them); the slack tolerates small clock differences between the CLI host and the Pi.
 REPLAY_SLACK = datetime.timedelta(seconds=5)
-
-
-def _emulator_alive(link: str) -> dict[str, Any] | None:
-    """The stats of the emulator answering on `link`'s control socket, or None."""
-    path = f"{link}.ctl"
-    if not os.path.exists(link) or not os.path.exists(path):
-        return None
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(2.0)
-            sock.connect(path if len(os.fsencode(path)) < 100 else _short(path))
-            sock.sendall(b'{"stats": true}\n')
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        answer = json.loads(buf)
-        return answer if isinstance(answer, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _short(path: str) -> str:
-    # Unix socket paths are limited to ~107 bytes; go through a short symlink in /tmp.
-    alias = f"/tmp/plate-resort-ctl-{abs(hash(path)) % 10**10}"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(alias)
-    os.symlink(path, alias)
-    return alias
 
 
 def _profile_value(session: DeviceSession | None, name: str) -> float | None:
@@ -141,8 +108,7 @@ class Agent:
         self.settings = settings
         self.session: DeviceSession | None = None
         self.worker: Any = None
-        self.emulator: subprocess.Popen[bytes] | None = None
-        self._adopted_emulator: int | None = None
+        self.emulator = EmulatorChild()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._shutdown = threading.Event()
@@ -154,69 +120,13 @@ class Agent:
 
     # ---------------------------------------------------------------- device
     def start_emulator(self) -> None:
-        """Start the pty emulator (`device-agent emulate`) as a child process and wait for it.
-
-        Runs ``python -m device_agent.emulator`` (the same program as `device-agent emulate`,
-        without Prefect's import time). An emulator already serving the link (left by an agent
-        that was killed) is reused.
-        """
-        options = self.settings.emulator
-        if options is None:
-            return
-        device = self.settings.device
-        running = _emulator_alive(device.serial_port)
-        if running is not None:
-            # Left by an agent that was killed: adopt it (stopped with this agent). One started
-            # on its own (`device-agent emulate`) is used, never stopped: it is the motor.
-            if running.get("owned_by_agent"):
-                self._adopted_emulator = running.get("pid")
-            logger.info(
-                "using the emulator (pid %s) serving %s", running.get("pid"), device.serial_port
-            )
-            return
-        cmd = [
-            sys.executable,
-            "-m",
-            "device_agent.emulator",
-            "--link",
-            device.serial_port,
-            "--motor-id",
-            str(device.motor_id),
-            "--baud",
-            str(device.baudrate),
-            "--owned-by-agent",
-        ]
-        if options.instant:
-            cmd.append("--instant")
-        if options.log_file is not None:
-            Path(options.log_file).parent.mkdir(parents=True, exist_ok=True)
-            cmd += ["--log", str(options.log_file)]
-        Path(device.serial_port).parent.mkdir(parents=True, exist_ok=True)
-        logger.info("starting emulator: %s", " ".join(cmd))
-        self.emulator = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 15.0
-        while not _emulator_alive(device.serial_port):
-            if self.emulator.poll() is not None:
-                raise DeviceError(
-                    f"emulator for {device.name} exited with {self.emulator.returncode}"
-                )
-            if time.monotonic() > deadline:
-                raise DeviceError(f"emulator did not serve {device.serial_port} within 15 s")
-            time.sleep(0.05)
+        """Start (or reuse) the pty emulator when the resort is emulated (`EmulatorChild`)."""
+        if self.settings.emulator is not None:
+            self.emulator.start(self.settings.device, self.settings.emulator)
 
     def stop_emulator(self) -> None:
-        """Stop the emulator child, if this agent started one."""
-        if self._adopted_emulator:
-            with contextlib.suppress(OSError):
-                os.kill(int(self._adopted_emulator), signal.SIGTERM)
-            self._adopted_emulator = None
-        if self.emulator is not None and self.emulator.poll() is None:
-            self.emulator.terminate()
-            try:
-                self.emulator.wait(5)
-            except subprocess.TimeoutExpired:
-                self.emulator.kill()
-                self.emulator.wait(5)
+        """Stop the emulator this agent started or adopted (never one started on its own)."""
+        self.emulator.stop()
 
     def open_device(self) -> DeviceSession:
         """Read the Pi's latch, build the driver and try to connect (never torque on).

@@ -160,8 +160,8 @@ class DeviceSession:
         """
         self._estopped.set()
         self.estop_reason = reason
+        confirmed = self.ensure_torque_off(command_id)  # the motor first, then the file (fsync)
         self._write_pi_latch(True, reason, command_id, at=at, by=by)
-        confirmed = self.ensure_torque_off(command_id)
         self._changed()
         return confirmed
 

@@ -758,7 +758,9 @@ class XM430Model:
     def _log_write(self, it: ct.Item, value: int, now: float) -> None:
         if it.name in LOGGED_ITEMS:
             moving = self._motion.moving(now)
-            self._log_entry({"addr": it.address, "name": it.name, "value": value, "moving": moving})
+            torque = bool(self._mem[64])  # before the write: a goal written with torque off moves
+            entry = {"addr": it.address, "name": it.name, "value": value, "moving": moving}
+            self._log_entry({**entry, "torque": torque})
 
     def _log_entry(self, entry: dict[str, Any]) -> None:
         record = {"t": time.time(), "motor_id": self.motor_id, **entry}

@@ -32,11 +32,12 @@ def count_flow_runs() -> int:
 
 
 def goal_angles(fleet, resort: str, since: float) -> list[float]:
-    """Goal positions written to a resort's motor after `since`, in degrees, in write order."""
+    """Goals a resort's motor was commanded to after `since`, in degrees, in write order (a goal
+    written with torque off is the hold before torque-on, not a move)."""
     return [
         round(w["value"] / TICKS_PER_DEG)
         for w in fleet.emulators[resort].writes()
-        if w["t"] >= since and w["name"] == "goal_position"
+        if w["t"] >= since and w["name"] == "goal_position" and w["torque"]
     ]
 
 

@@ -44,7 +44,7 @@ def test_estop_without_agent_sets_latch_and_reports_no_ack(inv: Any) -> None:
         estop(inv, ["r1"], "test", timeout=0.5)
     latch = _latch(names.estop_variable_name("r1"))
     assert latch["estopped"] is True and latch["reason"] == "test"
-    with pytest.raises(EstopError, match="released when its agent starts"):
+    with pytest.raises(EstopError, match="run the clear again once the agent is online"):
         clear_estop(inv, ["r1"], timeout=0.3)
     assert _latch(names.estop_variable_name("r1"))["estopped"] is False
     with pytest.raises(DeviceSelectionError, match="known: r1, r2"):
