@@ -106,10 +106,14 @@ _READ_VERBS = frozenset({"filter", "count", "paginate", "history"})
 
 def is_write(method: str, path: str) -> bool:
     """True for an API request that may write to the database (POST/PATCH/PUT/DELETE that is
-    not one of Prefect's POST-bodied reads such as `/flow_runs/filter`)."""
+    not one of Prefect's POST-bodied reads such as `/flow_runs/filter`, nor a lease renewal,
+    which touches only the lease storage: files or Redis, never the database)."""
     if method not in ("POST", "PATCH", "PUT", "DELETE"):
         return False
-    return path.rstrip("/").rsplit("/", 1)[-1] not in _READ_VERBS
+    parts = path.rstrip("/").split("/")
+    if parts[-1] == "renew" and "leases" in parts[-3:-1]:
+        return False
+    return parts[-1] not in _READ_VERBS
 
 
 class SerializedWrites:

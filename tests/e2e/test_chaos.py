@@ -101,43 +101,6 @@ def restart_server(server: PrefectServer) -> float:
 # --- helpers over the real fleet -------------------------------------------------------------
 
 
-def restart_agent(fleet: Fleet, name: str, timeout: float = 90.0) -> None:
-    """Start `device-agent run` for `name` again (the harness's command); wait until the new
-    process has published its own status (the killed one's document still says online)."""
-    from prefect.variables import Variable
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    with fleet.agent_logs[name].open("ab") as out:
-        proc = fleet.agents[name] = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("device-agent")),
-                "run",
-                "--inventory",
-                str(fleet.inventory_path),
-                "--device",
-                name,
-                "--poll-interval",
-                "5",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
-        )
-    variable = names.status_variable_name(fleet.inventory.resort(name))
-
-    def online() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"agent {name} exited: {fleet.agent_output(name)}")
-        doc = Variable.get(variable, default=None)
-        return isinstance(doc, dict) and doc.get("pid") == proc.pid and bool(doc.get("online"))
-
-    wait_for(online, timeout, 0.2, f"restarted agent {name} online")
-
-
 def status(fleet: Fleet, name: str) -> Any:
     from fleet.status import read_status
 
@@ -335,7 +298,7 @@ class TestTimedFleet:
         killed, killed_at = time.monotonic(), time.time()
         os.killpg(timed.agents[name].pid, signal.SIGKILL)
         timed.agents[name].wait(10)
-        restart_agent(timed, name)
+        timed.restart_agent(name)
         restarted = time.monotonic() - killed
         # the parent sees its child end (Crashed), waits for the resort to be idle, releases
         bound = timed.inventory.resort(name).move_timeout + 30 + 60

@@ -74,26 +74,11 @@ def _goal_writes(lab: Fleet) -> list[dict[str, Any]]:
 
 def _restart_agent(lab: Fleet, *, kill: bool = False) -> subprocess.Popen[bytes]:
     """Stop the agent (SIGTERM, or SIGKILL) and start a new one on the same emulator."""
-    from tests.support.fleet_harness import _wait_online
-
     old = lab.agents[R]
     if old.poll() is None:
         (old.kill if kill else old.terminate)()
         old.wait(60)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
-    with lab.agent_logs[R].open("ab") as out:
-        lab.agents[R] = subprocess.Popen(
-            [_DEVICE_AGENT, "run", "--inventory", str(lab.inventory_path), "--device", R],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=_REPO,
-            start_new_session=True,
-        )
-    _wait_online(lab, [R], 90)
-    return lab.agents[R]
+    return lab.restart_agent(R)
 
 
 @contextlib.contextmanager

@@ -87,6 +87,11 @@ def test_write_requests_are_told_from_post_bodied_reads() -> None:
     assert not is_write("POST", "/api/flow_runs/count/")
     assert not is_write("POST", "/api/ui/flow_runs/history")
     assert not is_write("GET", "/api/flow_runs/5c1e")
+    # a lease renewal touches the lease storage (files or Redis), not the database; taking and
+    # releasing a slot do write it
+    assert not is_write("POST", "/api/v2/concurrency_limits/leases/5c1e/renew")
+    assert is_write("POST", "/api/v2/concurrency_limits/increment-with-lease")
+    assert is_write("POST", "/api/v2/concurrency_limits/decrement-with-lease")
 
 
 def test_serialized_writes_run_one_at_a_time_and_reads_alongside() -> None:

@@ -49,6 +49,51 @@ class Fleet:
         path = self.agent_logs.get(name)
         return path.read_text(errors="replace")[-3000:] if path and path.exists() else ""
 
+    def spawn_agent(self, name: str, *, append: bool = True) -> subprocess.Popen[bytes]:
+        """Start `device-agent run` for resort `name` (its log appended to, or new)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
+        with self.agent_logs[name].open("ab" if append else "wb") as out:
+            self.agents[name] = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("device-agent")),
+                    "run",
+                    "--inventory",
+                    str(self.inventory_path),
+                    "--device",
+                    name,
+                    "--poll-interval",
+                    "5",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=_REPO,
+                start_new_session=True,
+            )
+        return self.agents[name]
+
+    def restart_agent(self, name: str, *, timeout: float = 90.0) -> subprocess.Popen[bytes]:
+        """Start `name`'s agent again; wait until the new process has published its own status
+        (a killed agent's document still says online)."""
+        from prefect.variables import Variable
+
+        from fleet import names
+
+        proc = self.spawn_agent(name)
+        variable = names.status_variable_name(self.inventory.resort(name))
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"agent {name} exited: {self.agent_output(name)}")
+            doc = Variable.get(variable, default=None)
+            if isinstance(doc, dict) and doc.get("pid") == proc.pid and doc.get("online"):
+                return proc
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"restarted agent {name} not online after {timeout} s")
+            time.sleep(0.2)
+
     def stop(self) -> None:
         """SIGTERM every agent (SIGKILL after 20 s), then stop the emulators."""
         for proc in self.agents.values():
@@ -171,27 +216,8 @@ def start_fleet(
         for resort in inv.resorts:
             if not resort.active:
                 continue
-            log_path = tmp / f"agent-{resort.name}.log"
-            fleet.agent_logs[resort.name] = log_path
-            with log_path.open("wb") as out:
-                fleet.agents[resort.name] = subprocess.Popen(
-                    [
-                        str(Path(sys.executable).with_name("device-agent")),
-                        "run",
-                        "--inventory",
-                        str(path),
-                        "--device",
-                        resort.name,
-                        "--poll-interval",
-                        "5",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                    cwd=_REPO,
-                    start_new_session=True,
-                )
+            fleet.agent_logs[resort.name] = tmp / f"agent-{resort.name}.log"
+            fleet.spawn_agent(resort.name, append=False)
             started.append(resort.name)
         _wait_online(fleet, started, timeout)
     except BaseException:
