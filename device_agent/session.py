@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 #: A check run right before a command reaches the motor; raises to refuse it.
 Permit = Callable[[], None]
 
-CONFIRM_RETRY = 0.2  # seconds between attempts to confirm torque off after a stop
+CONFIRM_RETRY = 0.2  # seconds before the first retry to confirm torque off after a stop
+CONFIRM_RETRY_MAX = 2.0  # seconds between retries, at most
 
 _current: DeviceSession | None = None
 _current_guard = threading.Lock()
@@ -169,7 +170,7 @@ class DeviceSession:
         """Torque off and read back; on failure keep trying on a thread. True if confirmed."""
         confirmed = bool(self.driver.emergency_stop())
         self.estop_confirmed = confirmed
-        if not confirmed:
+        if not confirmed and self._estopped.is_set():
             self.last_error = "emergency stop: torque off not confirmed yet (retrying)"
             self._start_confirming(command_id)
         return confirmed
@@ -183,8 +184,10 @@ class DeviceSession:
         self._confirming.start()
 
     def _confirm_loop(self, command_id: str | None) -> None:
+        delay = CONFIRM_RETRY
         while self._estopped.is_set():
-            time.sleep(CONFIRM_RETRY)
+            time.sleep(delay)
+            delay = min(delay * 2, CONFIRM_RETRY_MAX)  # a lost link: try on, log less often
             if not self._estopped.is_set():
                 return
             if self.driver.emergency_stop():
