@@ -154,16 +154,17 @@ class Agent:
         session.restore_pi_latch()  # before the port is opened
         try:
             driver.connect()
-        except DeviceError as exc:
-            if not isinstance(exc, PortLostError) and "model" in str(exc):
-                raise  # wrong servo: a configuration error, not a transient one
-            logger.warning("%s: cannot open %s yet: %s", device.name, device.serial_port, exc)
-            session.mark_link_error(exc)
-        else:
             if session.estopped:
                 session.ensure_torque_off()
             self._settle(session)
             self._read_position(session)
+        except DeviceError as exc:
+            if not isinstance(exc, PortLostError) and "model" in str(exc):
+                raise  # wrong servo: a configuration error, not a transient one
+            # a missing or busy port, or a servo that did not answer in time (a loaded Pi):
+            # start faulted, the link monitor reconnects
+            logger.warning("%s: cannot open %s yet: %s", device.name, device.serial_port, exc)
+            session.mark_link_error(exc)
         self.session = session
         return session
 
