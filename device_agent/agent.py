@@ -369,12 +369,9 @@ class Agent:
             delay = min(delay * 2, LATCH_RETRY_MAX)
 
     # ---------------------------------------------------------------- e-stop
-    async def _sync_latch_once(self) -> None:
-        from prefect.client.orchestration import get_client
-
+    async def _sync_latch_once(self, client: Any) -> None:
         try:
-            async with get_client() as client:
-                await self._sync_latch(client)
+            await self._sync_latch(client)
         except Exception as exc:
             logger.info("could not read the e-stop latch: %s", exc)
 
@@ -404,7 +401,7 @@ class Agent:
                 ):
                     self.estop_listener_connected = True
                     backoff = 0.5
-                    await self._sync_latch_once()  # events missed while disconnected
+                    await self._sync_latch_once(client)  # events missed while disconnected
                     async for event in subscriber:
                         if event.occurred < since:
                             continue

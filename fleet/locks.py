@@ -486,27 +486,18 @@ def verify_lease_sync(client: Any, resort: str, lease_id: str | None) -> None:
 
 
 async def verify_lease(resort: str, lease_id: str | None) -> None:
-    """Async form of `verify_lease_sync` (a scheduler checking its reservation).
+    """`verify_lease_sync` from async code (a scheduler checking its reservation).
 
     Raises:
         LeaseError: no lease, another holder, or the lease is gone.
     """
     from prefect.client.orchestration import get_client
 
-    holder = await read_holder(resort) if lease_id else None
-    problem = _not_holder(resort, lease_id, holder)
-    if problem is not None:
-        raise problem
-    assert lease_id is not None and holder is not None
-    async with get_client() as client:
-        try:
-            await client.renew_concurrency_lease(
-                lease_id=UUID(lease_id), lease_duration=holder.lease_duration
-            )
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code in (404, 410):
-                raise _lease_gone(resort, lease_id, exc) from None
-            raise
+    def check() -> None:
+        with get_client(sync_client=True) as client:
+            verify_lease_sync(client, resort, lease_id)
+
+    await asyncio.to_thread(check)  # copies the context: the same API settings
 
 
 def abandon(lock: HeldLock) -> None:
