@@ -211,12 +211,39 @@ def serialize_writes(switch: str | None, server_settings: Any) -> bool:
     return not text or text.startswith("sqlite")
 
 
+def allow_scheduled_runs_on_sqlalchemy_21() -> bool:
+    """Let Prefect 3.8's scheduler insert runs under SQLAlchemy 2.1; True when patched.
+
+    The scheduler inserts its runs with one ORM `INSERT` whose rows carry a `state` key, which is
+    a hybrid property of `FlowRun`; Prefect inserts the states separately afterwards, and
+    SQLAlchemy 2.0 ignored the key. SQLAlchemy 2.1 refuses a hybrid in a bulk insert unless it
+    has a `bulk_dml` function ("Can't evaluate bulk DML statement"), so every scheduler pass
+    failed and deployment schedules never created a run (measured 2026-12-07 with 2.1.9;
+    `tests/e2e/test_alerts.py` waits for the scheduled runs). The function given here leaves the
+    row as SQLAlchemy 2.0 did. Pinning SQLAlchemy 2.0 instead made the server hang under the
+    test suite's load (SQLite), so the pin is not used.
+    """
+    from prefect.server.database import orm_models
+
+    hybrid = orm_models.FlowRun.__dict__.get("state")
+    if not hasattr(hybrid, "bulk_dml_setter") or hybrid.bulk_dml_setter is not None:
+        return False  # SQLAlchemy 2.0, or already given one
+
+    def keep_row(cls: Any, mapping: Any, value: Any) -> None:
+        """The state rows are inserted by Prefect after the runs; nothing to add here."""
+
+    # set in place: 2.1.9's own `hybrid_property.bulk_dml` decorator raises TypeError
+    hybrid.bulk_dml_setter = keep_row
+    return True
+
+
 def main() -> None:
     """Serve Prefect's app on the host/port of the Prefect settings (as `prefect server start`)."""
     import uvicorn
     from prefect.server.api.server import create_app
     from prefect.settings import get_current_settings
 
+    allow_scheduled_runs_on_sqlalchemy_21()
     settings = get_current_settings().server
     app: Any = create_app(final=True)
     retry_after = os.environ.get("FLEET_SERVER_RETRY_AFTER", DEFAULT_RETRY_AFTER)
