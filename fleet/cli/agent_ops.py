@@ -1,8 +1,9 @@
-"""`fleet estop`, `fleet estop-clear` and `fleet status`: the agents' safety and state verbs.
+"""`fleet estop`, `fleet estop-clear`, `fleet status`, `fleet overview`: safety and state verbs.
 
     fleet estop resort-a [resort-b ...] [--reason TEXT]     # or: fleet estop --all
     fleet estop-clear resort-a
     fleet status [--json]
+    fleet overview [--watch]                                # the fleet's overview artifact
 
 The inventory comes from `--inventory FILE`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml`.
 """
@@ -25,7 +26,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def register(subparsers: Any) -> None:
-    """Add `estop`, `estop-clear` and `status` to the `fleet` parser."""
+    """Add `estop`, `estop-clear`, `status` and `overview` to the `fleet` parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--inventory", help="inventory file (default: $FLEET_INVENTORY)")
     common.add_argument(
@@ -62,6 +63,17 @@ def register(subparsers: Any) -> None:
     status.add_argument("--inventory", help="inventory file (default: $FLEET_INVENTORY)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_status)
+
+    overview = subparsers.add_parser(
+        "overview",
+        help="print the fleet overview and publish it as the fleet's table artifact",
+        description="Print one row per resort and write it as a new version of the keyed "
+        "artifact fleet-<fleet>-overview when it changed. --watch keeps it current until "
+        "Ctrl-C, as `fleet controller` does.",
+    )
+    overview.add_argument("--inventory", help="inventory file (default: $FLEET_INVENTORY)")
+    overview.add_argument("--watch", action="store_true", help="keep the artifact current")
+    overview.set_defaults(handler=_overview)
 
 
 def _targets(args: argparse.Namespace) -> list[str] | None:
@@ -161,4 +173,41 @@ def _status(args: argparse.Namespace) -> int:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _overview(args: argparse.Namespace) -> int:
+    import contextvars
+    import threading
+
+    from fleet import names
+    from fleet.overview import COLUMNS, overview_rows, publish_overview, watch_overview
+    from fleet.server import api_settings
+    from fleet.status import read_status
+
+    inv = _load(args)
+    key = names.overview_artifact_key(inv)
+    with api_settings(inv):
+        statuses = read_status(inv)
+        written = publish_overview(inv, statuses=statuses)
+        header = tuple(c.upper() for c in COLUMNS)
+        table = [header, *(tuple(row.values()) for row in overview_rows(statuses))]
+        widths = [max(len(str(row[i])) for row in table) for i in range(len(COLUMNS))]
+        for row in table:
+            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        print(f"artifact {key}: " + ("new version written" if written else "unchanged"))
+        if not args.watch:
+            return 0
+        print(f"keeping {key} current; Ctrl-C to stop")
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(watch_overview, inv, stop), daemon=True
+        )
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+        except KeyboardInterrupt:
+            stop.set()
+            thread.join(5.0)
     return 0

@@ -4,7 +4,8 @@
     fleet home RESORT
     fleet move RESORT DEG
     fleet batch PLAN [--max-concurrency N] [--fail-fast] [--json]
-    fleet controller                   # serve the parent-flow deployments (control pool)
+    fleet controller                   # serve the parent-flow deployments (control pool) and
+                                       # keep the fleet overview artifact current
 
 The verbs run the parent flow in this process (a tracked flow run) and print the device result.
 The inventory comes from `--inventory FILE`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml`;
@@ -14,12 +15,14 @@ the API from `PREFECT_API_URL`, else the inventory's `api_url`, else the local `
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import json
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fleet.errors import PlanError
@@ -248,6 +251,30 @@ def _batch(args: argparse.Namespace) -> int:
 # --- controller ---------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _overview_watcher(inv: Any) -> Iterator[None]:
+    """Keep the fleet's overview artifact current from a daemon thread while the block runs."""
+    from fleet import names
+    from fleet.overview import watch_overview
+
+    stop = threading.Event()
+    # the thread sees the API settings of `api_settings(inv)` (they live in context variables)
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run,
+        args=(watch_overview, inv, stop),
+        name=f"overview-{inv.fleet.name}",
+        daemon=True,
+    )
+    thread.start()
+    print(f"keeping the fleet overview artifact {names.overview_artifact_key(inv)} current")
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5.0)
+
+
 def _controller(args: argparse.Namespace) -> int:
     import socket
     from pathlib import Path
@@ -258,7 +285,7 @@ def _controller(args: argparse.Namespace) -> int:
     inv = load_cli_inventory(args)
     pool = names.control_pool_name(inv)
     name = args.name or f"fleet-controller-{socket.gethostname()}"
-    with api_settings(inv):
+    with api_settings(inv), _overview_watcher(inv):
         env = dict(os.environ)
         env["FLEET_INVENTORY"] = str(Path(inv.path).resolve())
         cmd = [
