@@ -14,7 +14,8 @@
    acknowledge with `plate-resort.estopped` saying whether Torque Enable read back 0
    (`confirmed`); an unconfirmed stop is retried until it is, and acknowledged again then;
 7. publish the status JSON to the `status_variable` on every change and every
-   `STATUS_HEARTBEAT` seconds, and events for the UI;
+   `settings.heartbeat` seconds, with a heartbeat event and the incident edges of
+   `device_agent.alerts` (hardware error, link lost, e-stop; back from offline);
 8. watch the link: on serial loss runs fail fast, status shows faulted, the port is retried
    every `RECONNECT_INTERVAL` seconds and the agent resumes when it is back (torque stays off
    until the next move; a latched resort is stopped again after the reconnect);
@@ -38,6 +39,7 @@ import threading
 import time
 from typing import Any
 
+from device_agent.alerts import HEARTBEAT_EVENT, STOPPED_EVENT, AlertTracker
 from device_agent.emulator_child import EmulatorChild
 from device_agent.errors import DeviceError, PortLostError
 from device_agent.pi_latch import LatchFile
@@ -62,7 +64,6 @@ ESTOPPED_EVENT = "plate-resort.estopped"
 ESTOP_CLEARED_EVENT = "plate-resort.estop-cleared"
 STATUS_EVENT = "plate-resort.status"
 
-STATUS_HEARTBEAT = 15.0  # seconds between status publications when nothing changes
 RECONNECT_INTERVAL = 1.0  # seconds between attempts to reopen a lost port
 LATCH_READ_TIMEOUT = 5.0  # seconds one read of the fleet's latch may take at start-up
 LATCH_RETRY_MAX = 10.0  # seconds between start-up reads of the fleet's latch, at most
@@ -114,6 +115,13 @@ class Agent:
         self._shutdown = threading.Event()
         self._online = False
         self._last_summary: tuple[Any, ...] | None = None
+        self._last_heartbeat_event = 0.0
+        self.alerts = AlertTracker(
+            settings.state_dir / "alerts.json",
+            worker=settings.worker_name,
+            emit=self._emit,
+            offline_after=settings.offline_after,
+        )
         self._estop_thread: threading.Thread | None = None
         self._monitor_thread: threading.Thread | None = None
         self.estop_listener_connected = False
@@ -214,7 +222,7 @@ class Agent:
                 finally:
                     session.motion_lock.release()
                 continue
-            if time.monotonic() - last_probe < STATUS_HEARTBEAT:
+            if time.monotonic() - last_probe < self.settings.heartbeat:
                 continue
             last_probe = time.monotonic()
             if session.current_run is not None or not session.motion_lock.acquire(blocking=False):
@@ -268,10 +276,37 @@ class Agent:
 
     async def _publish(self, client: Any, status: dict[str, Any]) -> None:
         await _set_variable(client, self.settings.status_variable, status)
-        summary = (status["online"], status["connected"], status["estopped"], status["faulted"])
+        health = status.get("health") or {}
+        summary = (
+            status["online"],
+            status["connected"],
+            status["estopped"],
+            status["faulted"],
+            status["moving"],
+            status["active_hotel"],
+            status["last_error"],
+            tuple(health.get("hardware_errors") or ()),
+        )
         if summary != self._last_summary:
             self._last_summary = summary
             self._emit(STATUS_EVENT, {k: v for k, v in status.items() if k != "health"})
+        if not status["online"]:
+            return
+        self.alerts.observe(status)
+        self.alerts.beat()
+        now = time.monotonic()
+        if now - self._last_heartbeat_event >= self.settings.heartbeat / 2:
+            self._last_heartbeat_event = now
+            self._emit(HEARTBEAT_EVENT, self._beat_payload(status))
+
+    def _beat_payload(self, status: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "worker": self.settings.worker_name,
+            "host": self.alerts.host,
+            "pid": status["pid"],
+            "connected": status["connected"],
+            "run": status["current_run"],
+        }
 
     def _emit(self, name: str, payload: dict[str, Any]) -> None:
         from prefect.events import emit_event
@@ -293,7 +328,7 @@ class Agent:
         while True:
             heartbeat = False
             try:
-                await asyncio.wait_for(self._changed.wait(), STATUS_HEARTBEAT)
+                await asyncio.wait_for(self._changed.wait(), self.settings.heartbeat)
                 await asyncio.sleep(STATUS_DEBOUNCE)
             except TimeoutError:
                 heartbeat = True
@@ -542,7 +577,30 @@ class Agent:
                 await status_task
             with contextlib.suppress(Exception):
                 await self._publish(client, self.status())
+            await self._report_stop(client)
         return 0
+
+    async def _report_stop(self, client: Any) -> None:
+        """Tell the fleet this agent stops on purpose (no offline alert follows), bounded."""
+        from prefect.events import Event
+
+        self.alerts.stopped()
+        event = Event(
+            event=STOPPED_EVENT,
+            resource={
+                "prefect.resource.id": self.settings.resource_id,
+                "prefect.resource.name": self.settings.device.name,
+            },
+            payload={"worker": self.settings.worker_name, "host": self.alerts.host},
+        )
+        try:
+            # posted, not queued on the events websocket: the process exits right after
+            await asyncio.wait_for(
+                client.request("POST", "/events", json=[event.model_dump(mode="json")]),
+                STATUS_TIMEOUT,
+            )
+        except Exception as exc:
+            logger.warning("could not report the clean stop: %r", exc)
 
     def close(self) -> None:
         """Stop threads, close the port and the emulator child."""

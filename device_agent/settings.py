@@ -95,6 +95,14 @@ class AgentSettings(BaseModel):
     state_dir: Path = Path("/var/lib/plate-resort-agent")
     poll_interval: float = Field(default=15.0, gt=0, le=300.0)
     shutdown_grace: float = Field(default=30.0, ge=0, le=600.0)
+    heartbeat: float = Field(
+        default=15.0, ge=1.0, le=300.0, description="seconds between idle status publications"
+    )
+    offline_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds of silence the fleet reports as offline (None: alerts off)",
+    )
     emulator: EmulatorOptions | None = None
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet import locks, names
+from fleet.alerts import lock_held_after
 from fleet.errors import PlanError
 from fleet.plan import (
     Plan,
@@ -392,6 +393,7 @@ class AsyncFleetClient:
             names.lock_name(target.name),
             timeout=self.lock_timeout if timeout is None else timeout,
             resort=target.name,
+            held_alert_after=lock_held_after(self.inventory),
         )
         reservation = Reservation(self, target.name, held)
         self._reserved[target.name] = reservation

@@ -2,7 +2,9 @@
 
 An inventory is one YAML file with three blocks::
 
-    fleet:    {name, work_pool, control_pool?, api_url?, max_concurrent_moves?, parent_heartbeat?}
+    fleet:    {name, work_pool, control_pool?, api_url?, max_concurrent_moves?, parent_heartbeat?,
+               agent_heartbeat?, health_interval?, alerts?: {webhook_url | webhook_url_env | block,
+               token_env?, offline_after?, lock_held_after?}}
     defaults: {any resort tunable}          # every resort inherits these
     resorts:  [{name, host, ...tunables}]   # and may override them
 
@@ -33,6 +35,7 @@ from fleet._inventory_yaml import (
     describe_error,
     show_value,
 )
+from fleet.alerts import DEFAULT_AGENT_HEARTBEAT, OFFLINE_BEATS, AlertSettings
 from fleet.errors import DeviceSelectionError, InventoryError
 from fleet.watchdog import DEFAULT_PARENT_HEARTBEAT, MISSED_BEATS
 
@@ -273,6 +276,25 @@ class FleetSettings(BaseModel):
         f"silent for {MISSED_BEATS} of them (its process died) is marked Crashed by the "
         f"automation `fleet provision` creates. Default {DEFAULT_PARENT_HEARTBEAT:g}.",
     )
+    agent_heartbeat: float | None = Field(
+        default=None,
+        ge=1.0,
+        le=300.0,
+        description="Seconds between two status publications (heartbeats) of an idle agent; it "
+        f"also probes the idle servo this often. Default {DEFAULT_AGENT_HEARTBEAT:g}.",
+    )
+    health_interval: float | None = Field(
+        default=None,
+        ge=10.0,
+        le=604800.0,
+        description="Seconds between scheduled `fleet-health` runs (served by `fleet "
+        "controller`). Default: no schedule.",
+    )
+    alerts: AlertSettings | None = Field(
+        default=None,
+        description="Notifications of incidents (hardware error, link lost, e-stop, agent "
+        "offline, lock held too long), sent by Prefect automations. Default: none.",
+    )
 
 
 class InventoryFile(BaseModel):
@@ -306,6 +328,9 @@ class Fleet(BaseModel):
     api_url: str | None = None
     max_concurrent_moves: int | None = None
     parent_heartbeat: float = DEFAULT_PARENT_HEARTBEAT
+    agent_heartbeat: float = DEFAULT_AGENT_HEARTBEAT
+    health_interval: float | None = None
+    alerts: AlertSettings | None = None
 
 
 class Resort(BaseModel):
@@ -423,6 +448,8 @@ def _allowed_keys(path: KeyPath) -> list[str]:
         model = InventoryFile
     elif path == ("fleet",):
         model = FleetSettings
+    elif path == ("fleet", "alerts"):
+        model = AlertSettings
     elif path == ("defaults",):
         model = ResortSettings
     elif len(path) == 2 and path[0] == "resorts" and isinstance(path[1], int):
@@ -458,11 +485,25 @@ def _check_pools(fleet: Mapping[str, Any], problems: Problems) -> None:
         )
 
 
+def _check_offline_bound(fleet: Mapping[str, Any], problems: Problems) -> None:
+    """An agent is not offline before it has missed at least two heartbeats."""
+    alerts = fleet.get("alerts")
+    bound = alerts.get("offline_after") if isinstance(alerts, Mapping) else None
+    beat = fleet.get("agent_heartbeat", DEFAULT_AGENT_HEARTBEAT)
+    if _is_number(bound) and _is_number(beat) and bound < 2 * beat:
+        problems.add(
+            ("fleet", "alerts", "offline_after"),
+            f"must be at least 2 x fleet.agent_heartbeat ({2 * beat:g} s; default "
+            f"{OFFLINE_BEATS} x, got {bound:g})",
+        )
+
+
 def _cross_checks(data: Mapping[str, Any], problems: Problems, base_dir: Path) -> None:
     """Checks across keys and resorts, on the raw data (so they run even when others fail)."""
     fleet = data.get("fleet")
     if isinstance(fleet, Mapping):
         _check_pools(fleet, problems)
+        _check_offline_bound(fleet, problems)
     raw_defaults = data.get("defaults")
     defaults = raw_defaults if isinstance(raw_defaults, Mapping) else {}
     scope = {**BUILTIN_DEFAULTS, **defaults}
@@ -589,6 +630,9 @@ def _resolve(parsed: InventoryFile, source: str, base_dir: Path) -> Inventory:
         api_url=fleet_in.api_url,
         max_concurrent_moves=fleet_in.max_concurrent_moves,
         parent_heartbeat=fleet_in.parent_heartbeat or DEFAULT_PARENT_HEARTBEAT,
+        agent_heartbeat=fleet_in.agent_heartbeat or DEFAULT_AGENT_HEARTBEAT,
+        health_interval=fleet_in.health_interval,
+        alerts=fleet_in.alerts,
     )
     defaults = parsed.defaults.model_dump(exclude_none=True)
     resorts = []

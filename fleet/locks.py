@@ -19,6 +19,9 @@ again. Why not `prefect.concurrency.asyncio.concurrency` as is:
   (`holder_variable_name(resort)`): run id, run name, since, host, pid. It is written right after
   the slot is granted and cleared right before the slot is released, so a record is only ever
   overwritten by the next holder.
+* A holder that keeps a resort past the fleet's `alerts.lock_held_after` reports it
+  (`plate-resort.alert.lock-held.raised`, once) and reports the release
+  (`...cleared`); only a live holder can keep the lock, so the holder is the one that knows.
 * The lease (>= 60 s, Prefect's minimum) is renewed from a daemon thread. A crashed holder's slot
   frees when its lease expires (plus the server's repossessor loop, ~15 s). Leases survive a
   server restart only with filesystem (or Redis) lease storage on the server.
@@ -44,6 +47,7 @@ import httpx
 
 from fleet import names
 from fleet.errors import DeviceBusyError, FleetError, LeaseError, ProvisionError
+from fleet.lock_alert import HeldTooLong
 
 __all__ = [
     "DEFAULT_LEASE_DURATION",
@@ -109,6 +113,7 @@ class HeldLock:
     lost: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _held_alert: HeldTooLong | None = None
 
     def check(self) -> None:
         """Raise DeviceBusyError when the lease could not be renewed (the slot may be gone)."""
@@ -317,6 +322,7 @@ async def acquire(
     lease_duration: float = DEFAULT_LEASE_DURATION,
     resort: str | None = None,
     client: Any = None,
+    held_alert_after: float | None = None,
 ) -> HeldLock:
     """Take one slot of the concurrency limit `name`, waiting up to `timeout` seconds.
 
@@ -326,6 +332,7 @@ async def acquire(
         lease_duration: lease length in seconds (>= 60); renewed every third of it.
         resort: when set, the holder is recorded for busy messages (resort locks).
         client: an open `PrefectClient` (default: a new one).
+        held_alert_after: with `resort`: report the lock when held longer (seconds).
 
     Raises:
         DeviceBusyError: not granted within `timeout` (names the current holder for a resort).
@@ -338,7 +345,12 @@ async def acquire(
 
         async with get_client() as own:
             return await acquire(
-                name, timeout=timeout, lease_duration=lease_duration, resort=resort, client=own
+                name,
+                timeout=timeout,
+                lease_duration=lease_duration,
+                resort=resort,
+                client=own,
+                held_alert_after=held_alert_after,
             )
 
     run_id, run_name = _current_run()
@@ -388,6 +400,8 @@ async def acquire(
         resort=resort,
     )
     _start_renewal(held)
+    if resort is not None and held_alert_after is not None:
+        held._held_alert = HeldTooLong(resort, held_alert_after, run_id, run_name)
     logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
     if resort is not None:
         await _record_holder(resort, lease_id, lease_duration, run_id, run_name)
@@ -416,6 +430,8 @@ async def release(lock: HeldLock, *, client: Any = None) -> None:
             await release(lock, client=own)
             return
     lock._stop.set()
+    if lock._held_alert is not None:
+        lock._held_alert.end()
     if lock.resort is not None:
         await _clear_holder(lock.resort, lock.lease_id)
     try:
@@ -506,6 +522,8 @@ def abandon(lock: HeldLock) -> None:
     Used when the resort could not be confirmed idle (a crashed device run may still be moving).
     """
     lock._stop.set()
+    if lock._held_alert is not None:
+        lock._held_alert.end("left to expire with its lease")
     logger.warning(
         "left %s to expire with its lease (%.0f s): resort not confirmed idle",
         lock.name,
@@ -519,10 +537,18 @@ async def resort_lock(
     *,
     timeout: float = DEFAULT_LOCK_TIMEOUT,
     lease_duration: float = DEFAULT_LEASE_DURATION,
+    held_alert_after: float | None = None,
 ) -> AsyncIterator[HeldLock]:
-    """Hold `resort`'s lock for the body; released on exit, even on error or cancellation."""
+    """Hold `resort`'s lock for the body; released on exit, even on error or cancellation.
+
+    `held_alert_after`: report the lock when held longer (seconds; `fleet.alerts`).
+    """
     held = await acquire(
-        names.lock_name(resort), timeout=timeout, lease_duration=lease_duration, resort=resort
+        names.lock_name(resort),
+        timeout=timeout,
+        lease_duration=lease_duration,
+        resort=resort,
+        held_alert_after=held_alert_after,
     )
     try:
         yield held

@@ -16,6 +16,8 @@ __all__ = [
     "MOTION_FLOWS",
     "PARENT_FLOWS",
     "WORKER_TYPE",
+    "alert_automation_name",
+    "alert_block_name",
     "control_pool_name",
     "device_deployment_name",
     "estop_variable_name",
@@ -23,6 +25,7 @@ __all__ = [
     "fleet_tag",
     "lock_holder_variable_name",
     "lock_name",
+    "overview_artifact_key",
     "parent_deployment_name",
     "parent_watchdog_name",
     "resource_id",
@@ -180,3 +183,34 @@ def worker_name(resort: str | _Named) -> str:
 def resource_id(resort: str | _Named) -> str:
     """Prefect event resource id of the resort: `plate-resort.resort.resort-a`."""
     return f"plate-resort.resort.{_resort(resort)}"
+
+
+def _fleet_name(inv: Any) -> str:
+    return inv if isinstance(inv, str) else str(inv.fleet.name)
+
+
+def overview_artifact_key(inv: Any) -> str:
+    """Keyed Prefect artifact holding the fleet's overview table: `fleet-demo-overview`.
+
+    Artifact keys allow lowercase letters, digits and dashes; fleet names are slugs.
+
+    Args:
+        inv: the inventory, or the fleet name as a string.
+    """
+    return f"fleet-{_fleet_name(inv).lower().replace('_', '-')}-overview"
+
+
+def alert_automation_name(inv: Any, kind: str) -> str:
+    """Automation that notifies one kind of incident of a fleet: `fleet:demo:alert:estop`.
+
+    Args:
+        inv: the inventory, or the fleet name as a string.
+        kind: the alert kind (`fleet.alerts.ALERT_KINDS`), or `agent-online`.
+    """
+    return f"fleet:{_fleet_name(inv)}:alert:{kind}"
+
+
+def alert_block_name(inv: Any) -> str:
+    """Webhook notification block `fleet provision` creates for `alerts.webhook_url`:
+    `fleet-demo-alerts` (block names allow lowercase letters, digits and dashes)."""
+    return f"fleet-{_fleet_name(inv).lower().replace('_', '-')}-alerts"

@@ -11,7 +11,9 @@
   entrypoints from `names.DEVICE_FLOWS`, parameter schemas from `fleet.flow_schemas`),
 * the control pool (type "process") and the parent-flow deployments on it,
 * the parent-run watchdog automation (`fleet.watchdog.automation`): a parent run whose process
-  died is marked Crashed instead of staying Running.
+  died is marked Crashed instead of staying Running,
+* the `fleet-health` schedule (`fleet.health_interval`) and the alerts of `fleet.alerts` (a
+  webhook notification block and the automations of `fleet.alerts`), see `fleet.provision_alerts`.
 
 It returns a `ProvisionPlan` listing each object as create / update / unchanged / delete; with
 `dry_run=True` nothing is changed. `prune=True` deletes queues, limits and deployments that follow
@@ -37,6 +39,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from fleet import names
 from fleet.errors import DeviceBusyError, FleetError, ProvisionError, ServerUnavailableError
 from fleet.flow_schemas import DEVICE_FLOW_SCHEMAS, PARENT_FLOW_SCHEMAS
+from fleet.provision_alerts import (
+    alert_destination,
+    ensure_alerts,
+    ensure_automation,
+    ensure_health_schedule,
+)
+from fleet.provision_diff import changed_fields, detail
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -71,7 +80,8 @@ class Change:
     """One object of the plan.
 
     Attributes:
-        kind: "work pool", "work queue", "concurrency limit", "deployment" or "automation".
+        kind: "work pool", "work queue", "concurrency limit", "deployment", "automation",
+            "schedule" or "notification block".
         name: the object's name (deployments as `flow/deployment`).
         action: create, update, unchanged or delete.
         detail: what differs, for updates (`concurrency_limit: None -> 1`), or a note.
@@ -199,29 +209,6 @@ def _queue_description(inv: Inventory, resort: Resort) -> str:
     return base if resort.active else f"{base} {_INACTIVE_MARK}"
 
 
-def _norm(value: Any) -> Any:
-    """JSON-comparable form (tuples -> lists, sorted dict keys via json round trip)."""
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _diff(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    """Fields of `desired` whose value differs from `current`."""
-    return {k: v for k, v in desired.items() if _norm(current.get(k)) != _norm(v)}
-
-
-def _detail(current: dict[str, Any], diff: dict[str, Any]) -> str:
-    def short(v: Any) -> str:
-        text = repr(v)
-        return text if len(text) <= 30 else text[:27] + "..."
-
-    return ", ".join(
-        f"{k}: {short(current.get(k))} -> {short(v)}" if not isinstance(v, dict) else f"{k} changed"
-        for k, v in diff.items()
-    )
-
-
 @dataclass
 class _Provisioner:
     inv: Inventory
@@ -267,10 +254,10 @@ class _Provisioner:
                 f"{pool_type!r}: delete it (`prefect work-pool delete {name}`) or rename the pool "
                 "in the inventory"
             )
-        diff = _diff({"description": current.description}, {"description": description})
+        diff = changed_fields({"description": current.description}, {"description": description})
         if diff:
             self.note(
-                "work pool", name, "update", _detail({"description": current.description}, diff)
+                "work pool", name, "update", detail({"description": current.description}, diff)
             )
             if not self.dry_run:
                 self.client.update_work_pool(name, WorkPoolUpdate(**diff))
@@ -317,9 +304,9 @@ class _Provisioner:
                 # Drained by an operator: provisioning does not undo that, `fleet resume` does.
                 desired["is_paused"] = True
                 desired["description"] = have["description"]
-            diff = _diff(have, desired)
+            diff = changed_fields(have, desired)
             if diff:
-                self.note("work queue", f"{pool}/{qname}", "update", _detail(have, diff))
+                self.note("work queue", f"{pool}/{qname}", "update", detail(have, diff))
                 if not self.dry_run:
                     self.client.update_work_queue(id=queue.id, **diff)
             else:
@@ -368,9 +355,9 @@ class _Provisioner:
                     )
                 continue
             have = {"limit": gcl.limit, "active": gcl.active}
-            diff = _diff(have, {"limit": limit, "active": True})
+            diff = changed_fields(have, {"limit": limit, "active": True})
             if diff:
-                self.note("concurrency limit", lname, "update", _detail(have, diff))
+                self.note("concurrency limit", lname, "update", detail(have, diff))
                 if not self.dry_run:
                     self.client.update_global_concurrency_limit(
                         lname, GlobalConcurrencyLimitUpdate(**diff)
@@ -467,9 +454,9 @@ class _Provisioner:
             have = {k: getattr(dep, k) for k in want}
             have["tags"] = sorted(have["tags"] or [])
             want_cmp = {**want, "tags": sorted(want["tags"])}
-            diff = _diff(have, want_cmp)
+            diff = changed_fields(have, want_cmp)
             if diff:
-                self.note("deployment", label, "update", _detail(have, diff))
+                self.note("deployment", label, "update", detail(have, diff))
                 if not self.dry_run:
                     self.client.update_deployment(dep.id, DeploymentUpdate(**diff))
             else:
@@ -494,43 +481,8 @@ class _Provisioner:
         """Ensure the fleet's parent-run watchdog automation (one; extra copies are removed)."""
         from fleet.watchdog import automation, window
 
-        want = automation(self.inv)
-        desired = _automation_fields(want)
         note = f"Crashed after {window(self.inv.fleet.parent_heartbeat):g} s without heartbeat"
-        current = sorted(self.client.read_automations_by_name(want.name), key=lambda a: str(a.id))
-        if not current:
-            self.note("automation", want.name, "create", note)
-            if not self.dry_run:
-                self.client.create_automation(want)
-            return
-        first, *extra = current
-        have = _automation_fields(first)
-        diff = _diff(have, desired)
-        if diff:
-            self.note("automation", want.name, "update", _detail(have, diff))
-            if not self.dry_run:
-                self.client.update_automation(first.id, want)
-        else:
-            self.note("automation", want.name, "unchanged", note)
-        for duplicate in extra:
-            self.note("automation", want.name, "delete", f"duplicate {duplicate.id}")
-            if not self.dry_run:
-                self.client.delete_automation(duplicate.id)
-
-
-def _automation_fields(automation: Any) -> dict[str, Any]:
-    """The compared fields of an automation; the trigger's own id and set order do not count."""
-
-    def canonical(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: canonical(v) for k, v in value.items() if k != "id"}
-        if isinstance(value, list):
-            items = [canonical(v) for v in value]
-            return sorted(items) if all(isinstance(v, str) for v in items) else items
-        return value
-
-    data = automation.model_dump(mode="json")
-    return {k: canonical(data.get(k)) for k in ("description", "enabled", "trigger", "actions")}
+        ensure_automation(self, automation(self.inv), note)
 
 
 def _paused_note(desired: dict[str, Any]) -> str:
@@ -559,6 +511,7 @@ def provision(inv: Inventory, *, dry_run: bool = False, prune: bool = False) -> 
         ProvisionError: the server refused a change (e.g. a pool exists with another type).
     """
     with _translated(), _client() as client:
+        destination = alert_destination(inv, client)  # bad input fails before any write
         p = _Provisioner(inv, client, dry_run, prune)
         fleet = inv.fleet.name
         device_ok = p.pool(
@@ -577,6 +530,8 @@ def provision(inv: Inventory, *, dry_run: bool = False, prune: bool = False) -> 
             p.prune_queues(inv.fleet.work_pool, dropped_queues)
         p.limits(dropped)
         p.watchdog()
+        ensure_health_schedule(p)
+        ensure_alerts(p, destination)
     return ProvisionPlan(inv.fleet.name, tuple(p.changes), dry_run)
 
 

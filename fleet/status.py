@@ -16,10 +16,17 @@ from typing import Any
 
 from fleet import names
 
-__all__ = ["STALE_AFTER", "ResortStatus", "aread_status", "read_status"]
+__all__ = ["STALE_AFTER", "ResortStatus", "aread_status", "read_status", "stale_after"]
 
-# The agent republishes every ~15 s; older than this and it is not online any more.
+# The agent republishes every `fleet.agent_heartbeat` s (default 15); a document older than this,
+# or than 4 heartbeats when they are slower, is not online any more.
 STALE_AFTER = datetime.timedelta(seconds=60)
+
+
+def stale_after(inv: Any) -> datetime.timedelta:
+    """Age after which an agent's status document no longer counts as online."""
+    beat = float(getattr(inv.fleet, "agent_heartbeat", 15.0))
+    return max(STALE_AFTER, datetime.timedelta(seconds=4 * beat))
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ async def aread_status(inv: Any) -> list[ResortStatus]:
         worker = by_worker.get(names.worker_name(resort))
         worker_status = getattr(getattr(worker, "status", None), "value", None)
         updated = _parse_time(status.get("updated_at"))
-        fresh = updated is not None and now - updated < STALE_AFTER
+        fresh = updated is not None and now - updated < stale_after(inv)
         online = bool(status.get("online")) and fresh and worker_status != "OFFLINE"
         queue = queues.get(names.work_queue_name(resort))
         heartbeat = getattr(worker, "last_heartbeat_time", None)

@@ -12,6 +12,7 @@ from pathlib import Path
 from device_agent.errors import ConfigurationError
 from device_agent.settings import AgentSettings, DeviceConfig, EmulatorOptions
 from fleet import names
+from fleet.alerts import offline_after
 from fleet.errors import DeviceSelectionError, InventoryError
 from fleet.inventory import Inventory, Resort, load_inventory
 
@@ -83,6 +84,8 @@ def agent_settings_for(
         resource_id=names.resource_id(resort),
         state_dir=state,
         emulator=emulator,
+        heartbeat=inv.fleet.agent_heartbeat,
+        offline_after=offline_after(inv) if inv.fleet.alerts is not None else None,
     )
 
 

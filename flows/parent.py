@@ -34,6 +34,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from fleet import locks, names
+from fleet.alerts import lock_held_after
 from fleet.errors import DispatchError, PlanError
 from fleet.plan import DEVICE_FLOW_OF, Operation, validate_operation
 from fleet.selection import Selector, select_resort
@@ -397,7 +398,9 @@ async def run_locked(
         return await dispatch(
             inventory, resort, device_flow, parameters, step=step, lease=reservation, info=info
         )
-    async with locks.resort_lock(resort.name, timeout=lock_timeout) as lock:
+    async with locks.resort_lock(
+        resort.name, timeout=lock_timeout, held_alert_after=lock_held_after(inventory)
+    ) as lock:
         return await dispatch(
             inventory, resort, device_flow, parameters, step=step, held=lock, info=info
         )
@@ -467,6 +470,8 @@ async def fleet_health(
 ) -> dict[str, dict[str, Any]]:
     """Ask every (or each named) active resort for its health, concurrently; no lock is taken.
 
+    Then updates the fleet overview artifact (`fleet.overview`) with the fresh readings.
+
     Returns:
         resort name -> `{"state", "result", "error"}`; offline or inactive resorts get an error
         without a device run.
@@ -494,7 +499,28 @@ async def fleet_health(
         except Exception as exc:
             _logger().warning("fleet status unreadable: %s", exc)
             statuses = {}
-        return dict(await asyncio.gather(*(one(r, statuses) for r in targets)))
+        results = dict(await asyncio.gather(*(one(r, statuses) for r in targets)))
+        await _publish_overview(inv, results)
+        return results
+
+
+#: seconds the health run may spend updating the fleet overview artifact
+OVERVIEW_TIMEOUT = 20.0
+
+
+async def _publish_overview(inventory: Any, results: Mapping[str, Mapping[str, Any]]) -> None:
+    """Update the fleet overview artifact with the fresh readings; a failure only warns."""
+    from fleet.overview import apublish_overview
+
+    health = {
+        name: r["result"]
+        for name, r in results.items()
+        if r.get("state") == "Completed" and isinstance(r.get("result"), Mapping)
+    }
+    try:
+        await asyncio.wait_for(apublish_overview(inventory, health=health), OVERVIEW_TIMEOUT)
+    except Exception as exc:
+        _logger().warning("fleet overview not updated: %r", exc)
 
 
 @flow(name="fleet-reserve", log_prints=False)
@@ -529,7 +555,9 @@ async def reserve(
         for op in ops:
             validate_request(inv, op)
         results: list[dict[str, Any]] = []
-        async with locks.resort_lock(target.name, timeout=lock_timeout) as lock:
+        async with locks.resort_lock(
+            target.name, timeout=lock_timeout, held_alert_after=lock_held_after(inv)
+        ) as lock:
             for index, op in enumerate(ops):
                 results.append(
                     await run_operation(

@@ -11,6 +11,7 @@ the already running emulator), then waits until every agent reports online.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import string
@@ -120,10 +121,13 @@ def _inventory_text(
     labels: dict[str, list[str]],
     max_concurrent_moves: int | None = None,
     parent_heartbeat: float | None = None,
+    fleet_options: dict[str, Any] | None = None,
 ) -> str:
     limit = f", max_concurrent_moves: {max_concurrent_moves}" if max_concurrent_moves else ""
     if parent_heartbeat is not None:
         limit += f", parent_heartbeat: {parent_heartbeat}"
+    for key, value in (fleet_options or {}).items():
+        limit += f", {key}: {json.dumps(value)}"  # JSON is YAML flow style
     lines = [
         f"fleet: {{name: {prefix}, work_pool: {prefix}-resorts, control_pool: {prefix}-control"
         f"{limit}}}",
@@ -180,9 +184,13 @@ def start_fleet(
     labels: dict[str, list[str]] | None = None,
     max_concurrent_moves: int | None = None,
     parent_heartbeat: float | None = None,
+    fleet_options: dict[str, Any] | None = None,
     timeout: float = 90.0,
 ) -> Fleet:
-    """Write the inventory, provision it, start emulators and agents; wait until online."""
+    """Write the inventory, provision it, start emulators and agents; wait until online.
+
+    `fleet_options` adds keys to the inventory's `fleet:` block (e.g. `alerts`).
+    """
     from fleet.inventory import load_inventory
     from fleet.provision import provision
 
@@ -197,6 +205,7 @@ def start_fleet(
             labels=labels or {},
             max_concurrent_moves=max_concurrent_moves,
             parent_heartbeat=parent_heartbeat,
+            fleet_options=fleet_options,
         )
     )
     inv = load_inventory(path)
