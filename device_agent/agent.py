@@ -116,6 +116,10 @@ class Agent:
         self._online = False
         self._last_summary: tuple[Any, ...] | None = None
         self._last_heartbeat_event = 0.0
+        # publications of the status loop: started / finished (see `_publish_now`)
+        self._publications = threading.Lock()
+        self._publications_started = 0
+        self._publications_done = 0
         self.alerts = AlertTracker(
             settings.state_dir / "alerts.json",
             worker=settings.worker_name,
@@ -274,6 +278,16 @@ class Agent:
             "updated_at": _now().isoformat(),
         }
 
+    async def _publish_current(self, client: Any) -> None:
+        """Publish the status as it is now, counted so `_publish_now` can wait for it."""
+        with self._publications:
+            self._publications_started += 1
+        try:
+            await self._publish(client, self.status())
+        finally:
+            with self._publications:
+                self._publications_done += 1
+
     async def _publish(self, client: Any, status: dict[str, Any]) -> None:
         await _set_variable(client, self.settings.status_variable, status)
         health = status.get("health") or {}
@@ -282,8 +296,7 @@ class Agent:
             status["connected"],
             status["estopped"],
             status["faulted"],
-            status["moving"],
-            status["active_hotel"],
+            status["active_hotel"],  # a move's end (moving alone would add two events a move)
             status["last_error"],
             tuple(health.get("hardware_errors") or ()),
         )
@@ -336,7 +349,7 @@ class Agent:
             try:
                 # bounded: a request sent as the server went down can hang until the client's
                 # read timeout (60 s), and the published status would go stale meanwhile
-                await asyncio.wait_for(self._publish(client, self.status()), STATUS_TIMEOUT)
+                await asyncio.wait_for(self._publish_current(client), STATUS_TIMEOUT)
                 if heartbeat:  # the e-stop listener applies latches live; this is the backstop
                     await asyncio.wait_for(self._sync_latch(client), STATUS_TIMEOUT)
             except Exception as exc:
@@ -482,9 +495,18 @@ class Agent:
                 self._emit(ESTOP_CLEARED_EVENT, payload)
 
     async def _publish_now(self, client: Any) -> None:
-        """Write the status document now (bounded; the status loop covers a failure)."""
+        """Write the status document now (bounded; the status loop covers a failure).
+
+        A publication of the status loop that read the status before the latch changed would
+        land after this write and undo it, so those are waited for first (bounded).
+        """
         if client is None:
             return
+        with self._publications:
+            started = self._publications_started
+        deadline = time.monotonic() + STATUS_TIMEOUT
+        while self._publications_done < started and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
         try:
             await asyncio.wait_for(
                 _set_variable(client, self.settings.status_variable, self.status()),
@@ -576,7 +598,7 @@ class Agent:
             with contextlib.suppress(BaseException):
                 await status_task
             with contextlib.suppress(Exception):
-                await self._publish(client, self.status())
+                await self._publish_current(client)
             await self._report_stop(client)
         return 0
 

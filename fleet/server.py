@@ -206,7 +206,12 @@ def server_env(
     Own `PREFECT_HOME`, loopback only, filesystem lease storage, 1 s slot-wait cap, analytics off.
     """
     env = dict(os.environ if base_env is None else base_env)
-    for key in ("PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_PROFILE"):
+    for key in (
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_SERVER_API_AUTH_STRING",
+        "PREFECT_PROFILE",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",  # quiet CLI console; the server log is wanted
+    ):
         env.pop(key, None)
     env.update(
         {

@@ -23,6 +23,7 @@ __all__ = [
     "agent_settings_for",
     "default_state_dir",
     "resolve_agent_settings",
+    "with_local_server",
 ]
 
 #: Where a real (non-emulated) agent keeps its state on the Pi: `<root>/<resort>`.
@@ -107,4 +108,27 @@ def resolve_agent_settings(
         resort = inv.resort(device_name)
     except DeviceSelectionError as exc:
         raise UnknownDeviceError(str(exc)) from exc
-    return agent_settings_for(inv, resort)
+    return with_local_server(agent_settings_for(inv, resort))
+
+
+def with_local_server(settings: AgentSettings) -> AgentSettings:
+    """Fill in the API of the local server `fleet server up` started, as `fleet` finds it.
+
+    Only when neither the inventory (`fleet.api_url`) nor `PREFECT_API_URL` names a server: the
+    state directory is `$FLEET_STATE_DIR`, else `./.fleet-state`. A server that requires an auth
+    string gets it through `PREFECT_API_AUTH_STRING` (unless that is set already). Without a
+    recorded server the settings are returned as they are (`device-agent run` then says what
+    to set).
+    """
+    from fleet.errors import FleetError
+    from fleet.server import resolve_api
+
+    if settings.api_url or os.environ.get("PREFECT_API_URL"):
+        return settings
+    try:
+        target = resolve_api()
+    except FleetError:
+        return settings
+    if target.auth_string and not os.environ.get("PREFECT_API_AUTH_STRING"):
+        os.environ["PREFECT_API_AUTH_STRING"] = target.auth_string
+    return settings.model_copy(update={"api_url": target.url})

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ["PREFECT_API_URL"] = settings.api_url
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigurationError(
-            "no Prefect API: set api_url in the inventory/settings or PREFECT_API_URL"
+            "no Prefect API: set api_url in the inventory/settings or PREFECT_API_URL, or start "
+            "a local server with `fleet server up` (found through --inventory)"
         )
     from device_agent.agent import run_agent
 

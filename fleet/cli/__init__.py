@@ -2,7 +2,9 @@
 
 Each verb group lives in its own module with a `register(subparsers)` function that adds its
 parsers and sets `handler=` to a callable `(args) -> int`. Errors become one line on stderr and an
-exit code (see `EXIT_CODES`); tracebacks only with `--debug`.
+exit code (see `EXIT_CODES`); tracebacks only with `--debug`. Prefect's own console output
+(engine INFO lines, the traceback of a failed flow run) stays off the terminal unless `--debug`:
+the same lines are in the Prefect UI, with the run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,14 +65,61 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
+#: Prefect's logging setting for its console handler (read when Prefect is imported)
+PREFECT_CONSOLE_LEVEL = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+
+
+class _OwnWarnings(logging.Handler):
+    """The project's own warnings on the current `sys.stderr` (one per logger, added once)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def _logging(debug: bool) -> bool:
+    """Our warnings on stderr; Prefect's console handler silenced unless `--debug`.
+
+    Prefect's handler sits on the root logger and also carries the engine's INFO lines and the
+    traceback of every failed flow run (those reach the Prefect UI through its API handler, which
+    is not touched). The project's loggers get a handler of their own, so their warnings still
+    show (they also reach Prefect's handler, which drops them). Returns True when it set
+    Prefect's setting (`main` removes it again on return).
+    """
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+        return False
+    for name in ("fleet", "flows", "device_agent"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+        if not any(isinstance(h, _OwnWarnings) for h in logger.handlers):
+            handler = _OwnWarnings()
+            handler.setLevel(logging.WARNING)
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(handler)
+    if PREFECT_CONSOLE_LEVEL in os.environ:
+        return False
+    os.environ[PREFECT_CONSOLE_LEVEL] = "CRITICAL"
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `fleet` command with `argv` (default `sys.argv[1:]`); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quieted = _logging("--debug" in argv)  # before a verb module imports Prefect
+    try:
+        return _run(argv)
+    finally:
+        if quieted:
+            os.environ.pop(PREFECT_CONSOLE_LEVEL, None)
+
+
+def _run(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -287,6 +287,7 @@ def _controller(args: argparse.Namespace) -> int:
     name = args.name or f"fleet-controller-{socket.gethostname()}"
     with api_settings(inv), _overview_watcher(inv):
         env = dict(os.environ)
+        env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)  # the worker's log is the point
         env["FLEET_INVENTORY"] = str(Path(inv.path).resolve())
         cmd = [
             sys.executable,

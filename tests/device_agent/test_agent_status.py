@@ -44,3 +44,33 @@ def test_a_hanging_status_publication_is_retried(
 
     asyncio.run(scenario())
     assert len(published) >= 2  # hung once, then published within ~1.2 s
+
+
+def test_a_latch_publication_waits_for_a_stale_one_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status read before an e-stop clear must not land after the clear's own write."""
+    inv = load_inventory(write_inventory(tmp_path / "inv.yaml", "sl", ["sl-a"]))
+    agent = agent_module.Agent(agent_settings_for(inv, "sl-a", state_dir=tmp_path))
+    writes: list[str] = []
+    in_flight = asyncio.Event()
+
+    async def slow_publish(client: Any, status: dict[str, Any]) -> None:
+        in_flight.set()
+        await asyncio.sleep(0.2)  # a write queued behind others on the server
+        writes.append("stale")
+
+    async def set_variable(client: Any, name: str, value: Any) -> None:
+        writes.append("latch")
+
+    monkeypatch.setattr(agent, "_publish", slow_publish)
+    monkeypatch.setattr(agent_module, "_set_variable", set_variable)
+
+    async def scenario() -> None:
+        stale = asyncio.create_task(agent._publish_current(client=None))
+        await in_flight.wait()  # the status was read; now the latch changes and is published
+        await agent._publish_now(client=object())
+        await stale
+
+    asyncio.run(scenario())
+    assert writes == ["stale", "latch"]

@@ -90,3 +90,30 @@ def test_invalid_inventory_is_an_inventory_error_the_device_cli_understands(
         resolve_agent_settings(str(path), "resort-a")
     assert isinstance(info.value, ConfigurationError)
     assert f"{path}:1: fleet.name: required key missing" in info.value.problems
+
+
+def test_the_agent_finds_the_local_server_as_fleet_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet.server import STATE_FILE, ServerInfo, server_dir
+
+    demo = Path(__file__).resolve().parents[2] / "inventory" / "demo.yaml"
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    assert resolve_agent_settings(demo, "resort-a").api_url is None  # nothing recorded yet
+    server_dir().mkdir(parents=True)
+    ServerInfo(
+        pid=1,
+        create_time=0.0,
+        api_url="http://127.0.0.1:4999/api",
+        ui_url=None,
+        port=4999,
+        home=str(tmp_path),
+        log_path=str(tmp_path / "server.log"),
+        database="sqlite",
+        auth_file=None,
+        started_at=0.0,
+    ).save(server_dir() / STATE_FILE)
+    assert resolve_agent_settings(demo, "resort-a").api_url == "http://127.0.0.1:4999/api"
+    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")  # the agent's own wins
+    assert resolve_agent_settings(demo, "resort-a").api_url is None
