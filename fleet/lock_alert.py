@@ -32,6 +32,7 @@ class HeldTooLong:
         self.run = f"{run_name} ({run_id})" if run_id else None
         self.since = time.time()
         self.raised = False
+        self.ended = False
         self._lock = threading.Lock()
         self._timer = threading.Timer(after, contextvars.copy_context().run, (self._raise,))
         self._timer.daemon = True
@@ -49,7 +50,7 @@ class HeldTooLong:
 
     def _raise(self) -> None:
         with self._lock:
-            if self.raised is None:  # released meanwhile
+            if self.ended:  # released meanwhile
                 return
             self.raised = True
         _emit_alert(
@@ -64,8 +65,9 @@ class HeldTooLong:
         """The lock is released (or left to expire): report it if the bound was passed."""
         self._timer.cancel()
         with self._lock:
-            was, self.raised = self.raised, None  # type: ignore[assignment]
-        if was:
+            report = self.raised and not self.ended
+            self.ended = True
+        if report:
             held = time.time() - self.since
             _emit_alert(
                 "cleared",

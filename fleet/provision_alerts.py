@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from fleet import names
-from fleet.alerts import automations, is_alert_automation, offline_after
+from fleet.alerts import automations, is_alert_automation
 from fleet.errors import ProvisionError
 from fleet.provision_diff import automation_fields, changed_fields, detail
 
@@ -218,13 +218,6 @@ def ensure_alerts(p: Any, dest: Destination | None) -> None:
             p.note("automation", automation.name, "delete", "not in fleet.alerts")
             if not p.dry_run:
                 p.client.delete_automation(automation.id)
-
-
-def alert_summary(inv: Inventory) -> str:
-    """One line for the plan: the bounds of the offline and lock incidents."""
-    from fleet.alerts import lock_held_after
-
-    return f"offline after {offline_after(inv):g} s, lock held after {lock_held_after(inv):g} s"
 
 
 # --------------------------------------------------------------------------- health schedule
