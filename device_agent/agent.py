@@ -321,18 +321,18 @@ class Agent:
             "run": status["current_run"],
         }
 
+    def _resource(self) -> dict[str, str]:
+        """The resort as the resource of this agent's events."""
+        return {
+            "prefect.resource.id": self.settings.resource_id,
+            "prefect.resource.name": self.settings.device.name,
+        }
+
     def _emit(self, name: str, payload: dict[str, Any]) -> None:
         from prefect.events import emit_event
 
         try:
-            emit_event(
-                name,
-                resource={
-                    "prefect.resource.id": self.settings.resource_id,
-                    "prefect.resource.name": self.settings.device.name,
-                },
-                payload=payload,
-            )
+            emit_event(name, resource=self._resource(), payload=payload)
         except Exception:
             logger.debug("could not emit %s", name, exc_info=True)
 
@@ -609,10 +609,7 @@ class Agent:
         self.alerts.stopped()
         event = Event(
             event=STOPPED_EVENT,
-            resource={
-                "prefect.resource.id": self.settings.resource_id,
-                "prefect.resource.name": self.settings.device.name,
-            },
+            resource=self._resource(),
             payload={"worker": self.settings.worker_name, "host": self.alerts.host},
         )
         try:
