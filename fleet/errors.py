@@ -58,9 +58,12 @@ class DispatchError(FleetError, RuntimeError):
         super().__init__(message)
 
 
-class LeaseError(DeviceBusyError, PermissionError):
+class LeaseError(FleetError, PermissionError):
     """A run's lease of a resort lock is missing, gone, or not the resort's current holder:
-    the motor was not touched."""
+    the motor was not touched.
+
+    Not a `TimeoutError` (as `DeviceBusyError` is): Prefect's engine names a flow run that raised
+    a `TimeoutError` "TimedOut" with "failed due to timeout", which a refused run is not."""
 
 
 class EstopError(FleetError, RuntimeError):

@@ -12,8 +12,9 @@ One operation (`run_operation`):
 2. select the resort (`fleet.selection`), take its lock (`fleet.locks`) and, when the fleet has a
    move limit, a fleet-wide slot;
 3. `run_deployment(device deployment, timeout=0, idempotency_key="<parent run>:<step>:<resort>")`
-   (keys are unique per *flow*, so the resort is part of the key), then wait event-driven with
-   `prefect.flow_runs.wait_for_flow_run` (a blocking `run_deployment` polls every 5 s);
+   (keys are unique per *flow*, so the resort is part of the key), then wait event-driven
+   (`flows.waiting.wait_final`: a blocking `run_deployment` polls every 5 s), through a server
+   restart: the run goes on at the agent, so the lock is kept until the run's own timeout;
 4. a child that is not Completed raises `DispatchError` (`run_deployment` itself never raises);
    a Crashed or unfinished child may still be moving (a Wi-Fi drop marks a live run Crashed), so
    the lock is released only after the resort's own status says idle; otherwise it is left to
@@ -39,6 +40,7 @@ from fleet.errors import DispatchError, PlanError
 from fleet.plan import DEVICE_FLOW_OF, Operation, validate_operation
 from fleet.selection import Selector, select_resort
 from fleet.watchdog import parent_heartbeat
+from flows.waiting import retry_transient, wait_final
 
 __all__ = [
     "activate_hotel",
@@ -63,6 +65,8 @@ PICKUP_MARGIN = 60.0
 #: seconds, on top of the resort's move_timeout, to wait for a crashed run's resort to be idle
 IDLE_MARGIN = 30.0
 IDLE_POLL = 0.5
+#: seconds to keep trying to read a completed run's result from a server that is away
+RESULT_READ_WINDOW = 60.0
 
 
 def _logger() -> Any:
@@ -243,7 +247,6 @@ async def dispatch(
     """
     from prefect.client.orchestration import get_client
     from prefect.exceptions import FlowRunWaitTimeout
-    from prefect.flow_runs import wait_for_flow_run
 
     log = _logger()
     if held is not None:
@@ -262,24 +265,23 @@ async def dispatch(
         if info is not None:
             info.update(flow_run_id=child_id, resort=resort.name)
         log.info("dispatched %s as run %s (%s)", deployment, child.name, child_id)
-        async with get_client() as client:
-            try:
-                child = await wait_for_flow_run(child.id, timeout=int(timeout) + 1, client=client)
-                child = await _confirm_final(client, child)
-            except FlowRunWaitTimeout:
+        try:
+            child = await wait_final(child.id, timeout + 1)
+        except FlowRunWaitTimeout:
+            async with get_client() as client:
                 await _stop_unstarted(client, child.id)
                 child = await client.read_flow_run(child.id)
-                await _settle(inventory, resort, child_id, held, device_flow)
-                raise DispatchError(
-                    f"{device_flow} on {resort.name}: no final state after {timeout:.0f} s "
-                    f"(run {child_id} is {child.state.name if child.state else 'unknown'})",
-                    flow_run_id=child_id,
-                    state=child.state.name if child.state else None,
-                ) from None
+            await _settle(inventory, resort, child_id, held, device_flow)
+            raise DispatchError(
+                f"{device_flow} on {resort.name}: no final state after {timeout:.0f} s "
+                f"(run {child_id} is {child.state.name if child.state else 'unknown'})",
+                flow_run_id=child_id,
+                state=child.state.name if child.state else None,
+            ) from None
     _log.debug("%s: run %s final after %.3f s", deployment, child_id, time.monotonic() - began)
     state = child.state
     if state is not None and state.is_completed():
-        return await _read_result(child_id)
+        return await retry_transient(lambda: _read_result(child_id), RESULT_READ_WINDOW)
     state_name = state.name if state else "unknown"
     if state is None or state.is_crashed():
         await _settle(inventory, resort, child_id, held, device_flow)
@@ -291,17 +293,6 @@ async def dispatch(
         flow_run_id=child_id,
         state=state_name,
     )
-
-
-async def _confirm_final(client: Any, run: Any, bound: float = 10.0) -> Any:
-    """Re-read a run that `wait_for_flow_run` returned on a final-state event but still reads
-    non-final: the server can publish the event before its transaction commits (seen on a loaded
-    SQLite server as "ended Running"), so give the state `bound` seconds to become readable."""
-    deadline = time.monotonic() + bound
-    while (run.state is None or not run.state.is_final()) and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        run = await client.read_flow_run(run.id)
-    return run
 
 
 class _null:
@@ -386,7 +377,8 @@ async def run_locked(
     caller's reservation (lease id, checked alive first) or the lock taken here for the call.
 
     Raises:
-        DeviceBusyError: the lock was not free within `lock_timeout`, or the reservation is gone.
+        DeviceBusyError: the lock was not free within `lock_timeout`.
+        LeaseError: the reservation's lease is gone or no longer holds the lock.
         DispatchError: the device run did not complete.
     """
     if held is not None:

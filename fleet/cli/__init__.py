@@ -20,6 +20,7 @@ from fleet.errors import (
     DeviceBusyError,
     FleetError,
     InventoryError,
+    LeaseError,
     PlanError,
     ServerUnavailableError,
 )
@@ -32,6 +33,7 @@ EXIT_CODES = {
     PlanError: EXIT_USAGE,
     ServerUnavailableError: EXIT_SERVER,
     DeviceBusyError: EXIT_BUSY,
+    LeaseError: EXIT_BUSY,
 }
 
 # Verb-group modules, in `--help` order. Each has `register(subparsers)`.

@@ -118,6 +118,8 @@ def test_a_device_run_without_a_live_lease_of_the_lock_moves_nothing(
 
     bare = _final(_submit("activate-hotel", hotel="C"))  # `prefect deployment run` by hand
     assert bare.state.is_failed()
+    # a refusal, not a timeout (a TimeoutError subclass made Prefect call it "TimedOut")
+    assert bare.state.name == "Failed" and "timeout" not in bare.state.message, bare.state
     assert (
         "LeaseError" in bare.state.message and "no lease of lock resort:sf-a" in bare.state.message
     )

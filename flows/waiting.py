@@ -1,0 +1,135 @@
+"""Wait for a device run's final state, through a server restart or a dropped connection.
+
+A parent that dispatched a device run must learn how it ended: the run goes on at the agent
+whatever happens to the parent's connection. Prefect's `wait_for_flow_run` follows the run's
+events on a websocket; when the server is away for longer than the subscriber's few reconnect
+attempts (about 10 s), it raises `ConnectionRefusedError`. A parent that gave up there released the
+resort's lock while its run was still queued or moving, and reported a failure for an operation
+that went on to complete (or was refused for the lost lease): a server restart of 15 s turned
+into failed operations. `wait_final` keeps waiting, re-subscribing, until the run's own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fleet import locks
+from fleet.errors import FleetError
+
+__all__ = ["confirm_final", "is_transient_wait_error", "retry_transient", "wait_final"]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: seconds between two attempts to reach the server again while waiting (doubling, capped)
+FIRST_RETRY, MAX_RETRY = 0.5, 5.0
+
+
+def is_transient_wait_error(exc: BaseException) -> bool:
+    """Whether `exc` is the server being away or overloaded, not an answer about the run.
+
+    Transient: what `locks.is_transient_server_error` calls so (429/5xx, HTTP transport errors),
+    a refused or reset socket (`OSError`), a closed or refused websocket.
+    """
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    if isinstance(exc, FleetError):
+        return False
+    if locks.is_transient_server_error(exc):
+        return True
+    return isinstance(exc, OSError | ConnectionClosed | InvalidHandshake)
+
+
+async def confirm_final(client: Any, run: Any, bound: float = 10.0) -> Any:
+    """Re-read a run that `wait_for_flow_run` returned on a final-state event but still reads
+    non-final: the server can publish the event before its transaction commits (seen on a loaded
+    SQLite server as "ended Running"), so give the state `bound` seconds to become readable."""
+    deadline = time.monotonic() + bound
+    while (run.state is None or not run.state.is_final()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        run = await client.read_flow_run(run.id)
+    return run
+
+
+async def wait_final(flow_run_id: Any, timeout: float) -> Any:
+    """The flow run once final, waiting at most `timeout` seconds in all.
+
+    A server that is away (refused, reset, 5xx) is waited for, with a warning, until the
+    deadline; the run's state is read afresh after each reconnect, so a final state reached
+    meanwhile is not missed.
+
+    Raises:
+        FlowRunWaitTimeout: the run was not final within `timeout`.
+        Exception: any error that is not the server being away (`is_transient_wait_error`).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import FlowRunWaitTimeout
+    from prefect.flow_runs import wait_for_flow_run
+
+    deadline = time.monotonic() + timeout
+    delay = FIRST_RETRY
+    lost_at: float | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FlowRunWaitTimeout(f"flow run {flow_run_id} not final within {timeout:.0f} s")
+        try:
+            async with get_client() as client:
+                run = await wait_for_flow_run(
+                    flow_run_id, timeout=max(1, math.ceil(remaining)), client=client
+                )
+                run = await confirm_final(client, run)
+        except Exception as exc:
+            # A server shutting down closes the websocket cleanly; the subscriber then ends and
+            # `wait_for_flow_run` reports a timeout long before its own: that is a lost server too.
+            early_end = isinstance(exc, FlowRunWaitTimeout) and deadline - time.monotonic() > 1.0
+            if isinstance(exc, FlowRunWaitTimeout) and not early_end:
+                raise
+            if not early_end and not is_transient_wait_error(exc):
+                raise
+            if lost_at is None:
+                lost_at = time.monotonic()
+                _log.warning(
+                    "lost the server while waiting for run %s (%s: %s); waiting on",
+                    flow_run_id,
+                    type(exc).__name__,
+                    exc,
+                )
+            await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+            delay = min(delay * 2, MAX_RETRY)
+            continue
+        if lost_at is not None:
+            _log.warning(
+                "server back after %.1f s; run %s is %s",
+                time.monotonic() - lost_at,
+                flow_run_id,
+                run.state.name if run.state else "unknown",
+            )
+        return run
+
+
+async def retry_transient(call: Callable[[], Awaitable[T]], window: float) -> T:
+    """`await call()`, called again while the server is away, for at most `window` seconds.
+
+    Raises:
+        Exception: the last error once `window` has passed, or any error that is not transient.
+    """
+    deadline = time.monotonic() + window
+    delay = FIRST_RETRY
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_transient_wait_error(exc) or time.monotonic() + delay > deadline:
+                raise
+            _log.warning(
+                "server away (%s: %s); trying again in %.1f s", type(exc).__name__, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY)
