@@ -603,7 +603,7 @@ class ResortWorker(BaseWorker[ResortJobConfiguration, ResortVariables, ResortWor
         return None
 
     async def _submit_run(self, flow_run: FlowRun) -> None:
-        """`BaseWorker._submit_run` (Prefect 3.8) with the latency cuts of this module.
+        """`BaseWorker._submit_run` (3.8.8, unchanged in 3.9.1) with this module's latency cuts.
 
         Same steps and bookkeeping: a deleted deployment cancels the run, `Pending` claims it,
         `_submit_run_and_capture_errors` starts it, the limiter slot is released if it does not

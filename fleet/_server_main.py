@@ -212,7 +212,7 @@ def serialize_writes(switch: str | None, server_settings: Any) -> bool:
 
 
 def allow_scheduled_runs_on_sqlalchemy_21() -> bool:
-    """Let Prefect 3.8's scheduler insert runs under SQLAlchemy 2.1; True when patched.
+    """Let Prefect's scheduler insert runs under SQLAlchemy 2.1; True when patched.
 
     The scheduler inserts its runs with one ORM `INSERT` whose rows carry a `state` key, which is
     a hybrid property of `FlowRun`; Prefect inserts the states separately afterwards, and

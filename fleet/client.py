@@ -17,7 +17,8 @@ an unknown resort or hotel or an out-of-range angle raises `PlanError` before an
     fleet.recover("resort-a")      # after an overload: reboot the servo under the lock
 
 Errors (all `fleet.errors.FleetError`): `PlanError` (bad request), `DeviceSelectionError` (no
-resort fits / unavailable), `DeviceBusyError` (lock not free in time), `DispatchError` (the device
+resort fits / unavailable), `DeviceBusyError` (lock not free in time), `LeaseError` (a reservation's
+lease is gone: an operation inside `reserve()` after the lock was lost), `DispatchError` (the device
 run failed; `.flow_run_id`, `.state`), `EstopError`.
 """
 

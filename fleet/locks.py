@@ -13,7 +13,7 @@ again. Why not `prefect.concurrency.asyncio.concurrency` as is:
 * A poll reads the limit and increments only when a slot looks free: a refused increment is a
   write on the server, and SQLite answers concurrent writes with 503s that Prefect's client retries
   after 2, 4, 8 s.
-* A timeout must say who holds the resort. Prefect 3.8 stores the lease holder
+* A timeout must say who holds the resort. Prefect (3.8, 3.9) stores the lease holder
   (`{"type": "flow_run", "id": ...}`) in its lease storage but offers no API to read it back for a
   global limit, so the holder is also recorded in a Prefect variable
   (`holder_variable_name(resort)`): run id, run name, since, host, pid. It is written right after

@@ -79,6 +79,10 @@ def _up(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 < args.port < 65536:
         print(f"fleet: error: --port {args.port}: must be 1-65535", file=sys.stderr)
         return 2
+    from fleet.server_db import sqlite_revision
+
+    home = server.server_dir(args.state_dir) / "home"
+    before = None if args.database_url else sqlite_revision(home)
     started_at = time.monotonic()
     info, started = server.server_up(
         args.state_dir,
@@ -90,6 +94,9 @@ def _up(args: argparse.Namespace) -> int:
     )
     if started:
         print(f"Prefect server started in {time.monotonic() - started_at:.1f} s")
+        after = None if args.database_url else sqlite_revision(home)
+        if before is not None and after is not None and after != before:
+            print(f"  database upgraded by Prefect's migrations: revision {before} -> {after}")
     else:
         print("Prefect server already running")
     _print_info(info)

@@ -196,3 +196,52 @@ def test_up_is_idempotent_auth_is_enforced_and_down_stops_it(
     assert main(["server", "status", "--state-dir", state]) == 3
     assert main(["server", "down", "--state-dir", state]) == 0
     assert "no Prefect server running" in capsys.readouterr().out
+
+
+#: the newest migration of Prefect 3.8.8's SQLite schema (3.9 adds two after it)
+PREFECT_38_HEAD = "a3b9c7d2e5f1"
+
+
+@pytest.mark.orchestration
+def test_up_upgrades_a_database_left_by_prefect_3_8(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    import subprocess
+    import sys
+
+    from prefect import get_client
+    from prefect.settings import temporary_settings
+
+    from fleet.server_db import sqlite_revision
+
+    state = str(tmp_path / "state")
+    up = ["server", "up", "--state-dir", state, "--no-ui"]
+    home = server.server_dir(state) / "home"
+    try:
+        assert main(up) == 0
+        head = sqlite_revision(home)
+        assert head is not None and head != PREFECT_38_HEAD
+        assert main(["server", "down", "--state-dir", state]) == 0
+        # the schema a 3.8 server left behind: Prefect's own downgrade to its last revision
+        env = server.server_env(home, server.free_port())
+        downgrade = [sys.executable, "-m", "prefect", "server", "database", "downgrade"]
+        subprocess.run([*downgrade, "-y", "-r", PREFECT_38_HEAD], env=env, check=True, timeout=120)
+        assert sqlite_revision(home) == PREFECT_38_HEAD
+        capsys.readouterr()
+
+        assert main(up) == 0
+        out = capsys.readouterr().out
+        assert (
+            f"database upgraded by Prefect's migrations: revision {PREFECT_38_HEAD} -> {head}"
+            in out
+        )
+        assert sqlite_revision(home) == head
+        info = server.ServerInfo.load(server.server_dir(state) / server.STATE_FILE)
+        assert info is not None
+        with (
+            temporary_settings(updates={"api.url": info.api_url}),
+            get_client(sync_client=True) as client,
+        ):
+            assert isinstance(client.read_work_pools(limit=1), list)
+    finally:
+        assert main(["server", "down", "--state-dir", state]) == 0

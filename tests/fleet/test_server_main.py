@@ -200,7 +200,7 @@ def test_a_client_slow_to_send_or_to_read_does_not_hold_other_writes() -> None:
 
 
 def test_the_scheduler_insert_is_allowed_on_sqlalchemy_21() -> None:
-    """Prefect 3.8's scheduler bulk-inserts runs with a `state` key (a hybrid of FlowRun)."""
+    """Prefect's scheduler (3.8.8, 3.9.1) bulk-inserts runs with a `state` key (a hybrid)."""
     from prefect.server.database import orm_models
 
     from fleet._server_main import allow_scheduled_runs_on_sqlalchemy_21
