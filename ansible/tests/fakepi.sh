@@ -162,11 +162,16 @@ cmd_down() {
     [ -d "$dir" ] || continue
     i="${dir##*/pi}"
     if [ -f "$dir/nspawn.pid" ]; then
-      local pid deadline=$((SECONDS + 15))
+      local pid init deadline=$((SECONDS + 15))
       pid="$(cat "$dir/nspawn.pid")"
+      # the Pi's systemd, looked up while nspawn lives: it has outlived a killed nspawn (seen
+      # 2026-12-07: a fake Pi's agent still running after the suite), and SIGKILL to a PID
+      # namespace's init ends every process in it
+      init="$(pgrep -P "$pid" -x systemd || pi_init_pid "$i" 2>/dev/null || true)"
       kill -TERM "$pid" 2>/dev/null || true
       while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
       kill -KILL "$pid" 2>/dev/null || true
+      if [ -n "$init" ]; then kill -KILL "$init" 2>/dev/null || true; fi
       rm -f "$dir/nspawn.pid"
     fi
     if mountpoint -q "$dir/root"; then umount "$dir/root" || umount -l "$dir/root"; fi

@@ -2,7 +2,7 @@
 
     fleet estop resort-a [resort-b ...] [--reason TEXT]     # or: fleet estop --all
     fleet estop-clear resort-a
-    fleet status [--json]
+    fleet status [RESORT ...] [--json] [--wait S]          # --wait: until online, link up
     fleet overview [--watch]                                # the fleet's overview artifact
 
 The inventory comes from `--inventory FILE`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml`.
@@ -60,8 +60,16 @@ def register(subparsers: Any) -> None:
         description="Show each resort's agent status. SPEED is the agent's speed in deg/s, "
         "marked * when `fleet speed` changed it from the inventory's.",
     )
+    status.add_argument("resorts", nargs="*", metavar="RESORT", help="only these (default: all)")
     status.add_argument("--inventory", help="inventory file (default: $FLEET_INVENTORY)")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--wait",
+        type=float,
+        metavar="S",
+        help="first wait up to S seconds until the resorts are ready: agent online, serial "
+        "link up (exit 1 naming those that are not; e.g. after starting agents)",
+    )
     status.set_defaults(handler=_status)
 
     overview = subparsers.add_parser(
@@ -131,16 +139,65 @@ def _speed_cell(speed: float | None, configured: float) -> str:
     return f"{speed:g}" + ("*" if abs(speed - configured) > 1e-6 else "")
 
 
-def _status(args: argparse.Namespace) -> int:
-    from fleet.server import api_settings
+#: longest `fleet status --wait` (an hour: a rollout of many Pis)
+MAX_WAIT = 3600.0
+#: seconds between two status reads while waiting
+WAIT_POLL = 0.5
+
+
+def _ready(row: Any) -> bool:
+    return bool(row.online and row.connected and not row.faulted)
+
+
+def _status_targets(args: argparse.Namespace, inv: Any) -> list[str]:
+    """The named resorts (all when none), checked with `--wait` before the server is asked."""
+    names = list(dict.fromkeys(args.resorts))
+    known = [r.name for r in inv.resorts]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise PlanError(
+            f"RESORT: unknown {', '.join(unknown)}; the inventory has {', '.join(known)}"
+        )
+    if args.wait is not None and not 0 <= args.wait <= MAX_WAIT:
+        raise PlanError(f"--wait {args.wait:g}: must be 0-{MAX_WAIT:.0f} seconds")
+    return names or known
+
+
+def _read_rows(inv: Any, names: list[str], wait: float | None) -> list[Any]:
+    """The status rows of `names`, read once, or until all are ready or `wait` s have passed."""
+    import time
+
     from fleet.status import read_status
 
+    deadline = time.monotonic() + (wait or 0.0)
+    while True:
+        rows = [r for r in read_status(inv) if r.name in names]
+        if wait is None or all(_ready(r) for r in rows) or time.monotonic() >= deadline:
+            return rows
+        time.sleep(WAIT_POLL)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import sys
+
+    from fleet.server import api_settings
+
     inv = _load(args)
+    names = _status_targets(args, inv)
     with api_settings(inv):
-        rows = read_status(inv)
+        rows = _read_rows(inv, names, args.wait)
+    late = [r.name for r in rows if not _ready(r)] if args.wait is not None else []
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
-        return 0
+    else:
+        _print_table(inv, rows)
+    if late:
+        print(f"fleet: not ready after {args.wait:g} s: {', '.join(late)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_table(inv: Any, rows: list[Any]) -> None:
     header = (
         "RESORT",
         "ONLINE",
@@ -173,7 +230,6 @@ def _status(args: argparse.Namespace) -> int:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return 0
 
 
 def _overview(args: argparse.Namespace) -> int:

@@ -406,7 +406,12 @@ def test_fleet_status_json(fleet_env: Fleet, capsys: pytest.CaptureFixture[str])
     assert RESORT in capsys.readouterr().out
 
 
-def test_unplug_fails_runs_then_replug_resumes(fleet_env: Fleet) -> None:
+def test_unplug_fails_runs_then_replug_resumes(
+    fleet_env: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleet.cli import main as fleet_main
+
+    inventory = ["--inventory", str(fleet_env.inventory_path)]
     control(fleet_env.link, {"fault": "unplug"})
     try:
         failed = fleet_env.run("request-position")
@@ -415,8 +420,14 @@ def test_unplug_fails_runs_then_replug_resumes(fleet_env: Fleet) -> None:
         refused = fleet_env.run("go-home")
         assert refused.state.is_failed()
         assert "not connected" in (refused.state.message or "")
+        # `fleet status --wait` gives up on a resort whose link is down, naming it
+        assert fleet_main(["status", RESORT, "--wait", "1", *inventory]) == 1
+        assert f"fleet: not ready after 1 s: {RESORT}" in capsys.readouterr().err
     finally:
         control(fleet_env.link, {"fault": "replug"})
+    # ... and returns once it is back
+    assert fleet_main(["status", RESORT, "--wait", "30", *inventory]) == 0
+    assert "not ready" not in capsys.readouterr().err
     wait_for(lambda: fleet_env.status().connected, 30, 0.2, "reconnected")
     assert fleet_env.run("activate-hotel", hotel="C").state.is_completed()
 

@@ -70,6 +70,8 @@ def test_no_server_configured_or_answering_is_exit_3_in_one_line(
         (["activate", "nosrv-a", "Z"], "hotel: 'Z' is not a hotel of nosrv-a"),
         (["home", "nosrv-x"], "resort: unknown resort 'nosrv-x'"),
         (["recover", "nosrv-x"], "resort: unknown resort 'nosrv-x'"),
+        (["status", "nosrv-x"], "RESORT: unknown nosrv-x; the inventory has nosrv-a"),
+        (["status", "nosrv-a", "--wait", "-1"], "--wait -1: must be 0-3600 seconds"),
     ],
 )
 def test_a_bad_request_is_refused_as_such_before_the_server_is_looked_for(
