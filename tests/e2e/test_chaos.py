@@ -112,10 +112,10 @@ def status(fleet: Fleet, name: str) -> Any:
     return {s.name: s for s in read_status(fleet.inventory)}[name]
 
 
-def fault_mid_move(
-    client: Any, emu: Any, name: str, kind: str
+def move_under_way(
+    client: Any, emu: Any, name: str
 ) -> tuple[float, threading.Thread, dict[str, Any]]:
-    """From home, start a 179-degree move in the background and inject `kind` once it moves.
+    """From home, start a 179-degree move in the background; return once the carousel turns.
 
     Returns the time before the move (for `queue_runs`), the thread and its outcome dict.
     """
@@ -123,6 +123,14 @@ def fault_mid_move(
     since = time.time()
     thread, outcome = in_background(lambda: client.move_to_angle(name, 179.0))
     wait_for(lambda: emu.stats()["moving"], 30, 0.02, "move started")
+    return since, thread, outcome
+
+
+def fault_mid_move(
+    client: Any, emu: Any, name: str, kind: str
+) -> tuple[float, threading.Thread, dict[str, Any]]:
+    """`move_under_way`, then inject `kind` into the emulator."""
+    since, thread, outcome = move_under_way(client, emu, name)
     emu.fault(kind)
     return since, thread, outcome
 
@@ -296,10 +304,7 @@ class TestTimedFleet:
 
         name = "ch-a"
         client = FleetClient(timed.inventory_path, lock_timeout=120)
-        client.go_home(name)
-        since = time.time()
-        thread, outcome = in_background(lambda: client.move_to_angle(name, 179.0))
-        wait_for(lambda: timed.emulators[name].stats()["moving"], 30, 0.02, "move started")
+        since, thread, outcome = move_under_way(client, timed.emulators[name], name)
         killed, killed_at = time.monotonic(), time.time()
         os.killpg(timed.agents[name].pid, signal.SIGKILL)
         timed.agents[name].wait(10)
@@ -427,10 +432,7 @@ class TestTimedFleet:
 
         name = "ch-c"
         client = FleetClient(timed.inventory_path, lock_timeout=120)
-        client.go_home(name)
-        since = time.time()
-        thread, outcome = in_background(lambda: client.move_to_angle(name, 179.0))
-        wait_for(lambda: timed.emulators[name].stats()["moving"], 30, 0.02, "move started")
+        since, thread, outcome = move_under_way(client, timed.emulators[name], name)
         downtime = restart_server(chaos_server, down_for=LONG_OUTAGE)
         back = time.monotonic()
         bound = timed.inventory.resort(name).move_timeout + 60
