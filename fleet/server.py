@@ -55,6 +55,7 @@ __all__ = [
     "server_dir",
     "server_down",
     "server_env",
+    "server_home",
     "server_status",
     "server_up",
     "start_server_process",
@@ -90,6 +91,11 @@ def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 def server_dir(state: str | os.PathLike[str] | None = None) -> Path:
     """Directory of the local server (home, database, log, `server.json`): `<state>/server`."""
     return state_dir(state) / "server"
+
+
+def server_home(state: str | os.PathLike[str] | None = None) -> Path:
+    """The local server's `PREFECT_HOME` (its SQLite database, lease storage)."""
+    return server_dir(state) / "home"
 
 
 @dataclass(frozen=True)
@@ -362,7 +368,7 @@ def server_up(
         auth_path = Path(auth_file).expanduser().resolve() if auth_file else None
         auth_string = read_auth_file(auth_path) if auth_path else None
         port = port or free_port()
-        home = directory / "home"
+        home = server_home(state)
         home.mkdir(parents=True, exist_ok=True)
         log_path = directory / LOG_FILE
         env = server_env(home, port, database_url, auth_string=auth_string, ui=ui)

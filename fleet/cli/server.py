@@ -81,7 +81,7 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     from fleet.server_db import sqlite_revision
 
-    home = server.server_dir(args.state_dir) / "home"
+    home = server.server_home(args.state_dir)
     before = None if args.database_url else sqlite_revision(home)
     started_at = time.monotonic()
     info, started = server.server_up(

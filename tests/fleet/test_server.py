@@ -218,7 +218,7 @@ def test_up_upgrades_a_database_left_by_prefect_3_8(
 
     state = str(tmp_path / "state")
     up = ["server", "up", "--state-dir", state, "--no-ui"]
-    home = server.server_dir(state) / "home"
+    home = server.server_home(state)
     try:
         assert main(up) == 0
         head = sqlite_revision(home)
