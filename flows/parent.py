@@ -189,7 +189,7 @@ CREATE_RETRY_WINDOW = 60.0
 
 
 async def _create_child(deployment: str, parameters: dict[str, Any], key: str) -> Any:
-    """`arun_deployment(..., timeout=0)`, retried while the server is overloaded.
+    """`arun_deployment(..., timeout=0)`, retried while the server is overloaded or away.
 
     Prefect's client gives up after a few retries of a 503 (SQLite lock conflicts under many
     parents); the idempotency key makes a repeat return the run a lost answer already created,
@@ -197,19 +197,12 @@ async def _create_child(deployment: str, parameters: dict[str, Any], key: str) -
     """
     from prefect.deployments import arun_deployment
 
-    deadline = time.monotonic() + CREATE_RETRY_WINDOW
-    delay = 0.2
-    while True:
-        try:
-            return await arun_deployment(
-                deployment, parameters=parameters, timeout=0, idempotency_key=key
-            )
-        except Exception as exc:
-            if not locks.is_transient_server_error(exc) or time.monotonic() + delay > deadline:
-                raise
-            _log.warning("creating %s: %s; retrying in %.1f s", deployment, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    return await retry_transient(
+        lambda: arun_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key),
+        CREATE_RETRY_WINDOW,
+        first=0.2,
+        what=f"creating {deployment}",
+    )
 
 
 async def dispatch(

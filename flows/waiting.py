@@ -114,14 +114,23 @@ async def wait_final(flow_run_id: Any, timeout: float) -> Any:
         return run
 
 
-async def retry_transient(call: Callable[[], Awaitable[T]], window: float) -> T:
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    window: float,
+    *,
+    first: float | None = None,
+    what: str = "server call",
+) -> T:
     """`await call()`, called again while the server is away, for at most `window` seconds.
+
+    `first`: the first delay (default `FIRST_RETRY`), doubled up to `MAX_RETRY`; `what`: named in
+    the warning logged before each retry.
 
     Raises:
         Exception: the last error once `window` has passed, or any error that is not transient.
     """
     deadline = time.monotonic() + window
-    delay = FIRST_RETRY
+    delay = FIRST_RETRY if first is None else first
     while True:
         try:
             return await call()
@@ -129,7 +138,11 @@ async def retry_transient(call: Callable[[], Awaitable[T]], window: float) -> T:
             if not is_transient_wait_error(exc) or time.monotonic() + delay > deadline:
                 raise
             _log.warning(
-                "server away (%s: %s); trying again in %.1f s", type(exc).__name__, exc, delay
+                "%s: server away (%s: %s); trying again in %.1f s",
+                what,
+                type(exc).__name__,
+                exc,
+                delay,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY)
