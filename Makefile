@@ -44,10 +44,10 @@ test-chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m flows.demo --inventory inventory/demo.yaml
+	$(BIN)/python -m fleet.demo --inventory inventory/demo.yaml
 
 demo-down: $(STAMP)
-	$(BIN)/python -m flows.demo --down
+	$(BIN)/python -m fleet.demo --down
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -5,7 +5,7 @@ Measured in one run against a fresh local server (SQLite) and pty emulators:
 * dispatch: `run_deployment` submission -> first line of the flow body on the device
   (the device flows record `started_at`); the stock process worker at default settings runs a
   probe flow that records the same;
-* e-stop: `fleet.estop` call -> `torque_enable = 0` in the emulator's write log, during a move;
+* e-stop: `fleet.core.estop` call -> `torque_enable = 0` in the emulator's write log, during a move;
 * agent RSS idle and after 100 runs;
 * N idle agents (env `BENCH_IDLE_AGENTS`, default 20): server CPU over 60 s and dispatch p95
   with all of them connected.
@@ -124,8 +124,9 @@ def _estop_latency(env: Any, n: int = 5) -> list[float]:
     from prefect.flow_runs import wait_for_flow_run
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    from fleet import locks, names
-    from fleet.estop import clear_estop, estop
+    from fleet.core import locks
+    from fleet.core.estop import clear_estop, estop
+    from resort_common import names
     from tests.e2e.agent_support import control, emulator_writes, wait_for
 
     # the moves are created directly on the device deployments, under a reservation's lease
@@ -179,8 +180,8 @@ def run(results_dir: Path) -> dict[str, Any]:
     agents = []
     result: dict[str, Any] = {}
     try:
-        from fleet.inventory import load_inventory
-        from fleet.status import read_status
+        from fleet.core.inventory import load_inventory
+        from fleet.core.status import read_status
         from flows.agent_settings import agent_settings_for
 
         names = ["resort-a"] + [f"idle-{i:02d}" for i in range(idle_agents)]

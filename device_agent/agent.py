@@ -30,7 +30,6 @@ import contextlib
 import contextvars
 import dataclasses
 import datetime
-import json
 import logging
 import os
 import signal
@@ -39,30 +38,29 @@ import threading
 import time
 from typing import Any
 
-from device_agent.alerts import HEARTBEAT_EVENT, STOPPED_EVENT, AlertTracker
+from device_agent.alerts import AlertTracker
 from device_agent.emulator_child import EmulatorChild
 from device_agent.errors import DeviceError, PortLostError
 from device_agent.pi_latch import LatchFile
 from device_agent.session import DeviceSession, use_session
 from device_agent.settings import AgentSettings
+from resort_common.events import (
+    ESTOP_CLEAR_EVENT,
+    ESTOP_CLEARED_EVENT,
+    ESTOP_EVENT,
+    ESTOPPED_EVENT,
+    HEARTBEAT_EVENT,
+    STATUS_EVENT,
+    STOPPED_EVENT,
+)
+from resort_common.variables import read_json_variable, set_variable
 
 __all__ = [
-    "ESTOPPED_EVENT",
-    "ESTOP_CLEARED_EVENT",
-    "ESTOP_CLEAR_EVENT",
-    "ESTOP_EVENT",
-    "STATUS_EVENT",
     "Agent",
     "run_agent",
 ]
 
 logger = logging.getLogger(__name__)
-
-ESTOP_EVENT = "plate-resort.estop"
-ESTOP_CLEAR_EVENT = "plate-resort.estop-clear"
-ESTOPPED_EVENT = "plate-resort.estopped"
-ESTOP_CLEARED_EVENT = "plate-resort.estop-cleared"
-STATUS_EVENT = "plate-resort.status"
 
 RECONNECT_INTERVAL = 1.0  # seconds between attempts to reopen a lost port
 LATCH_READ_TIMEOUT = 5.0  # seconds one read of the fleet's latch may take at start-up
@@ -289,7 +287,7 @@ class Agent:
                 self._publications_done += 1
 
     async def _publish(self, client: Any, status: dict[str, Any]) -> None:
-        await _set_variable(client, self.settings.status_variable, status)
+        await set_variable(client, self.settings.status_variable, status)
         health = status.get("health") or {}
         summary = (
             status["online"],
@@ -364,7 +362,7 @@ class Agent:
         newer command arrived (`DeviceSession.apply_latch`). A clear read here releases the
         resort only if it is newer than the Pi's latch.
         """
-        latch = await read_latch(client, self.settings.estop_variable)
+        latch = await read_json_variable(client, self.settings.estop_variable)
         session = self.session
         if session is None:
             return
@@ -509,7 +507,7 @@ class Agent:
             await asyncio.sleep(0.005)
         try:
             await asyncio.wait_for(
-                _set_variable(client, self.settings.status_variable, self.status()),
+                set_variable(client, self.settings.status_variable, self.status()),
                 STATUS_TIMEOUT,
             )
         except Exception as exc:
@@ -628,34 +626,6 @@ class Agent:
             with contextlib.suppress(Exception):
                 self.session.driver.close()
         self.stop_emulator()
-
-
-async def _set_variable(client: Any, name: str, value: Any) -> None:
-    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
-
-    try:
-        await client.update_variable(VariableUpdate(name=name, value=value))
-        return
-    except ObjectNotFound:
-        pass
-    except PrefectHTTPStatusError as exc:
-        if exc.response.status_code != 404:
-            raise
-    try:
-        await client.create_variable(VariableCreate(name=name, value=value))
-    except ObjectAlreadyExists:
-        await client.update_variable(VariableUpdate(name=name, value=value))
-
-
-async def read_latch(client: Any, name: str) -> dict[str, Any]:
-    """The e-stop latch variable as a dict (``{}`` when unset or unreadable as JSON)."""
-    variable = await client.read_variable_by_name(name)
-    value = variable.value if variable is not None else None
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = json.loads(value)
-    return dict(value) if isinstance(value, dict) else {}
 
 
 def run_agent(settings: AgentSettings) -> int:

@@ -15,7 +15,7 @@ reports `agent-offline` cleared.
 
 The open incidents and the time of the last heartbeat live in `<state_dir>/alerts.json`
 (written atomically), so a restarted agent neither repeats an open incident nor forgets one that
-ended while it was down. The event names are shared with the control plane (`fleet.alerts`).
+ended while it was down. The event names are the fleet's (`resort_common.events`).
 """
 
 from __future__ import annotations
@@ -30,37 +30,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from resort_common.events import AGENT_KINDS, cleared_event, raised_event
+
 __all__ = [
-    "AGENT_KINDS",
-    "HEARTBEAT_EVENT",
-    "STOPPED_EVENT",
     "AlertTracker",
-    "cleared_event",
     "conditions",
-    "raised_event",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The incidents the agent reports itself, in order.
-AGENT_KINDS: tuple[str, ...] = ("hardware-error", "link-lost", "estop")
-HEARTBEAT_EVENT = "plate-resort.agent.heartbeat"
-STOPPED_EVENT = "plate-resort.agent.stopped"
 
 #: seconds between two writes of the heartbeat record, at most one per this interval
 BEAT_RECORD_INTERVAL = 1.0
 
 Emit = Callable[[str, dict[str, Any]], None]
-
-
-def raised_event(kind: str) -> str:
-    """Event that starts an incident of `kind`: `plate-resort.alert.estop.raised`."""
-    return f"plate-resort.alert.{kind}.raised"
-
-
-def cleared_event(kind: str) -> str:
-    """Event that ends an incident of `kind`: `plate-resort.alert.estop.cleared`."""
-    return f"plate-resort.alert.{kind}.cleared"
 
 
 def conditions(status: Mapping[str, Any]) -> dict[str, str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from resort_common.tunables import SDK_BAUDRATES
+
 __all__ = [
     "ACCEL_DEG_PER_S2",
     "ALERT_BIT",
@@ -20,10 +22,10 @@ __all__ = [
     "ITEMS_BY_ADDRESS",
     "MODEL_NUMBER_XM430_W350",
     "PULSES_PER_REV",
-    "SDK_BAUDRATES",
     "STATUS_ERRORS",
     "VELOCITY_DEG_PER_S",
     "VOLTAGE_V",
+    "XM430_BAUD_CODES",
     "BaudCode",
     "Item",
     "Status",
@@ -45,14 +47,13 @@ CURRENT_A = 0.00269  # one Present Current unit: 2.69 mA
 VOLTAGE_V = 0.1  # one Present Input Voltage unit
 ALERT_BIT = 0x80  # status-packet error byte bit 7: hardware error, read address 70
 
-# Baud rates the Python SDK's PortHandler.setBaudRate accepts.
-SDK_BAUDRATES = (
-    9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600,
-    1000000, 1152000, 2000000, 2500000, 3000000, 3500000, 4000000,
-)  # fmt: skip
-# Baud Rate register (8) codes of the XM430 that the SDK can also open.
+# Baud Rate register (8): bits per second -> code, every rate the XM430 supports.
+XM430_BAUD_CODES = {
+    9600: 0, 57600: 1, 115200: 2, 1000000: 3, 2000000: 4, 3000000: 5, 4000000: 6, 4500000: 7,
+}  # fmt: skip
+# The XM430 rates the SDK can also open (it cannot open 4.5 Mbps).
 BaudCode = Literal[9600, 57600, 115200, 1000000, 2000000, 3000000, 4000000]
-BAUD_CODES = {9600: 0, 57600: 1, 115200: 2, 1000000: 3, 2000000: 4, 3000000: 5, 4000000: 6}
+BAUD_CODES = {rate: code for rate, code in XM430_BAUD_CODES.items() if rate in SDK_BAUDRATES}
 
 # Protocol 2.0 status error numbers (bits 0-6 of the error byte).
 STATUS_ERRORS = {

@@ -266,7 +266,7 @@ class DeviceSession:
         Args:
             estopped: stop (True) or clear.
             reason: the stop's reason.
-            command_id: the command's id (`fleet.estop`), None for a hand-written latch.
+            command_id: the command's id (`fleet.core.estop`), None for a hand-written latch.
             at: when the command was given.
             stop_again: send torque-off again even when already stopped.
             live: the command arrived as a live event (not a read of the latch variable).

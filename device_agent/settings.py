@@ -8,13 +8,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from device_agent.control_table import SDK_BAUDRATES
 from device_agent.errors import ConfigurationError
+from resort_common.tunables import (
+    DEVICE_DEFAULTS as D,
+)
+from resort_common.tunables import (
+    SDK_BAUDRATES,
+    Acceleration,
+    HomingOffset,
+    Hotel,
+    MaxCurrent,
+    MaxTemperature,
+    MaxVoltage,
+    MinVoltage,
+    MotorId,
+    MoveTimeout,
+    OffsetAngle,
+    PositionTolerance,
+    RoomsPerHotel,
+    RotationDirection,
+    SerialPort,
+    Speed,
+    TorqueLimit,
+)
 
 __all__ = ["AgentSettings", "DeviceConfig", "EmulatorOptions", "load_agent_settings"]
 
@@ -22,32 +42,37 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
 class DeviceConfig(BaseModel):
-    """Everything the driver needs for one resort (degrees, seconds, volts, amperes, Celsius)."""
+    """Everything the driver needs for one resort (degrees, seconds, volts, amperes, Celsius).
+
+    Ranges and defaults are the fleet inventory's (`resort_common.tunables`).
+    """
 
     model_config = _STRICT
 
     name: str = Field(min_length=1)
-    serial_port: str = "/dev/ttyUSB0"
-    baudrate: int = 57600
-    motor_id: int = Field(default=1, ge=0, le=252)
-    hotels: tuple[str, ...] = Field(min_length=1, max_length=8)
-    rooms_per_hotel: int = Field(default=20, ge=1, le=100)
-    offset_angle: float = Field(default=0.0, ge=-360.0, le=360.0)
-    rotation_direction: Literal[1, -1] = 1
-    speed: float = Field(default=30.0, gt=0, le=270.0, description="carousel speed, deg/s")
-    acceleration: float = Field(
-        default=60.0, ge=0, le=10000.0, description="deg/s^2; 0 = rectangular profile"
+    serial_port: SerialPort = D["serial_port"]
+    baudrate: int = D["baudrate"]
+    motor_id: MotorId = D["motor_id"]
+    hotels: tuple[Hotel, ...] = Field(min_length=1, max_length=8)
+    rooms_per_hotel: RoomsPerHotel = D["rooms_per_hotel"]
+    offset_angle: OffsetAngle = D["offset_angle"]
+    rotation_direction: RotationDirection = D["rotation_direction"]
+    speed: Speed = Field(default=D["speed"], description="carousel speed, deg/s")
+    acceleration: Acceleration = Field(
+        default=D["acceleration"], description="deg/s^2; 0 = rectangular profile"
     )
-    position_tolerance: float = Field(default=1.0, gt=0, le=10.0, description="degrees")
-    move_timeout: float = Field(default=30.0, gt=0, le=600.0, description="seconds")
-    max_temperature: float = Field(default=70.0, gt=0, le=100.0, description="Celsius")
-    min_voltage: float = Field(default=10.0, ge=0, le=16.0, description="volts")
-    max_voltage: float = Field(default=14.8, ge=0, le=20.0, description="volts")
-    max_current: float = Field(default=2.0, gt=0, le=4.0, description="amperes")
-    torque_limit: float = Field(
-        default=1.0, ge=0.1, le=3.2, description="amperes: move current cap (mode 5)"
+    position_tolerance: PositionTolerance = Field(
+        default=D["position_tolerance"], description="degrees"
     )
-    homing_offset: float = Field(default=0.0, ge=-90.0, le=90.0, description="degrees")
+    move_timeout: MoveTimeout = Field(default=D["move_timeout"], description="seconds")
+    max_temperature: MaxTemperature = Field(default=D["max_temperature"], description="Celsius")
+    min_voltage: MinVoltage = Field(default=D["min_voltage"], description="volts")
+    max_voltage: MaxVoltage = Field(default=D["max_voltage"], description="volts")
+    max_current: MaxCurrent = Field(default=D["max_current"], description="amperes")
+    torque_limit: TorqueLimit = Field(
+        default=D["torque_limit"], description="amperes: move current cap (mode 5)"
+    )
+    homing_offset: HomingOffset = Field(default=D["homing_offset"], description="degrees")
 
     @model_validator(mode="after")
     def _check(self) -> DeviceConfig:

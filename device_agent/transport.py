@@ -41,6 +41,7 @@ from device_agent.errors import (
     WriteRejectedError,
 )
 from device_agent.port_lock import lock_port
+from resort_common.tunables import SDK_BAUDRATES
 
 __all__ = ["COMM_RESULTS", "PortFactory", "SdkTransport", "Transport"]
 
@@ -109,7 +110,7 @@ class SdkTransport:
 
     Args:
         port: device path, e.g. ``/dev/serial/by-id/usb-FTDI...`` or an emulator's link.
-        baudrate: one of `control_table.SDK_BAUDRATES` (the SDK refuses any other).
+        baudrate: one of `resort_common.tunables.SDK_BAUDRATES` (the SDK refuses any other).
         motor_id: the servo's ID (0-252).
         port_factory: builds the port object for `port`; default `dynamixel_sdk.PortHandler`.
             Tests pass the emulator's in-memory `MemoryPort` here.
@@ -166,10 +167,10 @@ class SdkTransport:
             self._open_locked()
 
     def _open_locked(self) -> None:
-        if self.baudrate not in ct.SDK_BAUDRATES:
+        if self.baudrate not in SDK_BAUDRATES:
             raise ConfigurationError(
                 f"baudrate {self.baudrate} is not accepted by the Dynamixel SDK "
-                f"(allowed: {', '.join(map(str, ct.SDK_BAUDRATES))})"
+                f"(allowed: {', '.join(map(str, SDK_BAUDRATES))})"
             )
         handler = self._factory(self.port)
         try:

@@ -67,9 +67,9 @@ if TYPE_CHECKING:
     from prefect.flows import Flow
 
     from device_agent.session import DeviceSession
+from resort_common.names import WORKER_TYPE
 
 __all__ = [
-    "WORKER_TYPE",
     "DeviceThread",
     "ResortJobConfiguration",
     "ResortVariables",
@@ -80,7 +80,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WORKER_TYPE = "plate-resort"
 SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
 RUNNING_EVENT = "prefect.flow-run.Running"
 CANCELLING_EVENT = "prefect.flow-run.Cancelling"

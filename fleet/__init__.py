@@ -6,7 +6,7 @@ see docs/DESIGN.md.
 
 from __future__ import annotations
 
-from fleet.errors import (
+from fleet.core.errors import (
     DeviceBusyError,
     DeviceSelectionError,
     DispatchError,

@@ -16,7 +16,7 @@ an unknown resort or hotel or an out-of-range angle raises `PlanError` before an
     report = fleet.batch("plan.yaml", max_concurrency=4)
     fleet.recover("resort-a")      # after an overload: reboot the servo under the lock
 
-Errors (all `fleet.errors.FleetError`): `PlanError` (bad request), `DeviceSelectionError` (no
+Errors (all `fleet.core.errors.FleetError`): `PlanError` (bad request), `DeviceSelectionError` (no
 resort fits / unavailable), `DeviceBusyError` (lock not free in time), `LeaseError` (a reservation's
 lease is gone: an operation inside `reserve()` after the lock was lost), `DispatchError` (the device
 run failed; `.flow_run_id`, `.state`), `EstopError`.
@@ -30,10 +30,10 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from fleet import locks, names
-from fleet.alerts import lock_held_after
-from fleet.errors import PlanError
-from fleet.plan import (
+from fleet.core import locks
+from fleet.core.alerts import lock_held_after
+from fleet.core.errors import PlanError
+from fleet.core.plan import (
     Plan,
     known_resort,
     load_plan,
@@ -41,7 +41,8 @@ from fleet.plan import (
     validate_plan,
     validate_speed,
 )
-from fleet.selection import Selector
+from fleet.core.selection import Selector
+from resort_common import names
 
 __all__ = ["AsyncFleetClient", "FleetClient", "Reservation"]
 
@@ -112,7 +113,7 @@ async def _start_parent(inv: Any, flow: Callable[..., Any], /, **parameters: Any
     """Run a parent flow in-process; re-try while the server (SQLite) refuses to create its run.
 
     The run carries the fleet's tag (`names.fleet_tag`): the parent-run watchdog watches it from
-    its Running state on (`fleet.watchdog`). Prefect's client gives up after a few 503 answers
+    its Running state on (`fleet.core.watchdog`). Prefect's client gives up after a few 503 answers
     under many concurrent schedulers.
     """
     import asyncio
@@ -384,7 +385,7 @@ class AsyncFleetClient:
         Raises:
             DeviceSelectionError, DeviceBusyError.
         """
-        from fleet.selection import select_resort
+        from fleet.core.selection import select_resort
 
         sel = Selector.model_validate(_selector_dict(selector)) if selector is not None else None
         target = await select_resort(self.inventory, resort=resort, selector=sel)
@@ -408,19 +409,19 @@ class AsyncFleetClient:
         self, resorts: Sequence[str] | None = None, reason: str = "fleet client"
     ) -> Any:
         """Emergency-stop resorts (None = all); returns the agents' acknowledgements."""
-        from fleet.estop import aestop
+        from fleet.core.estop import aestop
 
         return await aestop(self.inventory, resorts, reason)
 
     async def estop_clear(self, resorts: Sequence[str] | None = None) -> Any:
         """Clear the e-stop latch of resorts (None = all)."""
-        from fleet.estop import aclear_estop
+        from fleet.core.estop import aclear_estop
 
         return await aclear_estop(self.inventory, resorts)
 
     async def status(self) -> list[Any]:
-        """Every resort's `fleet.status.ResortStatus`."""
-        from fleet.status import aread_status
+        """Every resort's `fleet.core.status.ResortStatus`."""
+        from fleet.core.status import aread_status
 
         return await aread_status(self.inventory)
 
@@ -428,7 +429,7 @@ class AsyncFleetClient:
         """Pause `resort`'s queue and wait until nothing runs on it."""
         import anyio
 
-        from fleet.provision import drain
+        from fleet.core.provision import drain
 
         return await anyio.to_thread.run_sync(
             lambda: drain(self.inventory, resort, timeout=timeout)
@@ -438,7 +439,7 @@ class AsyncFleetClient:
         """Unpause `resort`'s queue."""
         import anyio
 
-        from fleet.provision import resume
+        from fleet.core.provision import resume
 
         return await anyio.to_thread.run_sync(resume, self.inventory, resort)
 

@@ -1,7 +1,8 @@
 """Turns a resort of the fleet inventory into the device side's `AgentSettings`.
 
 Used by `device-agent run --inventory FILE --device NAME` (see `flows.agent_main`) and by the
-rollout, which writes the result as the Pi's settings file. Every name comes from `fleet.names`.
+rollout, which writes the result as the Pi's settings file. Every name comes from
+`resort_common.names`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from device_agent.errors import ConfigurationError
 from device_agent.settings import AgentSettings, DeviceConfig, EmulatorOptions
-from fleet import names
-from fleet.alerts import offline_after
-from fleet.errors import DeviceSelectionError, InventoryError
-from fleet.inventory import Inventory, Resort, load_inventory
+from fleet.core.alerts import offline_after
+from fleet.core.errors import DeviceSelectionError, InventoryError
+from fleet.core.inventory import Inventory, Resort, load_inventory
+from resort_common import names
 
 __all__ = [
     "AGENT_STATE_ROOT",
@@ -120,8 +121,8 @@ def with_local_server(settings: AgentSettings) -> AgentSettings:
     recorded server the settings are returned as they are (`device-agent run` then says what
     to set).
     """
-    from fleet.errors import FleetError
-    from fleet.server import resolve_api
+    from fleet.core.errors import FleetError
+    from fleet.core.server import resolve_api
 
     if settings.api_url or os.environ.get("PREFECT_API_URL"):
         return settings

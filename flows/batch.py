@@ -23,10 +23,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from fleet.errors import DispatchError, FleetError
-from fleet.plan import Operation, Plan, parse_plan, validate_plan
-from fleet.selection import choose, queue_load, read_statuses
-from fleet.watchdog import parent_heartbeat
+from fleet.core.errors import DispatchError, FleetError
+from fleet.core.plan import Operation, Plan, parse_plan, validate_plan
+from fleet.core.selection import choose, queue_load, read_statuses
+from fleet.core.watchdog import parent_heartbeat
 from flows.parent import load_fleet_inventory, run_operation
 
 __all__ = [

@@ -4,12 +4,15 @@ Each flow reaches the open device through `device_agent.current_device()` (so it
 `device-agent run`, on its resort's work queue). Motion flows (`activate-hotel`, `go-home`,
 `move-to-angle`) take the session's motion lock and are refused at once while the resort is
 e-stopped. Every flow returns a plain dict and also publishes it as a table artifact on its run
-(`flows.results.read_device_result(flow_run_id)` reads it back). Names: `fleet.names.DEVICE_FLOWS`.
+(`flows.results.read_device_result(flow_run_id)` reads it back). Names:
+`resort_common.names.DEVICE_FLOWS`.
 
-The agent enforces the resort lock: motion and maintenance flows (`fleet.names.LEASED_FLOWS`) take
+The agent enforces the resort lock: motion and maintenance flows
+(`resort_common.names.LEASED_FLOWS`) take
 a `lease` parameter, the lease id of the resort lock their parent holds. Right before the motor's
 first write the agent checks that the lease is live and is the resort's recorded holder
-(`fleet.locks.verify_lease_sync`); otherwise the run fails with `LeaseError` and the motor sees no
+(`fleet.core.locks.verify_lease_sync`); otherwise the run fails with `LeaseError` and the motor
+sees no
 write. A bare `prefect deployment run activate-hotel/<resort>` has no lease and is refused.
 E-stop and the read-only flows never need one.
 """
@@ -28,7 +31,8 @@ from prefect.variables import Variable
 
 from device_agent import current_device
 from device_agent.session import DeviceSession, Permit
-from fleet import locks, names
+from fleet.core import locks
+from resort_common import names
 
 __all__ = [
     "activate_hotel",

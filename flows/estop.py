@@ -1,6 +1,6 @@
-"""The `fleet-estop` flow: `fleet.estop` as a Prefect flow (UI button, automation, schedule).
+"""The `fleet-estop` flow: `fleet.core.estop` as a Prefect flow (UI button, automation, schedule).
 
-Same behaviour as `fleet estop` and `fleet.estop.estop`: latch variable, out-of-band event,
+Same behaviour as `fleet estop` and `fleet.core.estop.estop`: latch variable, out-of-band event,
 wait for every agent's acknowledgement.
 """
 
@@ -10,8 +10,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from fleet.estop import aclear_estop, aestop
-from fleet.inventory import load_inventory
+from fleet.core.estop import aclear_estop, aestop
+from fleet.core.inventory import load_inventory
 
 __all__ = ["fleet_estop", "fleet_estop_clear"]
 

@@ -7,7 +7,7 @@
 * `fleet-set-speed` runs `set-speed` under the lock: later moves use the new speed (deg/s) and,
   when given, acceleration (deg/s^2). It lasts until the agent restarts; the inventory's values
   are the default. A speed at which a full-turn move would overrun the resort's `move_timeout` is
-  refused before anything is queued (`fleet.plan.validate_speed`).
+  refused before anything is queued (`fleet.core.plan.validate_speed`).
 
 Both accept a `reservation` (the lease id of a lock the caller holds, as `fleet-activate-hotel`
 does) and refuse a resort that is inactive, offline or drained with `DeviceSelectionError`
@@ -20,10 +20,10 @@ from typing import Any
 
 from prefect import flow
 
-from fleet.errors import DeviceSelectionError
-from fleet.plan import validate_speed
-from fleet.selection import read_statuses, unavailable_reason
-from fleet.watchdog import parent_heartbeat
+from fleet.core.errors import DeviceSelectionError
+from fleet.core.plan import validate_speed
+from fleet.core.selection import read_statuses, unavailable_reason
+from fleet.core.watchdog import parent_heartbeat
 from flows.parent import DEFAULT_LOCK_TIMEOUT, load_fleet_inventory, run_locked
 
 __all__ = ["recover", "set_speed"]

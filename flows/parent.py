@@ -1,6 +1,6 @@
 """Parent flows: pick a resort, hold its lock, run a device subflow on its queue, return the result.
 
-Flows (names in `fleet.names.PARENT_FLOWS`): `fleet-activate-hotel`, `fleet-go-home`,
+Flows (names in `resort_common.names.PARENT_FLOWS`): `fleet-activate-hotel`, `fleet-go-home`,
 `fleet-move-to-angle`, `fleet-health` and `fleet-reserve` (several steps under one lock);
 `flows.maintenance` adds `fleet-recover` and `fleet-set-speed` on top of `run_locked`. The CLI
 and `fleet.client` call them in-process (a real, tracked flow run); `fleet controller` serves them
@@ -9,7 +9,8 @@ from the control pool for schedulers that go through Prefect.
 One operation (`run_operation`):
 
 1. validate against the inventory (unknown resort or hotel, angle out of range -> `PlanError`);
-2. select the resort (`fleet.selection`), take its lock (`fleet.locks`) and, when the fleet has a
+2. select the resort (`fleet.core.selection`), take its lock (`fleet.core.locks`) and, when the
+fleet has a
    move limit, a fleet-wide slot;
 3. `run_deployment(device deployment, timeout=0, idempotency_key="<parent run>:<step>:<resort>")`
    (keys are unique per *flow*, so the resort is part of the key), then wait event-driven
@@ -34,13 +35,14 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from fleet import locks, names
-from fleet.alerts import lock_held_after
-from fleet.errors import DispatchError, PlanError
-from fleet.plan import DEVICE_FLOW_OF, Operation, validate_operation
-from fleet.selection import Selector, select_resort
-from fleet.watchdog import parent_heartbeat
+from fleet.core import locks
+from fleet.core.alerts import lock_held_after
+from fleet.core.errors import DispatchError, PlanError
+from fleet.core.plan import DEVICE_FLOW_OF, Operation, validate_operation
+from fleet.core.selection import Selector, select_resort
+from fleet.core.watchdog import parent_heartbeat
 from flows.waiting import retry_transient, wait_final
+from resort_common import names
 
 __all__ = [
     "activate_hotel",
@@ -77,15 +79,15 @@ def _logger() -> Any:
 
 
 def resolve_inventory_path(path: str | os.PathLike[str] | None = None) -> str:
-    """`path`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml` (`fleet.inventory`)."""
-    from fleet.inventory import inventory_path
+    """`path`, else `$FLEET_INVENTORY`, else `inventory/demo.yaml` (`fleet.core.inventory`)."""
+    from fleet.core.inventory import inventory_path
 
     return str(inventory_path(path))
 
 
 def load_fleet_inventory(path: str | os.PathLike[str] | None = None) -> Any:
     """Load the inventory named by `resolve_inventory_path(path)` (raises InventoryError)."""
-    from fleet.inventory import load_inventory
+    from fleet.core.inventory import load_inventory
 
     return load_inventory(resolve_inventory_path(path))
 
@@ -121,7 +123,7 @@ def validate_request(inventory: Any, op: Operation) -> None:
 
 
 async def _read_resort_status(inventory: Any, resort: str) -> Any:
-    from fleet.selection import read_statuses
+    from fleet.core.selection import read_statuses
 
     return (await read_statuses(inventory)).get(resort)
 
@@ -455,13 +457,13 @@ async def fleet_health(
 ) -> dict[str, dict[str, Any]]:
     """Ask every (or each named) active resort for its health, concurrently; no lock is taken.
 
-    Then updates the fleet overview artifact (`fleet.overview`) with the fresh readings.
+    Then updates the fleet overview artifact (`fleet.core.overview`) with the fresh readings.
 
     Returns:
         resort name -> `{"state", "result", "error"}`; offline or inactive resorts get an error
         without a device run.
     """
-    from fleet.selection import read_statuses, unavailable_reason
+    from fleet.core.selection import read_statuses, unavailable_reason
 
     inv = load_fleet_inventory(inventory)
     targets = [inv.resort(name) for name in resorts] if resorts else list(inv.resorts)
@@ -495,7 +497,7 @@ OVERVIEW_TIMEOUT = 20.0
 
 async def _publish_overview(inventory: Any, results: Mapping[str, Mapping[str, Any]]) -> None:
     """Update the fleet overview artifact with the fresh readings; a failure only warns."""
-    from fleet.overview import apublish_overview
+    from fleet.core.overview import apublish_overview
 
     health = {
         name: r["result"]

@@ -18,8 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from fleet import locks
-from fleet.errors import FleetError
+from fleet.core import locks
+from fleet.core.errors import FleetError
 
 __all__ = ["confirm_final", "is_transient_wait_error", "retry_transient", "wait_final"]
 

@@ -51,14 +51,14 @@ SUBMIT_RUN_SOURCE = "835f0493209733ae"
 #: other private or internal names: (module, attribute, parameters or None, used by)
 ELSEWHERE: list[tuple[str, str, list[str] | None, str]] = [
     ("prefect.flow_engine", "observe_flow_run_suspension", None, "device_agent/worker.py"),
-    ("prefect.client.base", "_parse_retry_after", ["value"], "fleet/_server_main.py"),
+    ("prefect.client.base", "_parse_retry_after", ["value"], "fleet/core/_server_main.py"),
     (
         "prefect.server.api.server",
         "create_app",
         ["settings", "ephemeral", "webserver_only", "final", "ignore_cache"],
-        "fleet/_server_main.py",
+        "fleet/core/_server_main.py",
     ),
-    ("prefect.context", "GLOBAL_SETTINGS_CONTEXT", None, "fleet/server.py"),
+    ("prefect.context", "GLOBAL_SETTINGS_CONTEXT", None, "fleet/core/server.py"),
     (
         "prefect.events.clients",
         "get_events_subscriber",
@@ -132,11 +132,11 @@ def test_other_internal_names_are_where_we_use_them(
 
 
 def test_the_flow_run_state_hybrid_still_lacks_a_bulk_dml_setter_or_has_ours() -> None:
-    """`fleet._server_main.allow_scheduled_runs_on_sqlalchemy_21` sets it in place."""
+    """`fleet.core._server_main.allow_scheduled_runs_on_sqlalchemy_21` sets it in place."""
     from prefect.server.database import orm_models
 
     hybrid = orm_models.FlowRun.__dict__.get("state")
     assert hybrid is not None and hasattr(hybrid, "bulk_dml_setter"), (
         f"Prefect {prefect.__version__}: FlowRun.state is no hybrid with a bulk_dml_setter "
-        "(used by fleet/_server_main.py)"
+        "(used by fleet/core/_server_main.py)"
     )

@@ -38,7 +38,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """
     if os.geteuid() != 0:
         pytest.skip("the fake Pis need root (network namespaces, overlayfs, systemd-nspawn)")
-    from fleet.server import server_env, start_server_process, wait_healthy
+    from fleet.core.server import server_env, start_server_process, wait_healthy
 
     work = tmp_path_factory.mktemp("rollout")
     wheelhouse = work / "wheelhouse" / "plate-resort-fleet.tar.gz"

@@ -24,9 +24,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from device_agent.control_table import SDK_BAUDRATES
 from device_agent.errors import ConfigurationError, DeviceError, EmergencyStopError
 from device_agent.pi_latch import LatchFile, latches_for_port, state_root
+from resort_common.tunables import SDK_BAUDRATES
 
 __all__ = ["register", "run_ctl"]
 

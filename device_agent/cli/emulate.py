@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from device_agent.control_table import XM430_BAUD_CODES
 from device_agent.emulator.model import FAULT_KINDS
 from device_agent.errors import ConfigurationError
 
@@ -36,7 +37,7 @@ _log = logging.getLogger(__name__)
 # The CLI is the emulator's front end: its fault kinds are the model's.
 FAULT_CHOICES = FAULT_KINDS
 # Baud rates the XM430 supports (Baud Rate register 8, codes 0-7).
-XM430_BAUDRATES = (9600, 57600, 115200, 1000000, 2000000, 3000000, 4000000, 4500000)
+XM430_BAUDRATES = tuple(XM430_BAUD_CODES)
 
 
 def _add_emulate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,16 +14,13 @@ import time
 from collections import deque
 
 from device_agent.emulator.model import XM430Model
+from resort_common.tunables import SDK_BAUDRATES
 
 __all__ = ["LATENCY_TIMER", "MemoryPort"]
 
 LATENCY_TIMER = 16  # ms, as the SDK's port_handler module
 DEFAULT_BAUDRATE = 1000000
 _QUEUE_FROM = 0.005  # s: shorter reply delays are delivered immediately
-_SDK_BAUDRATES = (
-    9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600,
-    1000000, 1152000, 2000000, 2500000, 3000000, 3500000, 4000000,
-)  # fmt: skip
 
 
 class MemoryPort:
@@ -117,7 +114,7 @@ class MemoryPort:
 
     def getCFlagBaud(self, baudrate: int) -> int:
         """`baudrate` if the SDK accepts it, else -1."""
-        return baudrate if baudrate in _SDK_BAUDRATES else -1
+        return baudrate if baudrate in SDK_BAUDRATES else -1
 
     # ------------------------------------------------------------------ I/O
 

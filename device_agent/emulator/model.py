@@ -769,8 +769,7 @@ class XM430Model:
             self._log_file.write(json.dumps(record) + "\n")
 
 
-_BAUD_BY_CODE = {0: 9600, 1: 57600, 2: 115200, 3: 1000000, 4: 2000000, 5: 3000000, 6: 4000000}
-_BAUD_BY_CODE[7] = 4500000
+_BAUD_BY_CODE = {code: rate for rate, code in ct.XM430_BAUD_CODES.items()}
 
 
 def _baud_code(baudrate: int) -> int:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.emulator.model import FAULT_KINDS, XM430Model
+from resort_common.tunables import SDK_BAUDRATES
 
 __all__ = ["PtyServer", "control_path", "control_request"]
 
@@ -44,13 +45,8 @@ _SLEEP_BELOW = 0.002  # s: shorter reply delays are slept, longer ones scheduled
 
 # termios speed constant -> bits per second
 _SPEEDS = {
-    getattr(termios, f"B{rate}"): rate
-    for rate in (
-        9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600,
-        1000000, 1152000, 2000000, 2500000, 3000000, 3500000, 4000000,
-    )
-    if hasattr(termios, f"B{rate}")
-}  # fmt: skip
+    getattr(termios, f"B{rate}"): rate for rate in SDK_BAUDRATES if hasattr(termios, f"B{rate}")
+}
 
 
 def control_path(link: str | os.PathLike[str]) -> Path:

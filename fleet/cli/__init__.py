@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fleet.errors import (
+from fleet.core.errors import (
     DeviceBusyError,
     FleetError,
     InventoryError,

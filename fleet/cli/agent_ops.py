@@ -14,13 +14,13 @@ import argparse
 import json
 from typing import Any
 
-from fleet.errors import PlanError
+from fleet.core.errors import PlanError
 
 __all__ = ["register"]
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from fleet.inventory import inventory_path, load_inventory
+    from fleet.core.inventory import inventory_path, load_inventory
 
     return load_inventory(inventory_path(args.inventory))
 
@@ -93,8 +93,8 @@ def _targets(args: argparse.Namespace) -> list[str] | None:
 
 
 def _estop(args: argparse.Namespace) -> int:
-    from fleet.estop import estop
-    from fleet.server import api_settings
+    from fleet.core.estop import estop
+    from fleet.core.server import api_settings
 
     targets = _targets(args)
     inv = _load(args)
@@ -110,8 +110,8 @@ def _estop(args: argparse.Namespace) -> int:
 
 
 def _clear(args: argparse.Namespace) -> int:
-    from fleet.estop import clear_estop
-    from fleet.server import api_settings
+    from fleet.core.estop import clear_estop
+    from fleet.core.server import api_settings
 
     targets = _targets(args)
     inv = _load(args)
@@ -167,7 +167,7 @@ def _read_rows(inv: Any, names: list[str], wait: float | None) -> list[Any]:
     """The status rows of `names`, read once, or until all are ready or `wait` s have passed."""
     import time
 
-    from fleet.status import read_status
+    from fleet.core.status import read_status
 
     deadline = time.monotonic() + (wait or 0.0)
     while True:
@@ -180,7 +180,7 @@ def _read_rows(inv: Any, names: list[str], wait: float | None) -> list[Any]:
 def _status(args: argparse.Namespace) -> int:
     import sys
 
-    from fleet.server import api_settings
+    from fleet.core.server import api_settings
 
     inv = _load(args)
     names = _status_targets(args, inv)
@@ -236,10 +236,10 @@ def _overview(args: argparse.Namespace) -> int:
     import contextvars
     import threading
 
-    from fleet import names
-    from fleet.overview import COLUMNS, overview_rows, publish_overview, watch_overview
-    from fleet.server import api_settings
-    from fleet.status import read_status
+    from fleet.core.overview import COLUMNS, overview_rows, publish_overview, watch_overview
+    from fleet.core.server import api_settings
+    from fleet.core.status import read_status
+    from resort_common import names
 
     inv = _load(args)
     key = names.overview_artifact_key(inv)

@@ -7,8 +7,9 @@ import json
 import sys
 from typing import Any
 
-from fleet import names, watchdog
-from fleet.inventory import Inventory, dump_schema, load_inventory
+from fleet.core import watchdog
+from fleet.core.inventory import Inventory, dump_schema, load_inventory
+from resort_common import names
 
 __all__ = ["register"]
 

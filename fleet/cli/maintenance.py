@@ -113,8 +113,8 @@ def _row(name: str, entry: dict[str, Any]) -> tuple[str, ...]:
 
 def _health(args: argparse.Namespace) -> int:
     from fleet.client import FleetClient
-    from fleet.plan import known_resort
-    from fleet.server import api_settings
+    from fleet.core.plan import known_resort
+    from fleet.core.server import api_settings
 
     inv = load_cli_inventory(args)
     for name in args.resorts:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fleet.errors import PlanError
+from fleet.core.errors import PlanError
 
 __all__ = [
     "add_common_options",
@@ -118,7 +118,7 @@ def number_argument(name: str, unit: str) -> Callable[[str], float]:
 
 def load_cli_inventory(args: argparse.Namespace) -> Any:
     """The inventory named by `--inventory`, `$FLEET_INVENTORY` or the default."""
-    from fleet.inventory import inventory_path, load_inventory
+    from fleet.core.inventory import inventory_path, load_inventory
 
     return load_inventory(inventory_path(args.inventory))
 
@@ -134,7 +134,7 @@ def _print_result(args: argparse.Namespace, resort: str, result: dict[str, Any])
 def run_single(args: argparse.Namespace, call: str, *params: Any) -> int:
     """Call `FleetClient.<call>(args.resort, *params)` and print its result."""
     from fleet.client import FleetClient
-    from fleet.server import api_settings
+    from fleet.core.server import api_settings
 
     inv = load_cli_inventory(args)
     client = FleetClient(inv, lock_timeout=args.lock_timeout)
@@ -214,8 +214,8 @@ def _table(results: list[Any]) -> str:
 
 def _batch(args: argparse.Namespace) -> int:
     from fleet.client import FleetClient
-    from fleet.plan import load_plan, validate_plan
-    from fleet.server import api_settings
+    from fleet.core.plan import load_plan, validate_plan
+    from fleet.core.server import api_settings
 
     if args.max_concurrency < 1:
         raise PlanError(f"--max-concurrency: must be at least 1, got {args.max_concurrency}")
@@ -254,8 +254,8 @@ def _batch(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _overview_watcher(inv: Any) -> Iterator[None]:
     """Keep the fleet's overview artifact current from a daemon thread while the block runs."""
-    from fleet import names
-    from fleet.overview import watch_overview
+    from fleet.core.overview import watch_overview
+    from resort_common import names
 
     stop = threading.Event()
     # the thread sees the API settings of `api_settings(inv)` (they live in context variables)
@@ -279,8 +279,8 @@ def _controller(args: argparse.Namespace) -> int:
     import socket
     from pathlib import Path
 
-    from fleet import names
-    from fleet.server import api_settings
+    from fleet.core.server import api_settings
+    from resort_common import names
 
     inv = load_cli_inventory(args)
     pool = names.control_pool_name(inv)

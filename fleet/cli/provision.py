@@ -1,4 +1,4 @@
-"""`fleet provision`, `fleet drain RESORT`, `fleet resume RESORT` (see `fleet.provision`)."""
+"""`fleet provision`, `fleet drain RESORT`, `fleet resume RESORT` (see `fleet.core.provision`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import json
 import os
 
-from fleet.errors import PlanError
-from fleet.inventory import INVENTORY_ENV
+from fleet.core.errors import PlanError
+from fleet.core.inventory import INVENTORY_ENV
 
 __all__ = ["register"]
 
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _load(args: argparse.Namespace):  # -> Inventory (lazy import keeps --help fast)
-    from fleet.inventory import load_inventory
+    from fleet.core.inventory import load_inventory
 
     if not args.inventory:
         raise PlanError(f"--inventory: required (or set {INVENTORY_ENV})")
@@ -79,8 +79,8 @@ def _load(args: argparse.Namespace):  # -> Inventory (lazy import keeps --help f
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from fleet.provision import provision
-    from fleet.server import api_settings
+    from fleet.core.provision import provision
+    from fleet.core.server import api_settings
 
     inv = _load(args)
     with api_settings(inv, state=args.state_dir) as target:
@@ -94,8 +94,8 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
-    from fleet.provision import drain
-    from fleet.server import api_settings
+    from fleet.core.provision import drain
+    from fleet.core.server import api_settings
 
     if args.timeout < 0:
         raise PlanError(f"--timeout {args.timeout:g}: must be >= 0 seconds")
@@ -115,8 +115,8 @@ def _drain(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from fleet.provision import resume
-    from fleet.server import api_settings
+    from fleet.core.provision import resume
+    from fleet.core.server import api_settings
 
     inv = _load(args)
     with api_settings(inv, state=args.state_dir):

@@ -1,4 +1,4 @@
-"""`fleet server up|down|status`: the embedded local Prefect server (see `fleet.server`)."""
+"""`fleet server up|down|status`: the embedded local Prefect server (see `fleet.core.server`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from fleet import server
+from fleet.core import server
 
 __all__ = ["register"]
 
@@ -79,7 +79,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 < args.port < 65536:
         print(f"fleet: error: --port {args.port}: must be 1-65535", file=sys.stderr)
         return 2
-    from fleet.server_db import sqlite_revision
+    from fleet.core.server_db import sqlite_revision
 
     home = server.server_home(args.state_dir)
     before = None if args.database_url else sqlite_revision(home)

@@ -17,9 +17,10 @@ from device_agent import agent as agent_module
 from device_agent.latch import LatchLedger
 from device_agent.pi_latch import LatchFile
 from device_agent.session import DeviceSession
-from fleet import names
-from fleet.inventory import load_inventory
+from fleet.core.inventory import load_inventory
 from flows.agent_settings import agent_settings_for
+from resort_common import names
+from resort_common.events import ESTOP_EVENT
 from tests.device_agent.driver_support import make_rig
 from tests.support.inventories import write_inventory
 
@@ -65,7 +66,7 @@ def test_a_stale_stop_does_not_undo_the_clear_that_followed_it(
     session = agent.session
     assert session is not None
     stop = {"reason": "test", "command_id": "stop-1"}
-    asyncio.run(agent._apply_event(session, agent_module.ESTOP_EVENT, stop))
+    asyncio.run(agent._apply_event(session, ESTOP_EVENT, stop))
     assert session.estopped
     asyncio.run(
         agent._apply_event(session, agent_module.ESTOP_CLEAR_EVENT, {"command_id": "clear-1"})
@@ -76,7 +77,7 @@ def test_a_stale_stop_does_not_undo_the_clear_that_followed_it(
     _sync_after_writing(agent, {"estopped": True, **stop})
     assert not session.estopped
     # the stop event replayed by a reconnecting subscription
-    asyncio.run(agent._apply_event(session, agent_module.ESTOP_EVENT, stop))
+    asyncio.run(agent._apply_event(session, ESTOP_EVENT, stop))
     assert not session.estopped
 
     # a new stop is applied from the variable alone (its event was lost)

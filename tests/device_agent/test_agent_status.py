@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from device_agent import agent as agent_module
-from fleet.inventory import load_inventory
+from fleet.core.inventory import load_inventory
 from flows.agent_settings import agent_settings_for
 from tests.support.inventories import write_inventory
 
@@ -64,7 +64,7 @@ def test_a_latch_publication_waits_for_a_stale_one_in_flight(
         writes.append("latch")
 
     monkeypatch.setattr(agent, "_publish", slow_publish)
-    monkeypatch.setattr(agent_module, "_set_variable", set_variable)
+    monkeypatch.setattr(agent_module, "set_variable", set_variable)
 
     async def scenario() -> None:
         stale = asyncio.create_task(agent._publish_current(client=None))

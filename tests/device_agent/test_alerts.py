@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from device_agent.alerts import AlertTracker, cleared_event, conditions, raised_event
+from device_agent.alerts import AlertTracker, conditions
+from resort_common.events import cleared_event, raised_event
 
 
 class Clock:

@@ -11,23 +11,23 @@ import pytest
 from device_agent import DeviceError, EmergencyStopError, current_device
 from device_agent.errors import MotionAbortedError, NotConnectedError
 from device_agent.session import DeviceSession, use_session
-from device_agent.worker import WORKER_TYPE, ResortWorker, load_flow
+from device_agent.worker import ResortWorker, load_flow
 from tests.device_agent.driver_support import make_rig
 
 
 def test_worker_type_matches_fleet_names_and_is_registered() -> None:
     from prefect.workers.base import BaseWorker
 
-    from fleet import names
+    from resort_common import names
 
-    assert ResortWorker.type == WORKER_TYPE == names.WORKER_TYPE
+    assert ResortWorker.type == names.WORKER_TYPE
     assert BaseWorker.get_worker_class_from_type(names.WORKER_TYPE) is ResortWorker
     template = ResortWorker.get_default_base_job_template()
     assert "move_timeout" in template["variables"]["properties"]
 
 
 def test_load_flow_by_entrypoint_turns_result_persistence_off() -> None:
-    from fleet import names
+    from resort_common import names
 
     for flow_name, entrypoint in names.DEVICE_FLOWS.items():
         flow = load_flow(entrypoint)

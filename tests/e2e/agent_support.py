@@ -51,7 +51,7 @@ def write_inventory(
 
 def provision_minimal(inv: Any) -> None:
     """Provision `inv` with `fleet provision` (pool, queues, locks, deployments; idempotent)."""
-    from fleet.provision import provision
+    from fleet.core.provision import provision
 
     provision(inv)
 

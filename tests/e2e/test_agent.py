@@ -37,7 +37,7 @@ class Fleet:
     """The module's fleet: inventory, settings, agent, and how to run device subflows."""
 
     def __init__(self, directory: Path, api_url: str) -> None:
-        from fleet.inventory import load_inventory
+        from fleet.core.inventory import load_inventory
         from flows.agent_settings import agent_settings_for
 
         self.directory = directory
@@ -55,7 +55,8 @@ class Fleet:
         """Hold the resort's lock for the module (its lease goes with direct motion runs)."""
         from prefect.utilities.asyncutils import run_coro_as_sync
 
-        from fleet import locks, names
+        from fleet.core import locks
+        from resort_common import names
 
         self.reservation = run_coro_as_sync(
             locks.acquire(names.lock_name(RESORT), timeout=60, resort=RESORT)
@@ -64,7 +65,7 @@ class Fleet:
     def release(self) -> None:
         from prefect.utilities.asyncutils import run_coro_as_sync
 
-        from fleet import locks
+        from fleet.core import locks
 
         if self.reservation is not None:
             run_coro_as_sync(locks.release(self.reservation))
@@ -98,7 +99,7 @@ class Fleet:
         return self.agent
 
     def status(self) -> Any:
-        from fleet.status import read_status
+        from fleet.core.status import read_status
 
         return read_status(self.inv)[0]
 
@@ -128,7 +129,7 @@ class Fleet:
     def submit(self, flow: str, **parameters: Any) -> Any:
         from prefect.deployments import run_deployment
 
-        from fleet import names
+        from resort_common import names
 
         if flow in names.LEASED_FLOWS and self.reservation is not None:
             parameters.setdefault("lease", str(self.reservation.lease_id))
@@ -289,7 +290,7 @@ def test_runs_queued_behind_a_move_are_claimed_when_it_ends_without_a_queue_poll
 def test_a_drained_queue_holds_new_runs_until_resume_then_starts_them_in_order(
     fleet_env: Fleet,
 ) -> None:
-    from fleet.provision import drain, resume
+    from fleet.core.provision import drain, resume
     from flows.results import read_device_result
 
     drain(fleet_env.inv, RESORT, timeout=30)
@@ -310,7 +311,7 @@ def test_a_drained_queue_holds_new_runs_until_resume_then_starts_them_in_order(
 
 
 def test_estop_during_move_stops_motor_and_latches(fleet_env: Fleet) -> None:
-    from fleet.estop import clear_estop, estop
+    from fleet.core.estop import clear_estop, estop
 
     assert fleet_env.run("go-home").state.is_completed()
     move = fleet_env.submit("move-to-angle", angle=179.0)  # ~2 s at 90 deg/s
@@ -343,8 +344,8 @@ def test_estop_during_move_stops_motor_and_latches(fleet_env: Fleet) -> None:
 def test_emergency_stop_flow_sets_the_latch_variable_like_fleet_estop(fleet_env: Fleet) -> None:
     from prefect.variables import Variable
 
-    from fleet import names
-    from fleet.estop import clear_estop
+    from fleet.core.estop import clear_estop
+    from resort_common import names
 
     final = fleet_env.run("emergency-stop", reason="flow stop")
     assert final.state.is_completed(), final.state

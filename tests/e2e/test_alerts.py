@@ -134,8 +134,8 @@ def _provision_without_alerts(lab: Fleet, tmp: Path) -> Any:
     """Provision the lab's inventory minus `alerts` and `health_interval`; returns the plan."""
     import yaml
 
-    from fleet.inventory import load_inventory
-    from fleet.provision import provision
+    from fleet.core.inventory import load_inventory
+    from fleet.core.provision import provision
 
     doc = yaml.safe_load(lab.inventory_path.read_text())
     del doc["fleet"]["alerts"], doc["fleet"]["health_interval"]
@@ -192,7 +192,7 @@ def _overview_row(inv: Any, resort: str) -> dict[str, Any]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
-    from fleet import names
+    from resort_common import names
 
     with get_client(sync_client=True) as c:
         latest = c.read_artifacts(
@@ -211,7 +211,7 @@ def _overview_watcher(inv: Any) -> Iterator[None]:
     """What `fleet controller` runs beside its worker: the overview watcher thread."""
     import contextvars
 
-    from fleet.overview import watch_overview
+    from fleet.core.overview import watch_overview
 
     stop = threading.Event()
     thread = threading.Thread(
@@ -284,8 +284,8 @@ def _objects(inv: Any) -> tuple[list[str], bool, list[Any]]:
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from fleet import names
-    from fleet.alerts import is_alert_automation
+    from fleet.core.alerts import is_alert_automation
+    from resort_common import names
 
     with get_client(sync_client=True) as c:
         autos = sorted(a.name for a in c.read_automations() if is_alert_automation(inv, a.name))
@@ -310,7 +310,7 @@ def _scheduled_health_runs(inv: Any) -> list[Any]:
     )
     from prefect.client.schemas.objects import StateType
 
-    from fleet import names
+    from resort_common import names
 
     with get_client(sync_client=True) as c:
         dep = c.read_deployment_by_name(names.parent_deployment_name("fleet-health", inv))
@@ -325,7 +325,7 @@ def _scheduled_health_runs(inv: Any) -> list[Any]:
 def test_provisioning_keeps_and_removes_the_schedule_and_alerts(lab: Fleet, tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from fleet.provision import provision
+    from fleet.core.provision import provision
 
     autos, block, schedules = _objects(lab.inventory)
     assert autos == sorted(
@@ -358,8 +358,8 @@ def test_provisioning_keeps_and_removes_the_schedule_and_alerts(lab: Fleet, tmp_
 def test_missing_token_fails_provisioning_before_any_change(
     lab: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fleet.errors import ProvisionError
-    from fleet.provision import provision
+    from fleet.core.errors import ProvisionError
+    from fleet.core.provision import provision
 
     monkeypatch.delenv(TOKEN_ENV)
     with pytest.raises(ProvisionError, match=f"fleet.alerts.token_env: .*{TOKEN_ENV} is not set"):

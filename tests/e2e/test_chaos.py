@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from fleet import names
+from resort_common import names
 from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import Fleet, start_fleet
 from tests.support.prefect_server import PrefectServer, start_prefect_server
@@ -93,7 +93,7 @@ def chaos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectSe
 def restart_server(server: PrefectServer, down_for: float = 0.0) -> float:
     """Stop the server, wait `down_for` s, start it again on the same port and database; seconds
     it was down."""
-    from fleet import server as fleet_server
+    from fleet.core import server as fleet_server
 
     down = time.monotonic()
     server.stop()
@@ -107,7 +107,7 @@ def restart_server(server: PrefectServer, down_for: float = 0.0) -> float:
 
 
 def status(fleet: Fleet, name: str) -> Any:
-    from fleet.status import read_status
+    from fleet.core.status import read_status
 
     return {s.name: s for s in read_status(fleet.inventory)}[name]
 
@@ -235,7 +235,7 @@ def timed(chaos_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory)
 PARENT = textwrap.dedent(
     """
     import functools, sys
-    from fleet import locks
+    from fleet.core import locks
     # a real parent flow, with Prefect's minimum lease so the test waits 60 s, not 120 s
     locks.resort_lock = functools.partial(locks.resort_lock, lease_duration={lease})
     from fleet.client import FleetClient
@@ -248,9 +248,9 @@ PARENT = textwrap.dedent(
 def killed_parent(timed: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real parent flow on ch-b, killed -9 mid-move while it holds the lock (at class start, so
     the lease runs out while the other tests of the class run)."""
-    from fleet import locks
     from fleet.client import FleetClient
-    from fleet.errors import DeviceBusyError
+    from fleet.core import locks
+    from fleet.core.errors import DeviceBusyError
 
     name = "ch-b"
     directory = Path(tmp_path_factory.mktemp("killed-parent"))
@@ -300,7 +300,7 @@ def killed_parent(timed: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dic
 class TestTimedFleet:
     def test_agent_killed_mid_move_run_ends_final_and_queue_carries_on(self, timed: Fleet) -> None:
         from fleet.client import FleetClient
-        from fleet.errors import DispatchError
+        from fleet.core.errors import DispatchError
 
         name = "ch-a"
         client = FleetClient(timed.inventory_path, lock_timeout=120)
@@ -332,7 +332,7 @@ class TestTimedFleet:
 
     def test_unplug_mid_move_faults_then_replug_resumes(self, timed: Fleet) -> None:
         from fleet.client import FleetClient
-        from fleet.errors import DeviceSelectionError, DispatchError
+        from fleet.core.errors import DeviceSelectionError, DispatchError
 
         name = "ch-c"
         emu = timed.emulators[name]
@@ -361,7 +361,7 @@ class TestTimedFleet:
 
     def test_overload_fails_with_reason_and_reboot_restores(self, timed: Fleet) -> None:
         from fleet.client import FleetClient
-        from fleet.errors import DispatchError
+        from fleet.core.errors import DispatchError
 
         name = "ch-c"
         emu = timed.emulators[name]
@@ -392,8 +392,8 @@ class TestTimedFleet:
     def test_parent_killed_holding_lock_frees_within_lease(
         self, timed: Fleet, killed_parent: dict[str, Any]
     ) -> None:
-        from fleet import locks
         from fleet.client import FleetClient
+        from fleet.core import locks
 
         name = killed_parent["name"]
         # right after the kill the resort was busy, naming the dead parent's run
@@ -410,7 +410,7 @@ class TestTimedFleet:
         assert lock_slots([name]) == {name: 0}
         assert asyncio.run(locks.read_holder(name)) is None
         # and the dead parent's own run was closed by the fleet's watchdog automation
-        from fleet import watchdog
+        from fleet.core import watchdog
 
         bound = watchdog.window(timed.inventory.fleet.parent_heartbeat) + 5 + 30
         crashed = wait_for(
@@ -463,8 +463,8 @@ class TestInstantFleet:
     def test_server_restart_during_batch_every_operation_final(
         self, instant: Fleet, chaos_server: PrefectServer, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from fleet import locks
         from fleet.client import FleetClient
+        from fleet.core import locks
 
         # A slot granted while the server goes down can lose its answer: the client retries, the
         # slot stays with the lost lease until it expires. Prefect's minimum lease (60 s, default

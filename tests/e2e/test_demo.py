@@ -1,4 +1,4 @@
-"""`make demo` end to end: `python -m flows.demo` in a temporary copy, non-interactively.
+"""`make demo` end to end: `python -m fleet.demo` in a temporary copy, non-interactively.
 
 The inventory is copied to `<tmp>/inventory/demo.yaml`, so its relative serial links land in
 `<tmp>/.fleet-state/demo/`, and `FLEET_STATE_DIR=<tmp>/.fleet-state` puts the server, the agents'
@@ -31,7 +31,7 @@ def _env(state: Path) -> dict[str, str]:
 
 def _demo(args: list[str], state: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.demo", *args],
+        [sys.executable, "-m", "fleet.demo", *args],
         cwd=REPO,
         env=_env(state),
         stdin=subprocess.DEVNULL,

@@ -86,7 +86,8 @@ def _holding_the_lock() -> Iterator[str]:
     """Hold the resort's lock directly (no selection: it works on an e-stopped resort too)."""
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    from fleet import locks, names
+    from fleet.core import locks
+    from resort_common import names
 
     held = run_coro_as_sync(locks.acquire(names.lock_name(R), timeout=60, resort=R))
     try:
@@ -96,7 +97,7 @@ def _holding_the_lock() -> Iterator[str]:
 
 
 def _status(lab: Fleet) -> Any:
-    from fleet.status import read_status
+    from fleet.core.status import read_status
 
     return {s.name: s for s in read_status(lab.inventory)}[R]
 
@@ -278,9 +279,9 @@ def test_after_a_power_blip_the_next_move_keeps_the_configured_speed(
 def test_an_agent_that_cannot_reach_the_server_comes_up_with_torque_off(
     tmp_path: Path, emulator: Any
 ) -> None:
-    from fleet import server as fleet_server
-    from fleet.inventory import load_inventory
-    from fleet.provision import provision
+    from fleet.core import server as fleet_server
+    from fleet.core.inventory import load_inventory
+    from fleet.core.provision import provision
     from tests.support.prefect_server import PrefectServer
 
     port = fleet_server.free_port()
@@ -344,7 +345,7 @@ def test_an_agent_that_cannot_reach_the_server_comes_up_with_torque_off(
 
 
 def _status_text(inv: Any) -> str:
-    from fleet.status import read_status
+    from fleet.core.status import read_status
 
     try:
         return " ".join("online" if s.online else "offline" for s in read_status(inv))

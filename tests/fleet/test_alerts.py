@@ -1,4 +1,4 @@
-"""fleet.alerts: the `fleet.alerts` block's validation, its defaults and the automations built."""
+"""fleet.core.alerts: the `fleet.alerts` block's validation, defaults and the automations built."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ from uuid import uuid4
 
 import pytest
 
-from fleet import names
-from fleet.alerts import (
+from fleet.core.alerts import (
     ALERT_KINDS,
     automations,
-    cleared_event,
     is_alert_automation,
     lock_held_after,
     offline_after,
-    raised_event,
 )
-from fleet.errors import InventoryError
-from fleet.inventory import parse_inventory
+from fleet.core.errors import InventoryError
+from fleet.core.inventory import parse_inventory
+from resort_common import names
+from resort_common.events import cleared_event, raised_event
 
 BASE = """\
 fleet:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleet.cli import main
-from fleet.inventory import inventory_schema
+from fleet.core.inventory import inventory_schema
 from tests.fleet.test_inventory import MALFORMED
 
 REPO = Path(__file__).resolve().parents[2]

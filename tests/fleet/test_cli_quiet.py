@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from fleet.inventory import load_inventory
-from fleet.provision import provision
+from fleet.core.inventory import load_inventory
+from fleet.core.provision import provision
 from tests.support.inventories import write_inventory
 
 pytestmark = pytest.mark.orchestration

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleet.cli import EXIT_BUSY, exit_code_for
-from fleet.errors import DeviceBusyError, FleetError, LeaseError
+from fleet.core.errors import DeviceBusyError, FleetError, LeaseError
 
 
 def test_a_lease_refusal_is_not_a_timeout() -> None:

@@ -1,4 +1,4 @@
-"""fleet.estop and fleet.status against a real server, without agents (offline resorts)."""
+"""fleet.core.estop and fleet.core.status against a real server, without agents (offline)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from fleet import names
-from fleet.errors import DeviceSelectionError, EstopError
+from fleet.core.errors import DeviceSelectionError, EstopError
+from resort_common import names
 
 pytestmark = pytest.mark.orchestration
 
 
 @pytest.fixture(scope="module")
 def inv(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from fleet.inventory import load_inventory
+    from fleet.core.inventory import load_inventory
     from tests.e2e.agent_support import provision_minimal, write_inventory
 
     directory = tmp_path_factory.mktemp("estop-status")
@@ -38,7 +38,7 @@ def _latch(name: str) -> Any:
 
 
 def test_estop_without_agent_sets_latch_and_reports_no_ack(inv: Any) -> None:
-    from fleet.estop import clear_estop, estop
+    from fleet.core.estop import clear_estop, estop
 
     with pytest.raises(EstopError, match=r"not acknowledged within 0\.5 s by r1"):
         estop(inv, ["r1"], "test", timeout=0.5)
@@ -52,7 +52,7 @@ def test_estop_without_agent_sets_latch_and_reports_no_ack(inv: Any) -> None:
 
 
 def test_status_of_offline_fleet(inv: Any) -> None:
-    from fleet.status import read_status
+    from fleet.core.status import read_status
 
     rows = read_status(inv)
     assert [r.name for r in rows] == ["r1", "r2"]

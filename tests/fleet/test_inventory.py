@@ -1,4 +1,4 @@
-"""fleet.inventory: examples validate; each malformed inventory gets its exact one-line error."""
+"""fleet.core.inventory: examples validate; each malformed inventory gets its one-line error."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from fleet.errors import DeviceSelectionError, InventoryError
-from fleet.inventory import (
+from fleet.core.errors import DeviceSelectionError, InventoryError
+from fleet.core.inventory import (
     BUILTIN_DEFAULTS,
     Inventory,
     Resort,

@@ -1,4 +1,4 @@
-"""The fleet overview artifact (`fleet.overview`): its rows, write-only-on-change, the watcher."""
+"""The fleet overview artifact (`fleet.core.overview`): rows, write-only-on-change, the watcher."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from fleet import names
-from fleet.inventory import load_inventory
-from fleet.overview import COLUMNS, overview_rows, publish_overview, watch_overview
-from fleet.status import ResortStatus
+from fleet.core.inventory import load_inventory
+from fleet.core.overview import COLUMNS, overview_rows, publish_overview, watch_overview
+from fleet.core.status import ResortStatus
+from resort_common import names
 from tests.support.inventories import write_inventory
 
 HEALTH = {
@@ -117,7 +117,7 @@ def test_an_inactive_resort_says_so() -> None:
 def test_the_watcher_keeps_events_of_its_fleet_only(tmp_path: Path) -> None:
     from prefect.events import Event
 
-    from fleet._overview_watch import _concerns
+    from fleet.core._overview_watch import _concerns
 
     inv = _inventory(tmp_path, "ovw-events", ["e1", "e2"])
     ids = {names.resource_id(r) for r in inv.resorts}
@@ -313,7 +313,7 @@ def test_the_watcher_survives_an_unreachable_server_and_stops_promptly(
 ) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from fleet.server import free_port
+    from fleet.core.server import free_port
 
     inv = _inventory(tmp_path, "ovw-down", ["d1"])
     stop = threading.Event()

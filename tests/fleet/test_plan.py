@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.errors import PlanError
-from fleet.inventory import load_inventory
-from fleet.plan import (
+from fleet.core.errors import PlanError
+from fleet.core.inventory import load_inventory
+from fleet.core.plan import (
     Operation,
     full_turn_time,
     load_plan,
@@ -16,7 +16,7 @@ from fleet.plan import (
     validate_plan,
     validate_speed,
 )
-from fleet.selection import Selector
+from fleet.core.selection import Selector
 
 DEMO = Path(__file__).resolve().parents[2] / "inventory" / "demo.yaml"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet import names
 from fleet.cli import main
-from fleet.errors import DeviceBusyError, ProvisionError
-from fleet.inventory import load_inventory
-from fleet.provision import drain, provision, resume
+from fleet.core.errors import DeviceBusyError, ProvisionError
+from fleet.core.inventory import load_inventory
+from fleet.core.provision import drain, provision, resume
+from resort_common import names
 from tests.support.inventories import write_inventory
 
 pytestmark = pytest.mark.orchestration
@@ -146,7 +146,7 @@ def test_provision_repairs_drift_and_follows_the_inventory(tmp_path: Path, clien
 def test_provision_keeps_the_parent_watchdog_in_step_with_the_inventory(tmp_path: Path, client):
     """The watchdog follows `fleet.parent_heartbeat`, is re-enabled when paused, is one copy, and
     watches only its own fleet's parent runs."""
-    from fleet import watchdog
+    from fleet.core import watchdog
 
     path = write_inventory(tmp_path / "inv.yaml", "pvw", ["pvw-a"])
     inv = load_inventory(path)

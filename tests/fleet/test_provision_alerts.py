@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from fleet import names
 from fleet.cli import main
-from fleet.errors import ProvisionError
-from fleet.inventory import load_inventory
-from fleet.provision import provision
+from fleet.core.errors import ProvisionError
+from fleet.core.inventory import load_inventory
+from fleet.core.provision import provision
+from resort_common import names
 from tests.support.inventories import write_inventory
 
 pytestmark = pytest.mark.orchestration
@@ -30,7 +30,7 @@ def client(prefect_server: Any) -> Any:
 
 
 def _alert_automations(client: Any, inv: Any) -> list[Any]:
-    from fleet.alerts import is_alert_automation
+    from fleet.core.alerts import is_alert_automation
 
     return [a for a in client.read_automations() if is_alert_automation(inv, a.name)]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.errors import DeviceSelectionError
-from fleet.inventory import load_inventory
-from fleet.selection import Selector, choose, matching_resorts
+from fleet.core.errors import DeviceSelectionError
+from fleet.core.inventory import load_inventory
+from fleet.core.selection import Selector, choose, matching_resorts
 
 INVENTORY = """\
 fleet: {name: sel, work_pool: sel-resorts}
@@ -24,7 +24,7 @@ resorts:
 
 @dataclass
 class Status:
-    """The fields of `fleet.status.ResortStatus` that selection reads."""
+    """The fields of `fleet.core.status.ResortStatus` that selection reads."""
 
     name: str
     online: bool = True

@@ -9,9 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fleet import server
 from fleet.cli import main
-from fleet.errors import ServerError, ServerUnavailableError
+from fleet.core import server
+from fleet.core.errors import ServerError, ServerUnavailableError
 from tests.support.inventories import write_inventory
 
 
@@ -91,7 +91,7 @@ def test_a_bad_request_is_refused_as_such_before_the_server_is_looked_for(
 
 def test_client_validate_names_an_unknown_request(tmp_path: Path):
     from fleet.client import FleetClient
-    from fleet.errors import PlanError
+    from fleet.core.errors import PlanError
 
     client = FleetClient(write_inventory(tmp_path / "inv.yaml", "nosrv", ["nosrv-a"]))
     client.validate("set_speed", "nosrv-a", 90.0)  # a good request: nothing raised
@@ -214,7 +214,7 @@ def test_up_upgrades_a_database_left_by_prefect_3_8(
     from prefect import get_client
     from prefect.settings import temporary_settings
 
-    from fleet.server_db import sqlite_revision
+    from fleet.core.server_db import sqlite_revision
 
     state = str(tmp_path / "state")
     up = ["server", "up", "--state-dir", state, "--no-ui"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fleet._server_main import MAX_RETRY_AFTER, RetryAfter503
+from fleet.core._server_main import MAX_RETRY_AFTER, RetryAfter503
 
 
 def _app(status: int, headers: list[tuple[bytes, bytes]] | None = None):
@@ -53,7 +53,7 @@ def test_other_answers_and_existing_retry_after_are_untouched():
 
 
 def test_timing_log_writes_one_line_per_http_request(tmp_path) -> None:
-    from fleet._server_main import RequestTimingLog
+    from fleet.core._server_main import RequestTimingLog
 
     log = tmp_path / "timing.log"
     wrapper = RequestTimingLog(_app(201), str(log))
@@ -76,7 +76,7 @@ def test_timing_log_writes_one_line_per_http_request(tmp_path) -> None:
 
 
 def test_write_requests_are_told_from_post_bodied_reads() -> None:
-    from fleet._server_main import is_write
+    from fleet.core._server_main import is_write
 
     assert is_write("POST", "/api/flow_runs/")
     assert is_write("POST", "/api/flow_runs/5c1e/set_state")
@@ -95,7 +95,7 @@ def test_write_requests_are_told_from_post_bodied_reads() -> None:
 
 
 def test_serialized_writes_run_one_at_a_time_and_reads_alongside() -> None:
-    from fleet._server_main import SerializedWrites
+    from fleet.core._server_main import SerializedWrites
 
     inside: list[str] = []
     peak = {"writes": 0, "reads_during_write": 0}
@@ -138,7 +138,7 @@ def test_writes_are_serialized_on_sqlite_only_unless_forced() -> None:
 
     from pydantic import SecretStr
 
-    from fleet._server_main import serialize_writes
+    from fleet.core._server_main import serialize_writes
 
     def settings(url: str | None) -> SimpleNamespace:
         secret = SecretStr(url) if url is not None else None
@@ -152,7 +152,7 @@ def test_writes_are_serialized_on_sqlite_only_unless_forced() -> None:
 
 
 def test_a_client_slow_to_send_or_to_read_does_not_hold_other_writes() -> None:
-    from fleet._server_main import SerializedWrites
+    from fleet.core._server_main import SerializedWrites
 
     done: list[str] = []
 
@@ -203,7 +203,7 @@ def test_the_scheduler_insert_is_allowed_on_sqlalchemy_21() -> None:
     """Prefect's scheduler (3.8.8, 3.9.1) bulk-inserts runs with a `state` key (a hybrid)."""
     from prefect.server.database import orm_models
 
-    from fleet._server_main import allow_scheduled_runs_on_sqlalchemy_21
+    from fleet.core._server_main import allow_scheduled_runs_on_sqlalchemy_21
 
     hybrid = orm_models.FlowRun.__dict__["state"]
     allow_scheduled_runs_on_sqlalchemy_21()

@@ -1,4 +1,4 @@
-"""Which events the parent-run watchdog automation reacts to (`fleet.watchdog.automation`).
+"""Which events the parent-run watchdog automation reacts to (`fleet.core.watchdog.automation`).
 
 The trigger is handed to Prefect's own server-side trigger model, so `covers` is the very
 matching the server applies to each event.
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet import names, watchdog
-from fleet.inventory import load_inventory
+from fleet.core import watchdog
+from fleet.core.inventory import load_inventory
+from resort_common import names
 from tests.support.inventories import write_inventory
 
 

@@ -1,23 +1,10 @@
-"""The agent and the control plane name incidents and heartbeats alike (they never import each
-other; flows sees both)."""
+"""flows.agent_settings: the agent's heartbeat and offline bound come from the fleet's inventory."""
 
 from __future__ import annotations
 
-import device_agent.alerts as agent_side
-import fleet.alerts as fleet_side
-
-
-def test_event_names_and_kinds_agree() -> None:
-    assert agent_side.HEARTBEAT_EVENT == fleet_side.HEARTBEAT_EVENT
-    assert agent_side.STOPPED_EVENT == fleet_side.STOPPED_EVENT
-    assert agent_side.AGENT_KINDS == fleet_side.AGENT_KINDS
-    for kind in fleet_side.ALERT_KINDS:
-        assert agent_side.raised_event(kind) == fleet_side.raised_event(kind)
-        assert agent_side.cleared_event(kind) == fleet_side.cleared_event(kind)
-
 
 def test_agent_settings_carry_the_fleets_heartbeat_and_bound(tmp_path) -> None:
-    from fleet.inventory import parse_inventory
+    from fleet.core.inventory import parse_inventory
     from flows.agent_settings import agent_settings_for
 
     text = """\

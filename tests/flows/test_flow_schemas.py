@@ -1,4 +1,4 @@
-"""The hand-written deployment schemas in `fleet.flow_schemas` match the real flows' signatures."""
+"""The hand-written deployment schemas (`fleet.core.flow_schemas`) match the flows' signatures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from prefect.utilities.callables import parameter_schema
 
-from fleet import names
-from fleet.flow_schemas import DEVICE_FLOW_SCHEMAS, PARENT_FLOW_SCHEMAS
+from fleet.core.flow_schemas import DEVICE_FLOW_SCHEMAS, PARENT_FLOW_SCHEMAS
+from resort_common import names
 
 
 def _load(entrypoint: str) -> Any:

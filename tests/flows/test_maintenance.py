@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet import names
 from fleet.cli import main as fleet_main
 from fleet.client import FleetClient
-from fleet.errors import DeviceBusyError, DeviceSelectionError, DispatchError, PlanError
+from fleet.core.errors import DeviceBusyError, DeviceSelectionError, DispatchError, PlanError
+from resort_common import names
 from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import start_fleet
 

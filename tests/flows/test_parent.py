@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from fleet import locks, names
 from fleet.cli import main as fleet_main
 from fleet.client import AsyncFleetClient, FleetClient
-from fleet.errors import DeviceBusyError, DeviceSelectionError, PlanError
+from fleet.core import locks
+from fleet.core.errors import DeviceBusyError, DeviceSelectionError, PlanError
+from resort_common import names
 from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import start_fleet
 
@@ -192,7 +193,7 @@ HOLDER = textwrap.dedent(
     """
     import asyncio, sys
     from prefect import flow
-    from fleet import locks
+    from fleet.core import locks
 
     @flow(name="test-lock-holder")
     async def hold(resort: str) -> None:
@@ -246,7 +247,7 @@ def test_parent_killed_while_holding_the_lock_frees_it_with_the_lease(fleet, tmp
 DYING_PARENT = textwrap.dedent(
     """
     import sys
-    from fleet import watchdog
+    from fleet.core import watchdog
     from fleet.client import FleetClient
 
     inventory, resort, hotel, mode = sys.argv[1:5]
@@ -300,7 +301,7 @@ def test_a_parent_whose_process_dies_is_marked_crashed_a_waiting_one_is_not(
     the resort is free."""
     from prefect import get_client
 
-    from fleet import watchdog
+    from fleet.core import watchdog
 
     window = watchdog.window(fleet.inventory.fleet.parent_heartbeat)
     since = datetime.now(UTC) - timedelta(seconds=1)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from fleet import names
-from fleet.inventory import load_inventory
+from fleet.core.inventory import load_inventory
 from flows import parent
+from resort_common import names
 from tests.fleet.test_overview import HEALTH, create_device_pool
 from tests.support.inventories import write_inventory
 
@@ -69,7 +69,7 @@ def test_fresh_readings_are_merged_and_a_failure_only_warns(
     async def broken(*args: Any, **kwargs: Any) -> bool:
         raise RuntimeError("server gone")
 
-    monkeypatch.setattr("fleet.overview.apublish_overview", broken)
+    monkeypatch.setattr("fleet.core.overview.apublish_overview", broken)
     with caplog.at_level(logging.WARNING, logger="flows.parent"):
         asyncio.run(parent._publish_overview(inv, results))
     assert "fleet overview not updated: RuntimeError('server gone')" in caplog.text

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosedError
 
-from fleet.errors import DispatchError, LeaseError
+from fleet.core.errors import DispatchError, LeaseError
 from flows import waiting
 
 

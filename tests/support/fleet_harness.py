@@ -80,7 +80,7 @@ class Fleet:
         (a killed agent's document still says online)."""
         from prefect.variables import Variable
 
-        from fleet import names
+        from resort_common import names
 
         proc = self.spawn_agent(name)
         variable = names.status_variable_name(self.inventory.resort(name))
@@ -151,7 +151,7 @@ def _inventory_text(
 
 
 def _wait_online(fleet: Fleet, names: Sequence[str], timeout: float) -> None:
-    from fleet.status import read_status
+    from fleet.core.status import read_status
 
     deadline = time.monotonic() + timeout
     while True:
@@ -191,8 +191,8 @@ def start_fleet(
 
     `fleet_options` adds keys to the inventory's `fleet:` block (e.g. `alerts`).
     """
-    from fleet.inventory import load_inventory
-    from fleet.provision import provision
+    from fleet.core.inventory import load_inventory
+    from fleet.core.provision import provision
 
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "inventory.yaml"

@@ -1,6 +1,7 @@
 """Start a real Prefect server on a free loopback port with its own PREFECT_HOME (for tests).
 
-A thin wrapper over `fleet.server` (the same environment `fleet server up` uses: filesystem lease
+A thin wrapper over `fleet.core.server` (the same environment `fleet server up` uses: filesystem
+lease
 storage, 1 s slot-wait cap, analytics and UI off), without the state file: the session fixture
 owns the process.
 """
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet import server as fleet_server
-from fleet.server import free_port
+from fleet.core import server as fleet_server
+from fleet.core.server import free_port
 
 __all__ = [
     "PrefectServer",
@@ -62,7 +63,7 @@ def start_prefect_server(
     """Start `prefect server start` and wait until `/api/health` answers.
 
     Raises:
-        fleet.errors.ServerError: (a RuntimeError) it exited or did not become healthy.
+        fleet.core.errors.ServerError: (a RuntimeError) it exited or did not become healthy.
     """
     home.mkdir(parents=True, exist_ok=True)
     env = server_env(home, free_port(), database_url)

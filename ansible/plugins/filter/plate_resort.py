@@ -3,8 +3,8 @@
 ``plate_resort_agent_settings`` turns (fleet inventory file, resort name) into the JSON-ready dict
 of ``device_agent.settings.AgentSettings`` through ``flows.agent_settings.agent_settings_for``,
 then applies the Pi-side paths (state directory, emulator link) and re-validates the result, so
-every name in the file comes from ``fleet.names`` and the schema is checked before anything is
-copied to a Pi.
+every name in the file comes from ``resort_common.names`` and the schema is checked before anything
+is copied to a Pi.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def plate_resort_agent_settings(
     """
     try:
         from device_agent.settings import AgentSettings
-        from fleet.inventory import load_inventory
+        from fleet.core.inventory import load_inventory
         from flows.agent_settings import agent_settings_for
     except ImportError as exc:
         raise AnsibleFilterError(f"plate-resort-fleet is not importable: {exc}") from exc

@@ -1,9 +1,9 @@
 """Ansible inventory plugin: the Pis and the resorts they drive, read from the fleet inventory.
 
 The fleet inventory (``inventory/*.yaml``) is read through the package's own loader
-(``fleet.inventory.load_inventory``), so Ansible sees exactly what the control plane sees and a
+(``fleet.core.inventory.load_inventory``), so Ansible sees exactly what the control plane sees and a
 broken file fails the run with the loader's one-line errors. Names that cross a system boundary
-(work queue, worker name) come from ``fleet.names``.
+(work queue, worker name) come from ``resort_common.names``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ DOCUMENTATION = r"""
 name: plate_resort_fleet
 short_description: Raspberry Pis and their plate resorts from a plate-resort fleet inventory
 description:
-  - Reads a plate-resort fleet inventory through C(fleet.inventory.load_inventory).
+  - Reads a plate-resort fleet inventory through C(fleet.core.inventory.load_inventory).
   - One Ansible host per Pi (the resorts' C(host) value); a Pi that drives several resorts is one
     host with several entries in C(plate_resort_resorts).
   - Groups - C(plate_resort_pis) (every Pi), C(resort_<name>) (the Pi of that resort, dashes
@@ -82,9 +82,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         fleet_file = os.path.normpath(fleet_file)
 
         try:
-            from fleet import names
-            from fleet.errors import FleetError
-            from fleet.inventory import load_inventory
+            from fleet.core.errors import FleetError
+            from fleet.core.inventory import load_inventory
+            from resort_common import names
         except ImportError as exc:
             raise AnsibleParserError(
                 f"plate_resort_fleet: the plate-resort-fleet package is not importable by "
@@ -149,7 +149,7 @@ def _group_safe(name: str) -> str:
 
 
 def _resort_entry(resort: Any, names: Any) -> dict[str, Any]:
-    """Host variable entry of one resort: what the role needs, names from `fleet.names`."""
+    """Host variable entry of one resort: what the role needs, names from `resort_common.names`."""
     return {
         "name": resort.name,
         "serial_port": str(resort.serial_port),

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fleet.errors import ServerError, ServerUnavailableError
+from fleet.core.errors import ServerError, ServerUnavailableError
 
 __all__ = [
     "ENV_AUTH_FILE",
@@ -242,11 +242,11 @@ def server_env(
 
 
 def start_server_process(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start Prefect's server (`fleet._server_main`) detached, output to `log_path`."""
+    """Start Prefect's server (`fleet.core._server_main`) detached, output to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "fleet._server_main"],
+            [sys.executable, "-m", "fleet.core._server_main"],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,

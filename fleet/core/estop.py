@@ -25,14 +25,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleet import names
-from fleet.errors import EstopError
+from fleet.core.errors import EstopError
+from resort_common import names
+from resort_common.events import (
+    ESTOP_CLEAR_EVENT,
+    ESTOP_CLEARED_EVENT,
+    ESTOP_EVENT,
+    ESTOPPED_EVENT,
+)
+from resort_common.variables import set_variable
 
 __all__ = [
-    "ESTOPPED_EVENT",
-    "ESTOP_CLEARED_EVENT",
-    "ESTOP_CLEAR_EVENT",
-    "ESTOP_EVENT",
     "EstopAck",
     "aclear_estop",
     "aestop",
@@ -41,12 +44,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Must match device_agent.agent (the two packages never import each other).
-ESTOP_EVENT = "plate-resort.estop"
-ESTOP_CLEAR_EVENT = "plate-resort.estop-clear"
-ESTOPPED_EVENT = "plate-resort.estopped"
-ESTOP_CLEARED_EVENT = "plate-resort.estop-cleared"
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -76,24 +73,6 @@ def _resorts(inv: Any, resorts: Iterable[str] | None) -> list[Any]:
     return selected
 
 
-async def _set_variable(client: Any, name: str, value: Any) -> None:
-    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
-
-    try:
-        await client.update_variable(VariableUpdate(name=name, value=value))
-        return
-    except ObjectNotFound:
-        pass
-    except PrefectHTTPStatusError as exc:
-        if exc.response.status_code != 404:
-            raise
-    try:
-        await client.create_variable(VariableCreate(name=name, value=value))
-    except ObjectAlreadyExists:
-        await client.update_variable(VariableUpdate(name=name, value=value))
-
-
 async def _command(
     inv: Any,
     resorts: Iterable[str] | None,
@@ -121,7 +100,7 @@ async def _command(
     async with get_client() as client, get_events_subscriber(filter=ack_filter) as subscriber:
         await asyncio.gather(
             *(
-                _set_variable(client, names.estop_variable_name(r), {**latch, **payload})
+                set_variable(client, names.estop_variable_name(r), {**latch, **payload})
                 for r in targets
             )
         )

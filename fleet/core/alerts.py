@@ -12,19 +12,19 @@ An incident is reported once when it starts and once more when it clears:
 The agent reports the first three, and the end of the fourth, as edge events
 (`raised_event(kind)` / `cleared_event(kind)`) computed from its own status and remembered in its
 state directory, so an agent restart does not report an incident twice. The holder of a resort
-lock reports the fifth (`fleet.locks`). The start of `agent-offline` is the server's: a
+lock reports the fifth (`fleet.core.locks`). The start of `agent-offline` is the server's: a
 proactive automation fires when an agent sends neither a heartbeat (`HEARTBEAT_EVENT`, every
 `fleet.agent_heartbeat` s) nor its clean-stop event (`STOPPED_EVENT`) within `offline_after`.
 
 `fleet provision` creates one automation per kind (plus `agent-online` for the end of an
-offline incident) named `fleet.names.alert_automation_name`, matching the fleet's own resorts
-(`fleet.names.resource_id`), each sending through one notification block: the webhook block it
-creates for `alerts.webhook_url` / `webhook_url_env` (`fleet.names.alert_block_name`; a bearer
-token from `token_env`), or the existing block named by `alerts.block`. Credentials never live in
-the inventory: a URL carrying a password is refused, secrets come from the environment.
+offline incident) named `resort_common.names.alert_automation_name`, matching the fleet's own
+resorts (`resort_common.names.resource_id`), each sending through one notification block: the
+webhook block it creates for `alerts.webhook_url` / `webhook_url_env`
+(`resort_common.names.alert_block_name`; a bearer token from `token_env`), or the existing block
+named by `alerts.block`. Credentials never live in the inventory: a URL carrying a password is
+refused, secrets come from the environment.
 
-The event names are shared with the device agent (`device_agent.alerts`);
-tests/fleet/test_alerts.py checks the two lists agree.
+The event names are the fleet's (`resort_common.events`), the same the agent emits.
 """
 
 from __future__ import annotations
@@ -37,27 +37,28 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleet import names
+from resort_common import names
 
 if TYPE_CHECKING:
     from prefect.events.schemas.automations import AutomationCore
 
-    from fleet.inventory import Inventory
+    from fleet.core.inventory import Inventory
+from resort_common.events import (
+    HEARTBEAT_EVENT,
+    STOPPED_EVENT,
+    cleared_event,
+    raised_event,
+)
 
 __all__ = [
-    "AGENT_KINDS",
     "ALERT_KINDS",
     "DEFAULT_AGENT_HEARTBEAT",
     "DEFAULT_LOCK_HELD_AFTER",
-    "HEARTBEAT_EVENT",
     "OFFLINE_BEATS",
-    "STOPPED_EVENT",
     "AlertSettings",
     "automations",
-    "cleared_event",
     "lock_held_after",
     "offline_after",
-    "raised_event",
 ]
 
 #: Every kind of incident, in the order the automations are listed.
@@ -68,8 +69,6 @@ ALERT_KINDS: tuple[str, ...] = (
     "agent-offline",
     "lock-held",
 )
-#: The kinds whose start the agent reports itself.
-AGENT_KINDS: tuple[str, ...] = ("hardware-error", "link-lost", "estop")
 #: What each kind means, for the notification's first line.
 TITLES: dict[str, str] = {
     "hardware-error": "servo hardware error",
@@ -78,9 +77,6 @@ TITLES: dict[str, str] = {
     "agent-offline": "agent offline",
     "lock-held": "resort lock held too long",
 }
-
-HEARTBEAT_EVENT = "plate-resort.agent.heartbeat"
-STOPPED_EVENT = "plate-resort.agent.stopped"
 
 #: seconds between two agent heartbeats (inventory `fleet.agent_heartbeat`)
 DEFAULT_AGENT_HEARTBEAT = 15.0
@@ -93,16 +89,6 @@ DEFAULT_LOCK_HELD_AFTER = 900.0
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _BLOCK_REF = r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$"
-
-
-def raised_event(kind: str) -> str:
-    """Event that starts an incident of `kind`: `plate-resort.alert.estop.raised`."""
-    return f"plate-resort.alert.{kind}.raised"
-
-
-def cleared_event(kind: str) -> str:
-    """Event that ends an incident of `kind`: `plate-resort.alert.estop.cleared`."""
-    return f"plate-resort.alert.{kind}.cleared"
 
 
 class AlertSettings(BaseModel):

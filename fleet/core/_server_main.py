@@ -1,6 +1,6 @@
 """Run Prefect's own server (API, UI, services): 503s say when to retry; SQLite writes queue.
 
-`python -m fleet._server_main` is what `fleet server up` and the test fixtures start instead of
+`python -m fleet.core._server_main` is what `fleet server up` and the test fixtures start instead of
 `prefect server start`. It serves exactly `prefect.server.api.server.create_app(final=True)`, the
 app `prefect server start` serves, with ASGI wrappers around it. A 503 without a `Retry-After`
 header gets one: ``0.1`` s when 503s are rare, growing by 0.1 s with each other 503 of the last

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.errors import FleetError
+from fleet.core.errors import FleetError
 
 __all__ = [
     "BATCH_PLAN",
@@ -158,7 +158,7 @@ async def _call(
     expect_failure: bool = False,
 ) -> Row:
     """Await one parent-flow call and turn its outcome into a Row (never raises FleetError)."""
-    from fleet.errors import DispatchError
+    from fleet.core.errors import DispatchError
 
     began = time.monotonic()
     row = Row(step, operation, resort, "Completed", None, expected_failure=expect_failure)
@@ -213,8 +213,8 @@ async def scenario_batch(client: Any, console: Console) -> list[Row]:
 
 async def scenario_reservation(inv: Any, console: Console) -> list[Row]:
     """Step 2: hold one resort across two steps while a second scheduler waits for it."""
-    from fleet import names
     from fleet.client import AsyncFleetClient
+    from resort_common import names
 
     console.line("== 2. reservation: hold a resort for activate -> arm picks -> go home ==")
     holder = AsyncFleetClient(inv, lock_timeout=120.0)
@@ -273,7 +273,7 @@ async def scenario_reservation(inv: Any, console: Console) -> list[Row]:
 
 async def _wait_status(inv: Any, name: str, predicate: Any, timeout: float) -> Any:
     """Poll the resort's status until `predicate(status)`; the last status (or None)."""
-    from fleet.status import aread_status
+    from fleet.core.status import aread_status
 
     deadline = time.monotonic() + timeout
     status = None
@@ -287,8 +287,8 @@ async def _wait_status(inv: Any, name: str, predicate: Any, timeout: float) -> A
 
 async def scenario_estop(client: Any, inv: Any, console: Console) -> list[Row]:
     """Step 3: e-stop during a move; the next move is refused; clear; a good move."""
-    from fleet.errors import EstopError
-    from fleet.estop import aclear_estop, aestop
+    from fleet.core.errors import EstopError
+    from fleet.core.estop import aclear_estop, aestop
 
     resort = min(inv.resorts, key=lambda r: (not r.active, r.speed))  # slowest: longest move
     name = resort.name

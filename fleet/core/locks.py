@@ -45,9 +45,9 @@ from uuid import UUID
 
 import httpx
 
-from fleet import names
-from fleet.errors import DeviceBusyError, FleetError, LeaseError, ProvisionError
-from fleet.lock_alert import HeldTooLong
+from fleet.core.errors import DeviceBusyError, FleetError, LeaseError, ProvisionError
+from fleet.core.lock_alert import HeldTooLong
+from resort_common import names
 
 __all__ = [
     "DEFAULT_LEASE_DURATION",

@@ -2,8 +2,8 @@
 
 The single place where such names are built, from the inventory only; see the table in
 docs/DESIGN.md. Functions that take a resort accept its name or any object with a `name`
-attribute (e.g. `fleet.inventory.Resort`); functions that take the inventory accept an
-`fleet.inventory.Inventory` (anything with `.fleet.name` / `.fleet.control_pool`).
+attribute (e.g. `fleet.core.inventory.Resort`); functions that take the inventory accept an
+`fleet.core.inventory.Inventory` (anything with `.fleet.name` / `.fleet.control_pool`).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def alert_automation_name(inv: Any, kind: str) -> str:
 
     Args:
         inv: the inventory, or the fleet name as a string.
-        kind: the alert kind (`fleet.alerts.ALERT_KINDS`), or `agent-online`.
+        kind: the alert kind (`fleet.core.alerts.ALERT_KINDS`), or `agent-online`.
     """
     return f"fleet:{_fleet_name(inv)}:alert:{kind}"
 

@@ -1,4 +1,4 @@
-"""The loop behind `fleet.overview.watch_overview`: event subscription, coalescing, refresh.
+"""The loop behind `fleet.core.overview.watch_overview`: event subscription, coalescing, refresh.
 
 Private: `watch_overview` runs `watch` in its own event loop. The subscription is one websocket
 (`prefect.events.clients.get_events_subscriber`) with a server-side filter on the event names
@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any
 
-from fleet import names
-from fleet.overview import PUBLISH_TIMEOUT, QUIET_EVENTS, apublish_overview
+from fleet.core.overview import PUBLISH_TIMEOUT, QUIET_EVENTS, apublish_overview
+from resort_common import names
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,19 @@
 """The demo (`make demo`): a local Prefect server, an emulated fleet and a lab-scheduler scenario.
 
-    python -m flows.demo --inventory inventory/demo.yaml     # make demo
-    python -m flows.demo --down                              # make demo-down
+    python -m fleet.demo --inventory inventory/demo.yaml     # make demo
+    python -m fleet.demo --down                              # make demo-down
 
-1. Starts (or reuses) the local Prefect server with SQLite and the UI (`fleet.server`), validates
-   and provisions the inventory (`fleet.provision`), starts one `device-agent run` subprocess per
+1. Starts (or reuses) the local Prefect server with SQLite and the UI (`fleet.core.server`),
+validates
+   and provisions the inventory (`fleet.core.provision`), starts one `device-agent run` subprocess
+   per
    resort (each starts its own pty emulator; logs and pids under `<state>/demo/`) and waits until
-   every agent reports online (`fleet.status`).
+   every agent reports online (`fleet.core.status`).
 2. Runs the scenario through the scheduler API (`fleet.client`, real parent flows in this process,
    each a tracked flow run): a batch of hotel activations across the fleet (by name and by
    selector) with live progress; a reservation held across two steps while a second scheduler
-   waits for the resort; an emergency stop during a move (`fleet.estop`), the refused next move,
+   waits for the resort; an emergency stop during a move (`fleet.core.estop`), the refused next
+   move,
    `estop-clear` and a good move. It prints a final table and writes `<state>/demo/report.json`.
 3. Prints the Prefect UI address. On a terminal it keeps everything running until Ctrl-C; otherwise
    (CI) it stops the agents (SIGTERM: they drain) and the server it started at the end.
@@ -38,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.errors import FleetError, InventoryError, ServerError, ServerUnavailableError
-from flows.demo_scenario import Console, Row, format_table, run_scenario
+from fleet.core.errors import FleetError, InventoryError, ServerError, ServerUnavailableError
+from fleet.demo.scenario import Console, Row, format_table, run_scenario
 
 __all__ = ["DemoState", "main", "run_demo", "start_agents", "stop_demo", "wait_online"]
 
@@ -155,7 +158,7 @@ def stop_demo(
     Returns:
         True when anything was running.
     """
-    from fleet.server import server_down
+    from fleet.core.server import server_down
 
     say = console.line if console else (lambda _text: None)
     path = state_dir / DEMO_DIR / STATE_FILE
@@ -256,7 +259,7 @@ async def wait_online(
     Raises:
         FleetError: an agent exited, or not all came online within `timeout` seconds.
     """
-    from fleet.status import aread_status
+    from fleet.core.status import aread_status
 
     deadline = time.monotonic() + timeout
     pending = set(procs)
@@ -307,7 +310,7 @@ def _rel(path: str | os.PathLike[str]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m flows.demo",
+        prog="python -m fleet.demo",
         description="Local Prefect server + emulated fleet + a lab-scheduler scenario.",
     )
     parser.add_argument(
@@ -334,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _prepare_env(state: Path, debug: bool) -> None:
     """Process environment for the demo and its agents; set before Prefect is imported."""
-    from fleet.server import ENV_STATE_DIR
+    from fleet.core.server import ENV_STATE_DIR
 
     os.environ[ENV_STATE_DIR] = str(state)
     os.environ["PREFECT_HOME"] = str(state / DEMO_DIR / "prefect-home")
@@ -377,7 +380,7 @@ def _write_report(
 
 
 def _print_statuses(inv: Any, console: Console) -> None:
-    from fleet.status import read_status
+    from fleet.core.status import read_status
 
     for s in read_status(inv):
         where = f"{s.position:.1f} deg" if s.position is not None else "?"
@@ -390,8 +393,8 @@ def _print_statuses(inv: Any, console: Console) -> None:
 
 def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) -> int:
     """Start the fleet, run the scenario, report; stop what it started unless kept running."""
-    from fleet.provision import provision
-    from fleet.server import api_settings, server_up
+    from fleet.core.provision import provision
+    from fleet.core.server import api_settings, server_up
 
     demo_dir = state / DEMO_DIR
     demo_dir.mkdir(parents=True, exist_ok=True)
@@ -444,7 +447,7 @@ def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) 
         else:
             console.line("this Prefect server runs without its UI (`fleet server up` without --ui)")
         if args.keep:
-            console.line("left running; stop with `make demo-down` (python -m flows.demo --down)")
+            console.line("left running; stop with `make demo-down` (python -m fleet.demo --down)")
         elif interactive:
             console.line("the fleet keeps running: press Ctrl-C to stop agents and server")
             with contextlib.suppress(KeyboardInterrupt):
@@ -460,9 +463,9 @@ def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m flows.demo`: see the module docstring; returns the exit code."""
+    """`python -m fleet.demo`: see the module docstring; returns the exit code."""
     args = _parser().parse_args(argv)
-    from fleet.server import state_dir
+    from fleet.core.server import state_dir
 
     state = state_dir(args.state_dir)
     console = Console()
@@ -475,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not stop_demo(state, console, stop_server=True):
                 console.line(f"nothing to stop (state directory {state})")
             return 0
-        from fleet.inventory import load_inventory
+        from fleet.core.inventory import load_inventory
 
         inv = load_inventory(args.inventory)
         if inv.fleet.api_url:

@@ -1,6 +1,6 @@
 """Provisioning of what watches the fleet: automations, the alert destination, the health schedule.
 
-Used by `fleet.provision.provision` with its provisioner (`p`: the inventory, a sync Prefect
+Used by `fleet.core.provision.provision` with its provisioner (`p`: the inventory, a sync Prefect
 client, `dry_run` and `note(kind, name, action, detail)`):
 
 * `ensure_automation(p, want, note)`: one automation by name, created, updated or left alone
@@ -21,15 +21,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from fleet import names
-from fleet.alerts import automations, is_alert_automation
-from fleet.errors import ProvisionError
-from fleet.provision_diff import automation_fields, changed_fields, detail
+from fleet.core.alerts import automations, is_alert_automation
+from fleet.core.errors import ProvisionError
+from fleet.core.provision_diff import automation_fields, changed_fields, detail
+from resort_common import names
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-    from fleet.inventory import Inventory
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "WEBHOOK_BLOCK_TYPE",

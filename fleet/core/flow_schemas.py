@@ -49,7 +49,7 @@ def _schema(*params: tuple[str, dict[str, Any], Any]) -> dict[str, Any]:
     return schema
 
 
-#: Device subflow name -> parameter schema (keys equal `fleet.names.DEVICE_FLOWS`).
+#: Device subflow name -> parameter schema (keys equal `resort_common.names.DEVICE_FLOWS`).
 _LEASE = ("lease", _OPT_STRING, None)  # the resort lock's lease id (names.LEASED_FLOWS)
 
 DEVICE_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -74,7 +74,7 @@ _TARGET = (
 )
 _RESERVATION = ("reservation", _OPT_STRING, None)
 
-#: Parent flow name -> parameter schema (keys equal `fleet.names.PARENT_FLOWS`).
+#: Parent flow name -> parameter schema (keys equal `resort_common.names.PARENT_FLOWS`).
 PARENT_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
     "fleet-activate-hotel": _schema(("hotel", _STRING, _REQUIRED), *_TARGET, _RESERVATION),
     "fleet-go-home": _schema(*_TARGET, _RESERVATION),

@@ -11,7 +11,7 @@ An inventory is one YAML file with three blocks::
 `load_inventory(path)` returns an `Inventory` whose `resorts` have the defaults applied (built-in
 defaults < `defaults:` < the resort's own keys) and relative serial paths resolved against the
 file's directory. Every problem is reported, each as one line
-``FILE:LINE: key.path: reason``, in one `fleet.errors.InventoryError`.
+``FILE:LINE: key.path: reason``, in one `fleet.core.errors.InventoryError`.
 
 Units everywhere: degrees of the carousel, seconds, deg/s, deg/s^2, volts, amperes, Celsius.
 """
@@ -22,22 +22,46 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fleet import names
-from fleet._inventory_yaml import (
+from fleet.core._inventory_yaml import (
     KeyPath,
     MarkedLoader,
     Problems,
     describe_error,
     show_value,
 )
-from fleet.alerts import DEFAULT_AGENT_HEARTBEAT, OFFLINE_BEATS, AlertSettings
-from fleet.errors import DeviceSelectionError, InventoryError
-from fleet.watchdog import DEFAULT_PARENT_HEARTBEAT, MISSED_BEATS
+from fleet.core.alerts import DEFAULT_AGENT_HEARTBEAT, OFFLINE_BEATS, AlertSettings
+from fleet.core.errors import DeviceSelectionError, InventoryError
+from fleet.core.watchdog import DEFAULT_PARENT_HEARTBEAT, MISSED_BEATS
+from resort_common import names
+from resort_common.tunables import (
+    DEVICE_DEFAULTS,
+    HOTEL_PATTERN,
+    MAX_ACCELERATION,
+    MAX_SPEED,
+    MAX_TORQUE_LIMIT,
+    SDK_BAUDRATES,
+    Acceleration,
+    HomingOffset,
+    Hotels,
+    MaxCurrent,
+    MaxTemperature,
+    MaxVoltage,
+    MinVoltage,
+    MotorId,
+    MoveTimeout,
+    OffsetAngle,
+    PositionTolerance,
+    RoomsPerHotel,
+    RotationDirection,
+    SerialPort,
+    Speed,
+    TorqueLimit,
+)
 
 __all__ = [
     "DEFAULT_INVENTORY",
@@ -58,15 +82,7 @@ __all__ = [
     "parse_inventory",
 ]
 
-# Copy of `device_agent.control_table.SDK_BAUDRATES` (fleet never imports device_agent);
-# tests/flows/test_agent_settings.py checks the two are equal.
-SDK_BAUDRATES: tuple[int, ...] = (
-    9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600,
-    1000000, 1152000, 2000000, 2500000, 3000000, 3500000, 4000000,
-)  # fmt: skip
-
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
-HOTEL_PATTERN = r"^[A-Z0-9]{1,4}$"
 POOL_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,251}[A-Za-z0-9])?$"
 LABEL_PATTERN = r"^[^\s,]{1,64}$"
@@ -85,51 +101,13 @@ _PATTERN_HINTS = {
 
 _INPUT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-# One definition per tunable: type and range (same limits as device_agent.settings.DeviceConfig).
-SerialPort = Annotated[str, Field(min_length=1, max_length=4096)]
 Baudrate = int
-MotorId = Annotated[int, Field(ge=0, le=252)]
-Hotel = Annotated[str, Field(pattern=HOTEL_PATTERN)]
-Hotels = Annotated[list[Hotel], Field(min_length=1, max_length=8)]
-RoomsPerHotel = Annotated[int, Field(ge=1, le=100)]
-OffsetAngle = Annotated[float, Field(ge=-360.0, le=360.0)]
-RotationDirection = Literal[1, -1]
-#: deg/s and deg/s^2 limits of `speed` and `acceleration` (inventory and `fleet speed`)
-MAX_SPEED = 270.0
-MAX_ACCELERATION = 10000.0
-Speed = Annotated[float, Field(gt=0, le=MAX_SPEED)]
-Acceleration = Annotated[float, Field(ge=0, le=MAX_ACCELERATION)]
-PositionTolerance = Annotated[float, Field(gt=0, le=10.0)]
-MoveTimeout = Annotated[float, Field(gt=0, le=600.0)]
-MaxTemperature = Annotated[float, Field(gt=0, le=100.0)]
-MinVoltage = Annotated[float, Field(ge=0, le=16.0)]
-MaxVoltage = Annotated[float, Field(ge=0, le=20.0)]
-MaxCurrent = Annotated[float, Field(gt=0, le=4.0)]
-#: amperes: the servo's Current Limit (EEPROM 38) at its factory value is 1193 x 2.69 mA
-MAX_TORQUE_LIMIT = 3.2
-TorqueLimit = Annotated[float, Field(ge=0.1, le=MAX_TORQUE_LIMIT)]
-HomingOffset = Annotated[float, Field(ge=-90.0, le=90.0)]
 Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
 
-# Built-in defaults of every tunable (the same as DeviceConfig's; a test checks it). `hotels` has
-# none: set it in `defaults:` or on each resort.
+# Built-in defaults of every setting: the device's (`resort_common.tunables`) and the fleet's own.
+# `hotels` has none: set it in `defaults:` or on each resort.
 BUILTIN_DEFAULTS: dict[str, Any] = {
-    "serial_port": "/dev/ttyUSB0",
-    "baudrate": 57600,
-    "motor_id": 1,
-    "rooms_per_hotel": 20,
-    "offset_angle": 0.0,
-    "rotation_direction": 1,
-    "speed": 30.0,
-    "acceleration": 60.0,
-    "position_tolerance": 1.0,
-    "move_timeout": 30.0,
-    "max_temperature": 70.0,
-    "min_voltage": 10.0,
-    "max_voltage": 14.8,
-    "max_current": 2.0,
-    "torque_limit": 1.0,
-    "homing_offset": 0.0,
+    **DEVICE_DEFAULTS,
     "emulate": False,
     "active": True,
     "labels": [],
@@ -437,7 +415,7 @@ def inventory_schema() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading: YAML with a line per key path (fleet._inventory_yaml), validation collecting every
+# Loading: YAML with a line per key path (fleet.core._inventory_yaml), validation collecting every
 # problem, then checks across keys and resorts.
 
 

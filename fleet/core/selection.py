@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleet import names
-from fleet.errors import DeviceSelectionError
+from fleet.core.errors import DeviceSelectionError
+from resort_common import names
 
 __all__ = [
     "BUSY_STATES",
@@ -173,8 +173,8 @@ async def queue_load(inventory: Any, resort_names: Iterable[str], client: Any) -
 
 
 async def read_statuses(inventory: Any) -> dict[str, Any]:
-    """Resort name -> published status (`fleet.status.aread_status`)."""
-    from fleet.status import aread_status
+    """Resort name -> published status (`fleet.core.status.aread_status`)."""
+    from fleet.core.status import aread_status
 
     statuses: Sequence[Any] = await aread_status(inventory)
     return {s.name: s for s in statuses}

@@ -2,7 +2,7 @@
 
 Parent flows run in their caller's process (a lab scheduler, the CLI, a batch). When that process
 is killed (`kill -9`, out of memory, power cut), nothing is left to report the run's final state:
-its lock frees with its lease (`fleet.locks`), but Prefect would show the run Running for ever.
+its lock frees with its lease (`fleet.core.locks`), but Prefect would show the run Running for ever.
 
 * Every parent flow body runs inside `async with parent_heartbeat(inv)`. It emits
   `HEARTBEAT_EVENT` for its own flow run when the body starts, then every
@@ -11,14 +11,16 @@ its lock frees with its lease (`fleet.locks`), but Prefect would show the run Ru
   without the fleet's tag (below) posts its first heartbeat instead, before the body starts (an
   HTTP request that returns once the server has the event, at most `FIRST_BEAT_TIMEOUT` s).
 * `fleet provision` creates one proactive automation per fleet (`automation(inv)`, named
-  `fleet.names.parent_watchdog_name`): for each parent flow run, after it turns Running or sends
+  `resort_common.names.parent_watchdog_name`): for each parent flow run, after it turns Running or
+  sends
   a heartbeat, another heartbeat or a final state (`FINAL_EVENTS`, Prefect's own state events)
   must follow within `MISSED_BEATS` intervals; when neither does, the run is set Crashed with
   `CRASH_MESSAGE`. So a process killed at any point between Running and its final state report
   leaves no run Running. Prefect refuses Crashed for a run that is already final, so a lost
   state event cannot rewrite a finished run.
 * The automation knows a run as one of its fleet's parents by two related resources: the flow
-  (one of `fleet.names.PARENT_FLOWS`) and the tag `fleet.names.fleet_tag` (`fleet:<name>`). The
+  (one of `resort_common.names.PARENT_FLOWS`) and the tag `resort_common.names.fleet_tag`
+  (`fleet:<name>`). The
   fleet's client starts parent runs under that tag and the provisioned parent deployments carry
   it, so such a run is watched from its Running state on: a process killed before its first
   heartbeat left is marked Crashed too. The heartbeats name the tag themselves, so a parent flow
@@ -40,12 +42,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from fleet import names
+from resort_common import names
 
 if TYPE_CHECKING:
     from prefect.events.schemas.automations import AutomationCore
 
-    from fleet.inventory import Inventory
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "CRASH_MESSAGE",

@@ -23,9 +23,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fleet.errors import DeviceSelectionError, PlanError
-from fleet.inventory import MAX_ACCELERATION, MAX_SPEED
-from fleet.selection import Selector, matching_resorts
+from fleet.core.errors import DeviceSelectionError, PlanError
+from fleet.core.inventory import MAX_ACCELERATION, MAX_SPEED
+from fleet.core.selection import Selector, matching_resorts
 
 __all__ = [
     "ACTIONS",
@@ -50,7 +50,7 @@ MAX_ANGLE = 360.0
 #: degrees of the longest single move: moves never cross the seam, so just under one turn
 FULL_TURN = 360.0
 
-#: plan action -> device subflow name (`fleet.names.DEVICE_FLOWS`)
+#: plan action -> device subflow name (`resort_common.names.DEVICE_FLOWS`)
 DEVICE_FLOW_OF = {
     "activate_hotel": "activate-hotel",
     "go_home": "go-home",

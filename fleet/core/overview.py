@@ -1,6 +1,7 @@
 """The fleet overview: one keyed Prefect table artifact per fleet, kept current.
 
-The artifact (`fleet.names.overview_artifact_key(inv)`) has one row per resort (`overview_rows`).
+The artifact (`resort_common.names.overview_artifact_key(inv)`) has one row per resort
+(`overview_rows`).
 Prefect keeps every version of a key, so the table holds no volatile field (the description
 carries the time) and `publish_overview` writes a version only when the table differs from the
 latest one on the server: anyone may publish as often as they like, the history holds changes.
@@ -11,8 +12,8 @@ after the agents' `plate-resort.*` events for the fleet's resorts (an agent writ
 variable before the event) and Prefect's `prefect.work-queue.*` events of the fleet's device pool
 (`fleet drain` / `fleet resume`), at most once per `min_interval` s, and every `refresh` s
 regardless: a dead agent emits nothing and turns offline when its status goes stale
-(`fleet.status.stale_after`); heartbeats (`QUIET_EVENTS`) are left to that refresh too. A
-dropped subscription is reopened with a backoff (the loop lives in `fleet._overview_watch`).
+(`fleet.core.status.stale_after`); heartbeats (`QUIET_EVENTS`) are left to that refresh too. A
+dropped subscription is reopened with a backoff (the loop lives in `fleet.core._overview_watch`).
 Two publishers racing on one change may both write it (two equal versions): harmless.
 """
 
@@ -27,8 +28,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fleet import names
-from fleet.status import ResortStatus, aread_status
+from fleet.core.status import ResortStatus, aread_status
+from resort_common import names
 
 __all__ = [
     "COLUMNS",
@@ -85,7 +86,7 @@ def overview_rows(
     """One human-readable row per resort (keys `COLUMNS`, in order), in the given order.
 
     Args:
-        statuses: the resorts' status (`fleet.status.read_status`).
+        statuses: the resorts' status (`fleet.core.status.read_status`).
         health: resort name -> a fresh health reading (temperature in C, voltage in V,
             hardware_errors, ...), used instead of the one in the resort's status.
     """
@@ -176,7 +177,7 @@ def publish_overview(
 
     Args:
         inv: the inventory.
-        statuses: the resorts' status (default: read now, `fleet.status.aread_status`).
+        statuses: the resorts' status (default: read now, `fleet.core.status.aread_status`).
         health: resort name -> a fresh health reading that replaces the one in its status.
 
     Returns:
@@ -201,7 +202,7 @@ def watch_overview(
         refresh: seconds between two publications without any event.
         min_interval: seconds between two publications, at least (events are coalesced).
     """
-    from fleet._overview_watch import watch
+    from fleet.core._overview_watch import watch
 
     try:
         asyncio.run(watch(inv, stop, refresh, min_interval))

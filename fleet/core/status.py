@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fleet import names
+from resort_common import names
 
 __all__ = ["STALE_AFTER", "ResortStatus", "aread_status", "read_status", "stale_after"]
 

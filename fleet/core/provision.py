@@ -8,12 +8,13 @@
 * one global concurrency limit per resort (`names.lock_name`, limit 1) and the fleet-wide move
   limit (`names.fleet_limit_name`, limit `max_concurrent_moves`) when the inventory sets one,
 * the device subflow deployments of each resort on its queue (`names.device_deployment_name`,
-  entrypoints from `names.DEVICE_FLOWS`, parameter schemas from `fleet.flow_schemas`),
+  entrypoints from `names.DEVICE_FLOWS`, parameter schemas from `fleet.core.flow_schemas`),
 * the control pool (type "process") and the parent-flow deployments on it,
-* the parent-run watchdog automation (`fleet.watchdog.automation`): a parent run whose process
+* the parent-run watchdog automation (`fleet.core.watchdog.automation`): a parent run whose process
   died is marked Crashed instead of staying Running,
 * the `fleet-health` schedule (`fleet.health_interval`) and the alerts of `fleet.alerts` (a
-  webhook notification block and the automations of `fleet.alerts`), see `fleet.provision_alerts`.
+  webhook notification block and the automations of `fleet.alerts`), see
+  `fleet.core.provision_alerts`.
 
 It returns a `ProvisionPlan` listing each object as create / update / unchanged / delete; with
 `dry_run=True` nothing is changed. `prune=True` deletes queues, limits and deployments that follow
@@ -36,22 +37,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from fleet import names
-from fleet.errors import DeviceBusyError, FleetError, ProvisionError, ServerUnavailableError
-from fleet.flow_schemas import DEVICE_FLOW_SCHEMAS, PARENT_FLOW_SCHEMAS
-from fleet.provision_alerts import (
+from fleet.core.errors import DeviceBusyError, FleetError, ProvisionError, ServerUnavailableError
+from fleet.core.flow_schemas import DEVICE_FLOW_SCHEMAS, PARENT_FLOW_SCHEMAS
+from fleet.core.provision_alerts import (
     alert_destination,
     ensure_alerts,
     ensure_automation,
     ensure_health_schedule,
 )
-from fleet.provision_diff import changed_fields, detail
+from fleet.core.provision_diff import changed_fields, detail
+from resort_common import names
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import WorkQueue
 
-    from fleet.inventory import Inventory, Resort
+    from fleet.core.inventory import Inventory, Resort
 
 __all__ = [
     "Change",
@@ -479,7 +480,7 @@ class _Provisioner:
 
     def watchdog(self) -> None:
         """Ensure the fleet's parent-run watchdog automation (one; extra copies are removed)."""
-        from fleet.watchdog import automation, window
+        from fleet.core.watchdog import automation, window
 
         note = f"Crashed after {window(self.inv.fleet.parent_heartbeat):g} s without heartbeat"
         ensure_automation(self, automation(self.inv), note)
@@ -496,7 +497,7 @@ def provision(inv: Inventory, *, dry_run: bool = False, prune: bool = False) -> 
     """Make the server hold the inventory's pools, queues, limits, deployments and watchdog.
 
     Uses the Prefect API the current settings point at (the CLI wraps this in
-    `fleet.server.api_settings`).
+    `fleet.core.server.api_settings`).
 
     Args:
         inv: the loaded inventory.

@@ -1,4 +1,4 @@
-"""fleet.names: the boundary names of docs/DESIGN.md, for a fleet `demo` and resort `resort-a`."""
+"""resort_common.names: the boundary names of docs/DESIGN.md (fleet `demo`, resort `resort-a`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet import names
-from fleet.inventory import load_inventory
+from fleet.core.inventory import load_inventory
+from resort_common import names
 
 DEMO = Path(__file__).resolve().parents[2] / "inventory" / "demo.yaml"
 

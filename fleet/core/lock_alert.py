@@ -3,7 +3,7 @@
 Only a live holder can keep a resort lock (its lease is renewed by the holder's process), so the
 holder is the one that knows how long it has held it: `HeldTooLong` starts a timer when the lock
 is granted, emits `plate-resort.alert.lock-held.raised` once the bound has passed and
-`...cleared` when the lock is released or left to expire (`fleet.alerts` has the automations).
+`...cleared` when the lock is released or left to expire (`fleet.core.alerts` has the automations).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fleet import names
+from resort_common import names
 
 __all__ = ["HeldTooLong"]
 
