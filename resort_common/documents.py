@@ -12,11 +12,10 @@ Unknown keys are ignored, so a reader tolerates a writer that adds a field.
 
 from __future__ import annotations
 
-import datetime
 import json
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 __all__ = ["AgentStatus", "EstopLatch"]
 
@@ -75,7 +74,7 @@ class AgentStatus(_Document):
     runs_executed: int = 0
     runs_claimed_from_events: int = 0
     pid: int | None = None
-    updated_at: datetime.datetime | None = None
+    updated_at: AwareDatetime | None = None
 
 
 class EstopLatch(_Document):

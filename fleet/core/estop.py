@@ -27,6 +27,7 @@ from typing import Any
 
 from fleet.core.errors import EstopError
 from resort_common import names
+from resort_common.documents import EstopLatch
 from resort_common.events import (
     ESTOP_CLEAR_EVENT,
     ESTOP_CLEARED_EVENT,
@@ -98,11 +99,9 @@ async def _command(
         resource=EventResourceFilter(id=list(by_resource)),
     )
     async with get_client() as client, get_events_subscriber(filter=ack_filter) as subscriber:
+        document = EstopLatch.model_validate({**latch, **payload}).to_document()
         await asyncio.gather(
-            *(
-                set_variable(client, names.estop_variable_name(r), {**latch, **payload})
-                for r in targets
-            )
+            *(set_variable(client, names.estop_variable_name(r), document) for r in targets)
         )
         started = time.monotonic()
         async with get_events_client() as events:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from resort_common import names
+from resort_common.documents import AgentStatus, EstopLatch
 
 __all__ = ["STALE_AFTER", "ResortStatus", "aread_status", "read_status", "stale_after"]
 
@@ -57,23 +57,8 @@ class ResortStatus:
         return asdict(self)
 
 
-def _value(variable: Any) -> dict[str, Any]:
-    value = getattr(variable, "value", None)
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _parse_time(text: Any) -> datetime.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
+def _value(variable: Any) -> Any:
+    return getattr(variable, "value", None)
 
 
 async def aread_status(inv: Any) -> list[ResortStatus]:
@@ -107,35 +92,35 @@ async def aread_status(inv: Any) -> list[ResortStatus]:
     now = datetime.datetime.now(datetime.UTC)
     result = []
     for i, resort in enumerate(inv.resorts):
-        status = _value(variables[2 * i])
-        latch = _value(variables[2 * i + 1])
+        status = AgentStatus.parse(_value(variables[2 * i])) or AgentStatus(name=resort.name)
+        latch = EstopLatch.parse(_value(variables[2 * i + 1])) or EstopLatch()
         worker = by_worker.get(names.worker_name(resort))
         worker_status = getattr(getattr(worker, "status", None), "value", None)
-        updated = _parse_time(status.get("updated_at"))
+        updated = status.updated_at
         fresh = updated is not None and now - updated < stale_after(inv)
-        online = bool(status.get("online")) and fresh and worker_status != "OFFLINE"
+        online = status.online and fresh and worker_status != "OFFLINE"
         queue = queues.get(names.work_queue_name(resort))
         heartbeat = getattr(worker, "last_heartbeat_time", None)
         result.append(
             ResortStatus(
                 name=resort.name,
                 online=online,
-                connected=online and bool(status.get("connected")),
-                position=status.get("position"),
-                active_hotel=status.get("active_hotel"),
-                moving=online and bool(status.get("moving")),
-                estopped=bool(latch.get("estopped")) or bool(status.get("estopped")),
-                faulted=bool(status.get("faulted")) if online else False,
-                last_error=status.get("last_error"),
-                health=status.get("health"),
+                connected=online and status.connected,
+                position=status.position,
+                active_hotel=status.active_hotel,
+                moving=online and status.moving,
+                estopped=latch.estopped or status.estopped,
+                faulted=status.faulted if online else False,
+                last_error=status.last_error,
+                health=status.health,
                 queue_paused=None if queue is None else bool(queue.is_paused),
-                current_run=status.get("current_run") if online else None,
+                current_run=status.current_run if online else None,
                 worker_status=worker_status,
                 last_heartbeat=heartbeat.isoformat() if heartbeat else None,
-                updated_at=status.get("updated_at"),
+                updated_at=updated.isoformat() if updated else None,
                 active=bool(getattr(resort, "active", True)),
-                speed=status.get("speed"),
-                acceleration=status.get("acceleration"),
+                speed=status.speed,
+                acceleration=status.acceleration,
             )
         )
     return result
