@@ -134,11 +134,29 @@ class Item:
     signed: bool = False
 
 
-def _e(name, addr, size, access, default, lo=None, hi=None, signed=False) -> Item:  # type: ignore[no-untyped-def]
+def _e(
+    name: str,
+    addr: int,
+    size: int,
+    access: Literal["R", "RW"],
+    default: int,
+    lo: int | None = None,
+    hi: int | None = None,
+    signed: bool = False,
+) -> Item:
     return Item(name, addr, size, access, True, default, lo, hi, signed)
 
 
-def _r(name, addr, size, access, default, lo=None, hi=None, signed=False) -> Item:  # type: ignore[no-untyped-def]
+def _r(
+    name: str,
+    addr: int,
+    size: int,
+    access: Literal["R", "RW"],
+    default: int,
+    lo: int | None = None,
+    hi: int | None = None,
+    signed: bool = False,
+) -> Item:
     return Item(name, addr, size, access, False, default, lo, hi, signed)
 
 
