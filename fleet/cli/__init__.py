@@ -132,6 +132,9 @@ def _run(argv: list[str]) -> int:
             raise
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"fleet: error: {line}", file=sys.stderr)
+        run_url = getattr(exc, "run_url", None)
+        if run_url:
+            print(f"fleet: the run's logs: {run_url}", file=sys.stderr)
         return exit_code_for(exc)
     except Exception as exc:  # device errors and Prefect errors reach the user as one line
         if args.debug:

@@ -22,10 +22,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fleet.core.errors import PlanError
+from fleet.core.errors import DispatchError, PlanError
 
 __all__ = [
     "add_common_options",
@@ -139,10 +140,48 @@ def run_single(args: argparse.Namespace, call: str, *params: Any) -> int:
     inv = load_cli_inventory(args)
     client = FleetClient(inv, lock_timeout=args.lock_timeout)
     client.validate(call, args.resort, *params)  # a bad request is refused as such, server or not
-    with api_settings(inv):
-        result = getattr(client, call)(args.resort, *params)
+    with api_settings(inv), _progress(args, f"{args.resort}: {call.replace('_', ' ')}"):
+        try:
+            result = getattr(client, call)(args.resort, *params)
+        except DispatchError as exc:
+            exc.run_url = exc.run_url or _run_url(exc.flow_run_id)
+            raise
     _print_result(args, args.resort, result)
     return 0
+
+
+def _run_url(flow_run_id: str | None) -> str | None:
+    """The run's page in the Prefect UI (None without an id or a UI URL)."""
+    if not flow_run_id:
+        return None
+    from prefect.utilities.urls import url_for
+
+    return url_for("flow-run", obj_id=flow_run_id)
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, what: str) -> Iterator[None]:
+    """On a terminal, `what ... 2.4 s` on stderr while the block runs (waiting counts too)."""
+    if args.json or not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def draw() -> None:
+        while not done.wait(0.2):
+            sys.stderr.write(f"\r{what} ... {time.monotonic() - started:.1f} s")
+            sys.stderr.flush()
+
+    thread = threading.Thread(target=draw, name="fleet-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
 
 
 def _activate(args: argparse.Namespace) -> int:

@@ -50,11 +50,23 @@ class DeviceBusyError(FleetError, TimeoutError):
 
 
 class DispatchError(FleetError, RuntimeError):
-    """A device subflow run did not complete; carries the child run's id and state."""
+    """A device subflow run did not complete; carries the child run's id and state.
 
-    def __init__(self, message: str, *, flow_run_id: str | None = None, state: str | None = None):
+    `run_url` is the run's page in the Prefect UI, where its logs are; the CLI fills it in and
+    prints it under the error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        flow_run_id: str | None = None,
+        state: str | None = None,
+        run_url: str | None = None,
+    ):
         self.flow_run_id = flow_run_id
         self.state = state
+        self.run_url = run_url
         super().__init__(message)
 
 

@@ -43,6 +43,13 @@ def count_flow_runs() -> int:
         return c.count_flow_runs()
 
 
+def failed_run_state(run_id: str) -> str:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        return c.read_flow_run(run_id).state.name
+
+
 def lock_free(resort: str) -> bool:
     from prefect import get_client
 
@@ -67,6 +74,14 @@ def test_recover_clears_a_latched_overload(fleet, client, capsys) -> None:
 
     with pytest.raises(DispatchError, match=r"MotorFaultError: .*overload"):
         client.activate_hotel("mt-a", "C")
+    # the CLI says the same in one line, and where the failed run's logs are
+    code, _, err = cli(capsys, fleet, "activate", "mt-a", "C")
+    assert code == 1, err
+    error, link = err.strip().splitlines()
+    assert error.startswith("fleet: error: ") and "overload" in error, err
+    assert link.startswith("fleet: the run's logs: http://127.0.0.1:"), err
+    run_id = link.rsplit("/runs/flow-run/", 1)[1]
+    assert failed_run_state(run_id) == "Failed"
     code, out, _ = cli(capsys, fleet, "health", "mt-a", "--json")
     assert code == 1, out  # not healthy
     assert json.loads(out)["mt-a"]["result"]["hardware_errors"] == ["overload"]
