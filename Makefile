@@ -6,14 +6,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo demo-down test test-postgres test-ansible test-chaos lint bench clean
+.PHONY: help venv demo demo-down test test-fast test-postgres test-ansible test-chaos lint bench clean
 
 help:
 	@echo "make demo        local Prefect server + emulated fleet from inventory/demo.yaml + a real batch"
 	@echo "make test        lint, import contracts and the test suite (what CI runs)"
+	@echo "make test-fast   lint and the unit tests (about a minute): the inner loop"
 	@echo "make test-ansible  ansible-lint and a real rollout to fake Pis"
 	@echo "make bench       benchmarks -> bench/results/*.json"
-	@echo "make lint        ruff + import-linter"
+	@echo "make lint        ruff, mypy and the import-linter contract"
 
 # (Re)install when the venv is missing or pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -27,10 +28,16 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict resort_common
+	$(BIN)/mypy resort_common fleet flows device_agent
 	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# No Prefect server, no agents, no slow tests: what to run after every edit.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not orchestration and not slow and not chaos and not ansible" $(PYTEST_ARGS)
 
 # The orchestration tests on the shared server fixture, against PostgreSQL. The chaos suite and
 # the demo start their own (SQLite) servers, so they are not repeated here.
