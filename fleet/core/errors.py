@@ -11,6 +11,7 @@ __all__ = [
     "InventoryError",
     "LeaseError",
     "PlanError",
+    "PlateError",
     "ProvisionError",
     "ServerError",
     "ServerUnavailableError",
@@ -31,6 +32,12 @@ class InventoryError(FleetError, ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class PlateError(FleetError, ValueError):
+    """A plate registry request is invalid or does not fit the registry's state (unknown or
+    duplicate plate, full resort or hotel, no such room, no hand-off in progress); nothing changed.
+    """
 
 
 class PlanError(FleetError, ValueError):

@@ -1,0 +1,263 @@
+"""`PlateRegistry`: the plate registry's operations, each one transaction with its history row.
+
+A hand-off has two phases. `reserve_store` / `reserve_retrieve` hold a room (state `reserved`,
+with a token naming the holder); the holder then ends it with `complete` (store: `occupied`;
+retrieve: `free`), `abort` (the room as it was) or `interrupt` (`uncertain`: nobody knows what is
+in the room until an operator resolves it, `OperatorTools.resolve`). Queries are in
+`RegistryQueries` and never change anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fleet.core.errors import PlateError
+from fleet.core.plates.database import create_engine
+from fleet.core.plates.model import Plate, Reservation, RoomRecord, RoomState, check_plate_id
+from fleet.core.plates.operator_tools import OperatorTools
+from fleet.core.plates.queries import RegistryQueries
+from fleet.core.plates.rows import log_change, now, record, room_key, room_of, upsert_plate, where
+from fleet.core.plates.schema import plates, rooms
+
+__all__ = ["Candidate", "PlateRegistry"]
+
+#: Where a store may go: a resort and its hotels in the order to try (carousel order).
+Candidate = tuple[str, Sequence[str]]
+
+#: What `complete` and `abort` leave in the room, by hand-off kind.
+_COMPLETED: dict[str, dict[str, Any]] = {
+    "store": {"state": "occupied"},
+    "retrieve": {"state": "free", "plate_id": None},
+}
+_ABORTED: dict[str, dict[str, Any]] = {
+    "store": {"state": "free", "plate_id": None},
+    "retrieve": {"state": "occupied"},
+}
+
+
+class PlateRegistry(RegistryQueries, OperatorTools):
+    """The registry in the database at `url` (or on an engine the caller shares).
+
+    Args:
+        url: SQLAlchemy async URL, e.g. `sqlite+aiosqlite:///.fleet-state/plates.db`.
+        engine: an engine to use instead of creating one from `url`.
+    """
+
+    def __init__(self, url: str | None = None, *, engine: AsyncEngine | None = None) -> None:
+        if engine is None:
+            if url is None:
+                raise ValueError("PlateRegistry needs a url or an engine")
+            engine = create_engine(url)
+        self.engine = engine
+
+    async def close(self) -> None:
+        """Release the engine's connections."""
+        await self.engine.dispose()
+
+    async def sync_rooms(self, layout: Iterable[tuple[str, Sequence[str], int]]) -> int:
+        """Add the free rooms of each `(resort, hotels, rooms_per_hotel)` that are missing.
+
+        Rooms never disappear here (a plate may still be in one); returns how many were added.
+        """
+        stamp = now()
+        async with self.engine.begin() as c:
+            existing = {
+                (r.resort, r.hotel, r.room)
+                for r in await c.execute(select(rooms.c.resort, rooms.c.hotel, rooms.c.room))
+            }
+            new = [
+                {"resort": resort, "hotel": hotel, "room": n, "state": "free", "changed_at": stamp}
+                for resort, hotels, count in layout
+                for hotel in hotels
+                for n in range(1, count + 1)
+                if (resort, hotel, n) not in existing
+            ]
+            if new:
+                await c.execute(insert(rooms), new)
+        return len(new)
+
+    async def reserve_store(
+        self,
+        plate: Plate,
+        candidates: Sequence[Candidate],
+        *,
+        who: str,
+        flow_run_id: str | None = None,
+    ) -> Reservation:
+        """Hold the first free room among `candidates` for storing `plate`.
+
+        Raises:
+            PlateError: bad plate id, the plate is already in the fleet, or no candidate has a
+                free room (nothing changed).
+        """
+        check_plate_id(plate.plate_id)
+        if not candidates:
+            raise PlateError("no resort to store the plate in")
+        async with self.engine.begin() as c:
+            here = await room_of(c, plate.plate_id)
+            if here is not None:
+                raise PlateError(
+                    f"plate {plate.plate_id} is already in {where(here)} ({here.state})"
+                )
+            await upsert_plate(c, plate)
+            token = uuid.uuid4().hex
+            for resort, hotels in candidates:
+                for hotel in hotels:
+                    room = await _take_free_room(c, resort, hotel, plate.plate_id, token)
+                    if room is None:
+                        continue
+                    held = Reservation("store", plate.plate_id, resort, hotel, room, token)
+                    await log_change(
+                        c, "reserve-store", held, "free", "reserved", who, flow_run_id,
+                        plate=held.plate,
+                    )  # fmt: skip
+                    return held
+        raise PlateError(f"no free room in {_describe(candidates)}")
+
+    async def reserve_retrieve(
+        self, plate_id: str, *, who: str, flow_run_id: str | None = None
+    ) -> Reservation:
+        """Hold the room `plate_id` occupies for taking it out.
+
+        Raises:
+            PlateError: bad or unknown plate id, or its room is not `occupied` (nothing changed).
+        """
+        check_plate_id(plate_id)
+        async with self.engine.begin() as c:
+            here = await room_of(c, plate_id)
+            if here is None:
+                raise PlateError(f"plate {plate_id} is not in the fleet")
+            if here.state != "occupied":
+                raise PlateError(f"plate {plate_id} is in {where(here)} but {here.state}")
+            token = uuid.uuid4().hex
+            result = await c.execute(
+                update(rooms)
+                .where(room_key(here), rooms.c.state == "occupied")
+                .values(state="reserved", handoff="retrieve", token=token, changed_at=now())
+            )
+            if result.rowcount != 1:
+                raise PlateError(f"plate {plate_id}: its room changed meanwhile, try again")
+            held = Reservation("retrieve", plate_id, here.resort, here.hotel, here.room, token)
+            await log_change(
+                c, "reserve-retrieve", held, "occupied", "reserved", who, flow_run_id,
+                plate=plate_id,
+            )  # fmt: skip
+            return held
+
+    async def complete(
+        self, reservation: Reservation, *, who: str, flow_run_id: str | None = None
+    ) -> RoomRecord:
+        """The hand-off happened: a stored plate occupies its room, a retrieved one left it."""
+        return await self._end(
+            reservation,
+            _COMPLETED[reservation.kind],
+            f"{reservation.kind}-confirmed",
+            who,
+            flow_run_id,
+        )
+
+    async def abort(
+        self, reservation: Reservation, *, who: str, flow_run_id: str | None = None
+    ) -> RoomRecord:
+        """The hand-off did not happen: the room is as it was before the reservation."""
+        return await self._end(
+            reservation, _ABORTED[reservation.kind], f"{reservation.kind}-aborted", who, flow_run_id
+        )
+
+    async def interrupt(
+        self, reservation: Reservation, *, who: str, flow_run_id: str | None = None
+    ) -> RoomRecord:
+        """Nobody knows whether the hand-off happened (a timeout, a dead waiter): `uncertain`.
+
+        The plate stays recorded in the room until an operator resolves it.
+        """
+        return await self._end(
+            reservation,
+            {"state": "uncertain"},
+            f"{reservation.kind}-interrupted",
+            who,
+            flow_run_id,
+        )
+
+    async def _end(
+        self,
+        reservation: Reservation,
+        values: dict[str, Any],
+        action: str,
+        who: str,
+        flow_run_id: str | None,
+    ) -> RoomRecord:
+        """End `reservation` with `values` if it is still the room's hand-off; log it."""
+        to_state: RoomState = values["state"]
+        async with self.engine.begin() as c:
+            result = await c.execute(
+                update(rooms)
+                .where(
+                    room_key(reservation),
+                    rooms.c.state == "reserved",
+                    rooms.c.token == reservation.token,
+                )
+                .values(**values, handoff=None if to_state != "uncertain" else reservation.kind,
+                        token=None, changed_at=now())
+            )  # fmt: skip
+            if result.rowcount != 1:
+                raise PlateError(
+                    f"plate {reservation.plate}: no {reservation.kind} hand-off of it is in "
+                    f"progress in {where(reservation)}"
+                )
+            if action == "store-confirmed":
+                await c.execute(
+                    update(plates)
+                    .where(plates.c.plate_id == reservation.plate)
+                    .values(arrived_at=now())
+                )
+            await log_change(
+                c, action, reservation, "reserved", to_state, who, flow_run_id,
+                plate=reservation.plate,
+            )  # fmt: skip
+            return record((await c.execute(select(rooms).where(room_key(reservation)))).one())
+
+
+async def _take_free_room(
+    c: AsyncConnection, resort: str, hotel: str, plate_id: str, token: str
+) -> int | None:
+    """Reserve the lowest free room of `resort`'s `hotel` for `plate_id`; its number or None."""
+    free = (
+        await c.execute(
+            select(rooms.c.room)
+            .where(rooms.c.resort == resort, rooms.c.hotel == hotel, rooms.c.state == "free")
+            .order_by(rooms.c.room)
+            .limit(1)
+        )
+    ).first()
+    if free is None:
+        return None
+    try:
+        result = await c.execute(
+            update(rooms)
+            .where(
+                rooms.c.resort == resort,
+                rooms.c.hotel == hotel,
+                rooms.c.room == free.room,
+                rooms.c.state == "free",
+            )
+            .values(
+                state="reserved", plate_id=plate_id, handoff="store", token=token, changed_at=now()
+            )
+        )
+    except IntegrityError as exc:
+        raise PlateError(f"plate {plate_id} is already in the fleet") from exc
+    return int(free.room) if result.rowcount == 1 else None
+
+
+def _describe(candidates: Sequence[Candidate]) -> str:
+    return ", ".join(
+        f"{resort} hotel {hotels[0]}" if len(hotels) == 1 else resort
+        for resort, hotels in candidates
+    )
