@@ -20,11 +20,8 @@ from dynamixel_sdk import (
 
 from device_agent import control_table as ct
 from device_agent.emulator import MemoryPort, XM430Model
-from device_agent.emulator.model import (
-    JAM_OVERLOAD_SECONDS,
-    REBOOT_SILENCE,
-    plan_profile,
-)
+from device_agent.emulator.physics import plan_profile
+from device_agent.emulator.servo import JAM_OVERLOAD_SECONDS, REBOOT_SILENCE
 
 ACCESS, RANGE, LENGTH, INSTRUCTION = 0x07, 0x04, 0x05, 0x02
 ALERT = 0x80
