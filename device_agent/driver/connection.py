@@ -1,4 +1,4 @@
-"""The driver's connection part: the state every part shares, bring-up and servo configuration.
+"""The driver's base part: the state all parts share, bring-up and servo configuration.
 
 `DriverConnection` opens the port, checks the model, verifies EEPROM and applies the RAM settings
 (`device_agent.servo_config`), never switching torque on. It also keeps the carousel speed and
@@ -43,18 +43,20 @@ class DriverConnection:
         self.interlock = interlock
         self._sleep = sleep
         self._clock = clock
-        self._abort = threading.Event()
-        self._abort_reason = "emergency stop"
-        self._motion = threading.Lock()
-        self._gate = threading.Lock()  # torque-on vs emergency stop
+        # bring-up and configuration (this part)
         self._opened = False
         self._configured = False
         self._speed = config.speed
         self._acceleration = config.acceleration
         self._velocity_limit = 0
         self._ram = servo_config.RamSettings(0, 0, servo_config.torque_cap(config))
-        self._seam = max(1, ct.degrees_to_ticks(config.position_tolerance))
         self.power_losses = 0  # RAM resets noticed while connected (power blips, foreign reboots)
+        # stops (`DriverStops`) and moves (`DriverMoves`)
+        self._abort = threading.Event()
+        self._abort_reason = "emergency stop"
+        self._gate = threading.Lock()  # torque-on vs emergency stop
+        self._motion = threading.Lock()  # one move at a time
+        self._seam = max(1, ct.degrees_to_ticks(config.position_tolerance))  # tolerance, pulses
 
     def __repr__(self) -> str:
         return f"ResortDriver({self.config.name!r}, port={self.config.serial_port!r})"

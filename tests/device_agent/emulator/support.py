@@ -27,11 +27,14 @@ class FakeClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        """Step the clock forward."""
         self.now += seconds
 
 
 @dataclass
 class Bus:
+    """A model on a `MemoryPort` under the real `PacketHandler`: items by name at ID 1."""
+
     model: XM430Model
     port: MemoryPort
     ph: PacketHandler
@@ -45,16 +48,19 @@ class Bus:
         return (ct.to_signed(value, it.size) if it.signed else value), result, error
 
     def value(self, name: str) -> int:
+        """The signed value of `name` (the read must succeed)."""
         value, result, _ = self.read(name)
         assert result == COMM_SUCCESS
         return value
 
     def write(self, name: str, value: int, size: int | None = None) -> tuple[int, int]:
+        """(comm result, error byte) of a write of `name` (`size` bytes, default its own)."""
         it = ct.item(name)
         fn = {1: self.ph.write1ByteTxRx, 2: self.ph.write2ByteTxRx, 4: self.ph.write4ByteTxRx}
         return fn[size or it.size](self.port, 1, it.address, value & 0xFFFFFFFF)
 
     def ok(self, name: str, value: int) -> None:
+        """Write `name` and assert the servo took it."""
         assert self.write(name, value) == (COMM_SUCCESS, 0), name
 
     def block(self, address: int, length: int) -> tuple[dict[str, int], bytes]:
@@ -65,11 +71,13 @@ class Bus:
 
     @property
     def fake(self) -> FakeClock:
+        """The hand-stepped clock (only on a bus made with ``fake_clock=True``)."""
         assert self.clock is not None
         return self.clock
 
 
 def make_bus(instant: bool = True, fake_clock: bool = False, **kwargs: object) -> Bus:
+    """A fresh model (``kwargs`` go to `XM430Model`) on an open port at 57600 baud."""
     clock = FakeClock() if fake_clock else None
     model = XM430Model(instant=instant, clock=clock or time.monotonic, **kwargs)  # type: ignore[arg-type]
     port = MemoryPort(model)
