@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.control_table import XM430_BAUD_CODES
-from device_agent.emulator.model import FAULT_KINDS
+from device_agent.emulator.faults import FAULT_KINDS
 from device_agent.errors import ConfigurationError
 
 __all__ = [

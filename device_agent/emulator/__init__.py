@@ -7,7 +7,8 @@ it on a pseudo-terminal (`device_agent.emulator.pty_server`).
 
 from __future__ import annotations
 
+from device_agent.emulator.faults import FAULT_KINDS, HARDWARE_FAULTS
 from device_agent.emulator.memory_port import MemoryPort
-from device_agent.emulator.model import FAULT_KINDS, HARDWARE_FAULTS, Reply, XM430Model
+from device_agent.emulator.model import Reply, XM430Model
 
 __all__ = ["FAULT_KINDS", "HARDWARE_FAULTS", "MemoryPort", "Reply", "XM430Model"]

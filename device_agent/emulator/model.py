@@ -1,8 +1,11 @@
 """The XM430-W350 model: control table, Protocol 2.0 instructions, faults, bus watchdog, write log.
 
 Transport-free: `XM430Model.feed(bytes)` returns the status packets to send and when. The in-memory
-wire (`MemoryPort`) and the pty server both sit on top of it. The motion lives in `physics`, the
-table's bytes and write validation in `table`. Facts from ``../shared/reference/dynamixel.md``
+wire (`MemoryPort`) and the pty server both sit on top of it. This module is the servo's public
+face (packets in and out, fault injection, stats); its parts: `servo` (state, torque, motion,
+current, boot, timed events), `instructions` (what each instruction does), `faults` (fault kinds
+and flags), `write_log`, `physics` (the profile and the shaft) and `table` (the table's bytes and
+write validation). Facts from ``../shared/reference/dynamixel.md``
 (cited below as "ref N.N").
 
 The model is meant to be at least as strict as the real servo where safety is concerned. Where the
@@ -72,104 +75,20 @@ its source, or marked *assumption*:
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from device_agent import control_table as ct
 from device_agent.emulator import protocol as p
-from device_agent.emulator.physics import (
-    HOLD_CURRENT,
-    STALL_CURRENT,
-    Block,
-    Motion,
-    plan_profile,
-)
-from device_agent.emulator.table import (
-    ERR_ACCESS,
-    ERR_INSTRUCTION,
-    ERR_LENGTH,
-    TABLE_SIZE,
-    ControlTable,
-)
+from device_agent.emulator.faults import FAULT_KINDS, HARDWARE_FAULTS
+from device_agent.emulator.instructions import InstructionSet
 
-__all__ = [
-    "FAULT_KINDS",
-    "HARDWARE_FAULTS",
-    "JAM_OVERLOAD_SECONDS",
-    "LOGGED_ITEMS",
-    "REBOOT_SILENCE",
-    "REBOOT_SILENCE_INSTANT",
-    "TABLE_SIZE",
-    "Reply",
-    "XM430Model",
-    "plan_profile",
-]
+__all__ = ["LATE_DELAY", "Reply", "XM430Model"]
 
 _log = logging.getLogger(__name__)
 
-REBOOT_SILENCE = 0.4  # s without replies after REBOOT or a power cycle (ref 3.3, XC330)
-REBOOT_SILENCE_INSTANT = 0.05
 LATE_DELAY = 0.060  # s: after the SDK's ~34-37 ms status timeout
-JAM_OVERLOAD_SECONDS = 3.0  # a jam held at high current trips Overload after this (ref 8.5)
-
-# Hardware fault kind -> Hardware Error Status (70) bit.
-HARDWARE_FAULTS = {
-    "voltage": 0x01,
-    "overheat": 0x04,
-    "encoder": 0x08,
-    "shock": 0x10,
-    "overload": 0x20,
-}
-COMM_FAULTS = ("mute", "corrupt", "late")
-# Every kind `inject` accepts (the pty server adds unplug/replug).
-FAULT_KINDS = (
-    *HARDWARE_FAULTS,
-    "stall",
-    "jam",
-    "power-cycle",
-    "mute",
-    "unmute",
-    "corrupt",
-    "late",
-    "unplug",
-    "replug",
-    "clear",
-)
-
-# Items whose writes go to the write log.
-LOGGED_ITEMS = frozenset(
-    {
-        "goal_position",
-        "goal_current",
-        "torque_enable",
-        "profile_velocity",
-        "profile_acceleration",
-        "operating_mode",
-        "drive_mode",
-        "shutdown",
-        "bus_watchdog",
-    }
-)
-
-_DYNAMIC_FIRST = 120  # realtime tick .. present temperature are computed on read
-_DYNAMIC_LAST = 146
-_OVERLOAD = HARDWARE_FAULTS["overload"]
-_POSITION_MODES = (ct.MODE_POSITION, ct.MODE_EXTENDED_POSITION, ct.MODE_CURRENT_POSITION)
-# The item a goal write in each mode targets (Drive Mode bit 3 turns torque on by writing it).
-_MODE_GOAL = {
-    ct.MODE_CURRENT: "goal_current",
-    ct.MODE_VELOCITY: "goal_velocity",
-    ct.MODE_POSITION: "goal_position",
-    ct.MODE_EXTENDED_POSITION: "goal_position",
-    ct.MODE_CURRENT_POSITION: "goal_position",
-    ct.MODE_PWM: "goal_pwm",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +99,7 @@ class Reply:
     delay: float = 0.0
 
 
-class XM430Model:
+class XM430Model(InstructionSet):
     """One emulated XM430-W350 on a Protocol 2.0 bus.
 
     Args:
@@ -191,61 +110,12 @@ class XM430Model:
         baudrate: the servo's baud (sets EEPROM 8; the pty server compares it to the host's).
     """
 
-    def __init__(
-        self,
-        motor_id: int = 1,
-        instant: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-        log: str | Path | None = None,
-        baudrate: int = 57600,
-    ) -> None:
-        self.instant = instant
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._parser = p.PacketParser()
-        self._table = ControlTable()
-        self._mem = self._table.mem
-        now = clock()
-        self._born = now  # Realtime Tick counts from here (power-on)
-        self._set("id", motor_id)
-        self._set("baud_rate", _baud_code(baudrate))
-        self._motion = Motion(lambda: (self._sign(), self._get("homing_offset")))
-        self._stall = False
-        self._jam = False
-        self._need = 0  # current the running profile needs (mode 5's cap check)
-        self._overload_from: float | None = None  # a jam has pushed hard since then
-        self._fed = now  # last instruction packet received: the bus watchdog counts from here
-        self._boot_at: float | None = None  # end of a boot that turns torque on (Startup Config)
-        self._mute = False
-        self._corrupt = False
-        self._late = False
-        self._silent_until = 0.0
-        self._pending_reg: tuple[int, bytes] | None = None
-        self._heat = 0.0
-        self.last_profile: dict[str, int] | None = None
-        self.usb_plugged = True  # the USB adapter in front of the servo (MemoryPort, pty server)
-        self.usb_generation = 0
-        self.packets = 0  # instruction packets addressed to this servo (incl. broadcast)
-        self.bad_packets = 0
-        self.replies = 0
-        self.writes: list[dict[str, Any]] = []
-        self._log_file: TextIO | None = None
-        self.log_path = Path(log) if log is not None else None
-        if self.log_path is not None:
-            self._log_file = self.log_path.open("a", encoding="utf-8", buffering=1)
-        self._reset_ram()
-
     # ------------------------------------------------------------------ public API
 
     @property
-    def motor_id(self) -> int:
-        """The current ID (EEPROM 7)."""
-        return self._mem[7]
-
-    @property
-    def baudrate(self) -> int:
-        """The servo's baud rate from EEPROM 8 (bits per second)."""
-        return _BAUD_BY_CODE.get(self._mem[8], 57600)
+    def writes(self) -> list[dict[str, Any]]:
+        """The write log's entries so far (see `device_agent.emulator.write_log`)."""
+        return self._write_log.entries
 
     def feed(self, data: bytes | bytearray) -> list[Reply]:
         """Take bytes from the wire; return the status packets to send (with their delays)."""
@@ -266,7 +136,7 @@ class XM430Model:
                 return []
             now = self._clock()
             self._advance(now)
-            if now < self._silent_until or self._mute:
+            if now < self._silent_until or self._faults.mute:
                 return []
             self.packets += 1
             self._fed = now  # every packet received for this servo restarts the bus watchdog
@@ -275,10 +145,10 @@ class XM430Model:
             if not statuses:
                 return []
             delay = 0.0 if self.instant else self._mem[9] * 2e-6
-            if self._late:
+            if self._faults.late:
                 delay += LATE_DELAY
             out = [
-                Reply(p.build_status(answer_id, err, data, corrupt=self._corrupt), delay)
+                Reply(p.build_status(answer_id, err, data, corrupt=self._faults.corrupt), delay)
                 for err, data in statuses
             ]
             self.replies += len(out)
@@ -308,24 +178,24 @@ class XM430Model:
                     self._heat = 55.0  # Present Temperature above the 80 C limit
                 self._raise_hardware(HARDWARE_FAULTS[kind], now)
             elif kind == "stall":
-                self._stall = True
+                self._faults.stall = True
                 if motion.block is None:
                     motion.hold_here(now, "stall")
             elif kind == "jam":
-                self._jam = True
+                self._faults.jam = True
                 motion.hold_here(now, "jam")
                 self._update_overload(now)
             elif kind == "power-cycle":
-                self._log_entry(self._event_entry("power-cycle", now))
+                self._log_event("power-cycle", now)
                 self._power_on(now)
             elif kind == "mute":
-                self._mute = True
+                self._faults.mute = True
             elif kind == "unmute":
-                self._mute = False
+                self._faults.mute = False
             elif kind == "corrupt":
-                self._corrupt = True
+                self._faults.corrupt = True
             elif kind == "late":
-                self._late = True
+                self._faults.late = True
             elif kind == "unplug":
                 if self.usb_plugged:
                     self.usb_plugged = False
@@ -333,8 +203,7 @@ class XM430Model:
             elif kind == "replug":
                 self.usb_plugged = True
             elif kind == "clear":
-                self._mute = self._corrupt = self._late = False
-                self._stall = self._jam = False
+                self._faults.clear()
                 self._free(now)
             else:
                 raise ValueError(f"fault kind {kind!r} is not one of {', '.join(FAULT_KINDS)}")
@@ -354,14 +223,7 @@ class XM430Model:
             self._advance(now)
             self._refresh(now)
             pos = self._motion.present(now)
-            faults = [k for k, b in HARDWARE_FAULTS.items() if self._mem[70] & b]
-            faults += [k for k in COMM_FAULTS if getattr(self, f"_{k}")]
-            if self._stall:
-                faults.append("stall")
-            if self._jam:
-                faults.append("jam")
-            if not self.usb_plugged:
-                faults.append("unplug")
+            faults = self._faults.names(self._mem[70], usb_plugged=self.usb_plugged)
             return {
                 "motor_id": self.motor_id,
                 "packets": self.packets,
@@ -399,387 +261,4 @@ class XM430Model:
     def close(self) -> None:
         """Close the write log."""
         with self._lock:
-            if self._log_file is not None:
-                self._log_file.close()
-                self._log_file = None
-
-    # ------------------------------------------------------------------ table and RAM
-
-    def _get(self, name: str) -> int:
-        return self._table.get(name)
-
-    def _set(self, name: str, value: int) -> None:
-        self._table.set(name, value)
-
-    def _sign(self) -> int:
-        return -1 if self._mem[10] & ct.DRIVE_MODE_REVERSE else 1
-
-    def _reset_ram(self) -> None:
-        """RAM to its power-on defaults (motor at rest); Present Position single-turn."""
-        self._table.reset_ram()
-        self._set("goal_pwm", self._get("pwm_limit"))
-        self._set("goal_current", self._get("current_limit"))
-        self._overload_from = None
-        self._pending_reg = None
-        self._heat = 0.0
-        self._motion.reframe()
-
-    # ------------------------------------------------------------------ timed events
-
-    def _advance(self, now: float) -> None:
-        """Apply, in time order and each at its own instant, the events due by `now`."""
-        while True:
-            due: list[tuple[float, Callable[[float], None]]] = []
-            deadline = self._watchdog_deadline()
-            if deadline is not None:
-                due.append((deadline, self._expire_watchdog))
-            if self._overload_from is not None:
-                due.append((self._overload_from + JAM_OVERLOAD_SECONDS, self._trip_overload))
-            if self._boot_at is not None:
-                due.append((self._boot_at, self._boot))
-            due = [event for event in due if event[0] <= now]
-            if not due:
-                return
-            when, action = min(due, key=lambda event: event[0])
-            action(when)
-
-    def _watchdog_deadline(self) -> float | None:
-        armed = self._get("bus_watchdog")
-        if armed <= 0 or not self._mem[64]:
-            return None
-        return self._fed + armed * ct.BUS_WATCHDOG_UNIT
-
-    def _expire_watchdog(self, when: float) -> None:
-        self._motion.stop(when)  # abrupt: where the shaft is at the expiry instant
-        self._overload_from = None
-        self._set("bus_watchdog", ct.BUS_WATCHDOG_EXPIRED)
-        _log.info("bus watchdog expired")
-
-    def _trip_overload(self, when: float) -> None:
-        self._overload_from = None
-        self._raise_hardware(_OVERLOAD, when)
-        _log.info("jam held too long: overload")
-
-    def _boot(self, when: float) -> None:
-        self._boot_at = None
-        if self._mem[60] & ct.STARTUP_TORQUE_ON:
-            self._torque_on(when)
-
-    # ------------------------------------------------------------------ motion and current
-
-    def _start_move(self, start: float, target: float, now: float) -> None:
-        vmax = self._get("velocity_limit") or 200
-        pv, pa = self._get("profile_velocity"), self._get("profile_acceleration")
-        time_based = bool(self._mem[10] & ct.DRIVE_MODE_TIME_BASED)
-        prof = plan_profile(start, float(target), pv, pa, now, vmax, time_based)
-        self._need = prof.peak_current
-        if self.instant:
-            prof.t1 = prof.t3 = 0.0
-        capped = self._mem[11] == ct.MODE_CURRENT_POSITION
-        block: Block | None
-        if self._jam:
-            block = "jam"
-        elif capped and abs(self._get("goal_current")) < self._need:
-            block = "cap"
-        elif self._stall:
-            block = "stall"
-        else:
-            block = None
-        self._motion.start(prof, block)
-        self.last_profile = {"velocity": pv, "acceleration": pa, "kind": prof.kind}
-        self._update_overload(now)
-
-    def _free(self, now: float) -> None:
-        """The obstruction is gone: a held move carries on, re-planned from rest where it is."""
-        motion, prof = self._motion, self._motion.profile
-        if prof is None or motion.block not in ("stall", "jam"):
-            return
-        if motion.held(now):
-            self._start_move(motion.present(now), prof.target, now)
-        else:
-            motion.limit = motion.block = None
-        self._update_overload(now)
-
-    def _present_current(self, now: float) -> int:
-        """Present Current (signed units): capped by |Goal Current| in mode 5."""
-        if not self._mem[64]:
-            return 0
-        motion, prof = self._motion, self._motion.profile
-        direction = 1
-        if prof is not None and motion.held(now):
-            direction = prof.direction
-            magnitude = STALL_CURRENT if motion.block == "stall" else self._get("current_limit")
-        elif prof is not None and motion.moving(now):
-            direction = prof.direction
-            magnitude = motion.drive_current(now)
-        else:
-            magnitude = HOLD_CURRENT
-        if self._mem[11] == ct.MODE_CURRENT_POSITION:
-            magnitude = min(magnitude, abs(self._get("goal_current")))
-        return direction * magnitude
-
-    def _update_overload(self, now: float) -> None:
-        """Start (or keep) the overload clock while a jam pushes above half the Current Limit."""
-        motion = self._motion
-        hard = (
-            motion.block in ("jam", "cap")
-            and motion.held(now)
-            and self._mem[64]
-            and not self._mem[70] & _OVERLOAD
-        )
-        if hard and 2 * abs(self._present_current(now)) > self._get("current_limit"):
-            if self._overload_from is None:
-                self._overload_from = now
-        else:
-            self._overload_from = None
-
-    def _torque_on(self, now: float) -> None:
-        """Torque on (refused while a Shutdown error is latched); drive to Goal Position."""
-        if self._mem[70] & self._mem[63]:
-            self._mem[64] = 0  # torque stays off until REBOOT
-            return
-        motion = self._motion
-        motion.stop(now)
-        self._mem[64] = 1
-        self._fed = now
-        mode = self._mem[11]
-        if mode == ct.MODE_POSITION:
-            motion.reframe()
-        if mode not in _POSITION_MODES:
-            return
-        goal = self._get("goal_position")
-        if mode == ct.MODE_POSITION:
-            lo, hi = self._get("min_position_limit"), self._get("max_position_limit")
-            goal = max(lo, min(hi, goal))
-        if round(motion.static()) != goal:
-            self._start_move(motion.static(), goal, now)
-
-    def _torque_off(self, now: float) -> None:
-        self._motion.stop(now)
-        self._overload_from = None
-        self._mem[64] = 0
-
-    def _raise_hardware(self, bit: int, now: float) -> None:
-        self._mem[70] |= bit
-        if bit & self._mem[63]:
-            self._torque_off(now)
-
-    def _refresh(self, now: float) -> None:
-        """Write the computed items (120..146) into the table."""
-        motion = self._motion
-        motion.settle(now)
-        pos = motion.present(now)
-        vel = motion.velocity(now)  # pulses/s
-        moving = motion.moving(now)
-        current = self._present_current(now)
-        prof = motion.profile
-        status = motion.last_kind
-        if prof is not None and now < prof.end:
-            status |= ct.MOVING_STATUS_PROFILE_ONGOING
-        if motion.limit is not None:
-            status |= ct.MOVING_STATUS_FOLLOWING_ERROR
-        elif not moving and abs(pos - self._get("goal_position")) < 1:
-            status |= ct.MOVING_STATUS_IN_POSITION
-        traj_pos, traj_vel = prof.at(now) if prof is not None else (pos, 0.0)
-        temp = 32 + (1 if self._mem[64] else 0) + (2 if moving else 0) + self._heat
-        volts = 120 - (1 if moving else 0)
-        if self._mem[70] & HARDWARE_FAULTS["voltage"]:
-            volts = 89
-        self._set("realtime_tick", int((now - self._born) * 1000) % 32768)
-        self._set("moving", int(moving))
-        self._set("moving_status", status)
-        self._set("present_pwm", round(current * 0.5))
-        self._set("present_current", current)
-        self._set("present_velocity", round(vel / 1000.0 * 64.0))
-        self._set("present_position", round(pos))
-        self._set("velocity_trajectory", round(traj_vel / 1000.0 * 64.0))
-        self._set("position_trajectory", round(traj_pos))
-        self._set("present_input_voltage", volts)
-        self._set("present_temperature", int(min(temp, 120)))
-
-    # ------------------------------------------------------------------ instructions
-
-    def _error_byte(self, err: int) -> int:
-        return err | (ct.ALERT_BIT if self._mem[70] else 0)
-
-    def _execute(self, pkt: p.Instruction, now: float) -> list[tuple[int, bytes]]:
-        """Run `pkt`; return the (error byte, params) of each status to send."""
-        inst, prm = pkt.instruction, pkt.params
-        broadcast = pkt.motor_id == ct.BROADCAST_ID
-        srl = self._mem[68]
-
-        def status(err: int, data: bytes = b"", *, level: int = 2) -> list[tuple[int, bytes]]:
-            if broadcast or srl < level:
-                return []
-            return [(self._error_byte(err), data)]
-
-        if inst == p.INST_PING:
-            data = bytes((ct.MODEL_NUMBER_XM430_W350 & 0xFF, ct.MODEL_NUMBER_XM430_W350 >> 8))
-            return [(self._error_byte(0), data + bytes((self._mem[6],)))]
-        if inst == p.INST_READ:
-            if len(prm) != 4:
-                return status(ERR_LENGTH, level=1)
-            addr, length = _u16(prm, 0), _u16(prm, 2)
-            err, data = self._read(addr, length, now)
-            return status(err, data, level=1)
-        if inst in (p.INST_WRITE, p.INST_REG_WRITE):
-            if len(prm) < 3:
-                return status(ERR_LENGTH)
-            addr, data = _u16(prm, 0), prm[2:]
-            err = self._table.write_error(addr, data)
-            if not err:
-                if inst == p.INST_WRITE:
-                    self._apply_write(addr, data, now)
-                else:
-                    self._pending_reg = (addr, bytes(data))
-                    self._mem[69] = 1
-            return status(err)
-        if inst == p.INST_ACTION:
-            if self._pending_reg is None:
-                return []  # the SDK never waits for an ACTION status
-            addr, data = self._pending_reg
-            self._pending_reg = None
-            self._mem[69] = 0
-            if not self._table.write_error(addr, data):
-                self._apply_write(addr, data, now)
-            return []
-        if inst == p.INST_REBOOT:
-            out = status(0)
-            self._log_entry(self._event_entry("reboot", now))
-            self._power_on(now)
-            return out
-        if inst == p.INST_SYNC_READ:
-            if not broadcast or len(prm) < 5:
-                return []
-            addr, length = _u16(prm, 0), _u16(prm, 2)
-            if self.motor_id not in prm[4:]:
-                return []
-            err, data = self._read(addr, length, now)
-            return [(self._error_byte(err), data)]
-        if inst == p.INST_BULK_READ:
-            if not broadcast:
-                return []
-            for i in range(0, len(prm) - 4, 5):
-                if prm[i] == self.motor_id:
-                    err, data = self._read(_u16(prm, i + 1), _u16(prm, i + 3), now)
-                    return [(self._error_byte(err), data)]
-            return []
-        if inst == p.INST_SYNC_WRITE:
-            if not broadcast or len(prm) < 4:
-                return []
-            addr, length = _u16(prm, 0), _u16(prm, 2)
-            step = 1 + length
-            for i in range(4, len(prm) - length, step):
-                if prm[i] == self.motor_id:
-                    data = prm[i + 1 : i + 1 + length]
-                    if not self._table.write_error(addr, data):
-                        self._apply_write(addr, data, now)
-            return []
-        if inst == p.INST_CLEAR:
-            return status(0)
-        if inst == p.INST_FACTORY_RESET:
-            if self._mem[64]:
-                return status(ERR_ACCESS)
-            out = status(0)
-            keep_id, keep_baud = self._mem[7], self._mem[8]
-            option = prm[0] if prm else 0xFF
-            self._table.reset_eeprom()
-            if option in (0x01, 0x02):
-                self._mem[7] = keep_id
-            if option == 0x02:
-                self._mem[8] = keep_baud
-            self._log_entry(self._event_entry("reboot", now))
-            self._power_on(now)
-            return out
-        return status(ERR_INSTRUCTION)
-
-    def _read(self, addr: int, length: int, now: float) -> tuple[int, bytes]:
-        err = self._table.read_error(addr, length)
-        if err:
-            return err, b""
-        if addr <= _DYNAMIC_LAST + 1 and addr + length > _DYNAMIC_FIRST:
-            self._refresh(now)
-        return 0, bytes(self._mem[addr : addr + length])
-
-    def _apply_write(self, addr: int, data: bytes, now: float) -> None:
-        items = self._table.items_in(addr, data)
-        assert not isinstance(items, int)
-        for it, value in items:
-            self._log_write(it, value, now)
-            old = self._get(it.name)
-            self._table.store(it, value)
-            self._after_write(it.name, value, old, now)
-
-    def _after_write(self, name: str, value: int, old: int, now: float) -> None:
-        motion = self._motion
-        mode = self._mem[11]
-        torque_by_goal = self._mem[10] & ct.DRIVE_MODE_TORQUE_ON_BY_GOAL
-        if name == "torque_enable":
-            if value and not old:
-                self._mem[64] = 0
-                self._torque_on(now)
-            elif not value:
-                self._torque_off(now)
-        elif name == _MODE_GOAL.get(mode) and not self._mem[64] and torque_by_goal:
-            self._torque_on(now)  # Drive Mode bit 3; in modes 3/4/5 it drives to the new goal
-        elif name == "goal_position" and self._mem[64] and mode in _POSITION_MODES:
-            motion.settle(now)
-            self._start_move(motion.present(now), value, now)
-        elif name == "goal_current" and self._mem[64] and mode == ct.MODE_CURRENT_POSITION:
-            prof = motion.profile
-            if prof is not None and motion.block == "cap" and abs(value) >= self._need:
-                self._start_move(motion.present(now), prof.target, now)
-            elif motion.block is None and motion.moving(now) and abs(value) < self._need:
-                motion.hold_here(now, "cap")
-            self._update_overload(now)
-        elif name == "operating_mode":
-            self._set("profile_velocity", 0)
-            self._set("profile_acceleration", 0)
-            self._set("goal_pwm", self._get("pwm_limit"))
-            self._set("goal_current", self._get("current_limit"))
-            if value == ct.MODE_POSITION:
-                motion.reframe()
-
-    def _power_on(self, now: float) -> None:
-        """Boot: REBOOT, FACTORY_RESET and a power cycle. EEPROM is kept, RAM reset."""
-        self._torque_off(now)
-        self._mem[70] = 0
-        self._reset_ram()
-        self._born = now
-        self._silent_until = now + (REBOOT_SILENCE_INSTANT if self.instant else REBOOT_SILENCE)
-        startup = self._mem[60] & ct.STARTUP_TORQUE_ON
-        self._boot_at = self._silent_until if startup else None
-
-    # ------------------------------------------------------------------ write log
-
-    def _event_entry(self, name: str, now: float) -> dict[str, Any]:
-        return {"addr": None, "name": name, "value": None, "moving": self._motion.moving(now)}
-
-    def _log_write(self, it: ct.Item, value: int, now: float) -> None:
-        if it.name in LOGGED_ITEMS:
-            moving = self._motion.moving(now)
-            torque = bool(self._mem[64])  # before the write: a goal written with torque off moves
-            entry = {"addr": it.address, "name": it.name, "value": value, "moving": moving}
-            self._log_entry({**entry, "torque": torque})
-
-    def _log_entry(self, entry: dict[str, Any]) -> None:
-        record = {"t": time.time(), "motor_id": self.motor_id, **entry}
-        self.writes.append(record)
-        if self._log_file is not None:
-            self._log_file.write(json.dumps(record) + "\n")
-
-
-_BAUD_BY_CODE = {code: rate for rate, code in ct.XM430_BAUD_CODES.items()}
-
-
-def _baud_code(baudrate: int) -> int:
-    for code, rate in _BAUD_BY_CODE.items():
-        if rate == baudrate:
-            return code
-    raise ValueError(
-        f"baudrate {baudrate} is not an XM430 rate ({', '.join(map(str, _BAUD_BY_CODE.values()))})"
-    )
-
-
-def _u16(data: bytes, i: int) -> int:
-    return data[i] | (data[i + 1] << 8)
+            self._write_log.close()

@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from device_agent.emulator.model import FAULT_KINDS, XM430Model
+from device_agent.emulator.faults import FAULT_KINDS
+from device_agent.emulator.model import XM430Model
 from resort_common.tunables import SDK_BAUDRATES
 
 __all__ = ["PtyServer", "control_path", "control_request"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from device_agent import control_table as ct
-from device_agent.driver import Health, MoveResult, ResortDriver
+from device_agent.driver import ResortDriver
 from device_agent.emulator import XM430Model
 from device_agent.errors import (
     CommunicationError,
@@ -21,6 +21,7 @@ from device_agent.errors import (
     PortLostError,
     PositionError,
 )
+from device_agent.results import Health, MoveResult
 from tests.device_agent.driver_support import make_config, make_rig
 
 # -- connect ---------------------------------------------------------------------------------------
