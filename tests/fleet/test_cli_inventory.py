@@ -9,7 +9,7 @@ import pytest
 
 from fleet.cli import main
 from fleet.core.inventory import inventory_schema
-from tests.fleet.test_inventory import MALFORMED
+from tests.fleet.inventory_cases import MALFORMED
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "inventory" / "demo.yaml")
