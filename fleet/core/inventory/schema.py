@@ -1,5 +1,13 @@
 """The whole inventory file as one model (`InventoryFile`) and its JSON Schema for editors.
 
+An inventory is one YAML file with three blocks::
+
+    fleet:    {name, work_pool, control_pool?, api_url?, max_concurrent_moves?, parent_heartbeat?,
+               agent_heartbeat?, health_interval?, alerts?: {webhook_url | webhook_url_env | block,
+               token_env?, offline_after?, lock_held_after?}}
+    defaults: {any resort tunable}          # every resort inherits these
+    resorts:  [{name, host, ...tunables}]   # and may override them
+
 The schema is committed as `inventory/schema.json` (`fleet inventory schema` writes it; a test
 compares the two).
 """
