@@ -32,17 +32,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from fleet.core.inventory.fleet_block import (
+    DEFAULT_LOCK_HELD_AFTER,
+    MIN_OFFLINE_AFTER,
+    OFFLINE_BEATS,
+)
 from resort_common import names
-
-if TYPE_CHECKING:
-    from prefect.events.schemas.automations import AutomationCore
-
-    from fleet.core.inventory import Inventory
 from resort_common.events import (
     HEARTBEAT_EVENT,
     STOPPED_EVENT,
@@ -50,12 +47,13 @@ from resort_common.events import (
     raised_event,
 )
 
+if TYPE_CHECKING:
+    from prefect.events.schemas.automations import AutomationCore
+
+    from fleet.core.inventory import Inventory
+
 __all__ = [
     "ALERT_KINDS",
-    "DEFAULT_AGENT_HEARTBEAT",
-    "DEFAULT_LOCK_HELD_AFTER",
-    "OFFLINE_BEATS",
-    "AlertSettings",
     "automations",
     "lock_held_after",
     "offline_after",
@@ -77,81 +75,6 @@ TITLES: dict[str, str] = {
     "agent-offline": "agent offline",
     "lock-held": "resort lock held too long",
 }
-
-#: seconds between two agent heartbeats (inventory `fleet.agent_heartbeat`)
-DEFAULT_AGENT_HEARTBEAT = 15.0
-#: an agent silent for this many heartbeats is offline (default of `alerts.offline_after`)
-OFFLINE_BEATS = 4
-#: Prefect refuses proactive windows shorter than this (seconds)
-MIN_OFFLINE_AFTER = 10.0
-#: default of `alerts.lock_held_after`, seconds
-DEFAULT_LOCK_HELD_AFTER = 900.0
-
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-_BLOCK_REF = r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$"
-
-
-class AlertSettings(BaseModel):
-    """The `fleet.alerts:` block: where notifications go and the bounds of two incidents."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    webhook_url: str | None = Field(
-        default=None,
-        pattern=r"^https?://[^\s]+$",
-        description="http(s) URL that receives a JSON POST per notification "
-        '({"fleet", "subject", "body"}). No credentials in it: use token_env or webhook_url_env.',
-    )
-    webhook_url_env: str | None = Field(
-        default=None,
-        pattern=_ENV_NAME,
-        description="Name of the environment variable holding the webhook URL (for URLs that "
-        "are secrets themselves, such as Slack's), read by `fleet provision`.",
-    )
-    token_env: str | None = Field(
-        default=None,
-        pattern=_ENV_NAME,
-        description="Name of the environment variable holding a token sent as "
-        "`Authorization: Bearer <token>` (read by `fleet provision`, kept in the Prefect block).",
-    )
-    block: str | None = Field(
-        default=None,
-        pattern=_BLOCK_REF,
-        description="An existing Prefect notification block, as <block-type-slug>/<name> "
-        "(e.g. slack-webhook/lab-alerts), instead of a webhook URL.",
-    )
-    offline_after: float | None = Field(
-        default=None,
-        ge=MIN_OFFLINE_AFTER,
-        le=86400.0,
-        description="Seconds without an agent heartbeat after which the agent is reported "
-        f"offline; at least 2 x fleet.agent_heartbeat and {MIN_OFFLINE_AFTER:g} (Prefect's "
-        f"shortest proactive window). Default {OFFLINE_BEATS} heartbeats.",
-    )
-    lock_held_after: float | None = Field(
-        default=None,
-        ge=1.0,
-        le=604800.0,
-        description="Seconds a resort lock may be held before it is reported. "
-        f"Default {DEFAULT_LOCK_HELD_AFTER:g}.",
-    )
-
-    @model_validator(mode="after")
-    def _one_destination(self) -> AlertSettings:
-        given = [k for k in ("webhook_url", "webhook_url_env", "block") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError(
-                "needs exactly one of webhook_url, webhook_url_env, block"
-                + (f" (got {', '.join(given)})" if given else "")
-            )
-        if self.token_env and self.block:
-            raise ValueError("token_env goes with webhook_url or webhook_url_env, not block")
-        if self.webhook_url and (urlsplit(self.webhook_url).password is not None):
-            raise ValueError(
-                "webhook_url must not carry a password: put the secret in an environment "
-                "variable (token_env, or the whole URL in webhook_url_env)"
-            )
-        return self
 
 
 def offline_after(inv: Inventory) -> float:

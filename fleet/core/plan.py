@@ -24,8 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fleet.core.errors import DeviceSelectionError, PlanError
-from fleet.core.inventory import MAX_ACCELERATION, MAX_SPEED
 from fleet.core.selection import Selector, matching_resorts
+from resort_common.tunables import MAX_ACCELERATION, MAX_SPEED
 
 __all__ = [
     "ACTIONS",

@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from fleet.core.inventory.fleet_block import MISSED_BEATS
 from resort_common import names
 
 if TYPE_CHECKING:
@@ -51,11 +52,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CRASH_MESSAGE",
-    "DEFAULT_PARENT_HEARTBEAT",
     "FINAL_EVENTS",
     "FIRST_BEAT_TIMEOUT",
     "HEARTBEAT_EVENT",
-    "MISSED_BEATS",
     "START_EVENT",
     "automation",
     "parent_heartbeat",
@@ -64,10 +63,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: seconds between two heartbeats of a running parent flow (inventory `fleet.parent_heartbeat`)
-DEFAULT_PARENT_HEARTBEAT = 30.0
-#: a parent run silent for this many intervals is marked Crashed
-MISSED_BEATS = 4
 HEARTBEAT_EVENT = "fleet.parent.heartbeat"
 #: Prefect's own event for a flow run turning Running: the watch starts there for tagged runs
 START_EVENT = "prefect.flow-run.Running"

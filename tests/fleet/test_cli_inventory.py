@@ -9,11 +9,7 @@ import pytest
 
 from fleet.cli import main
 from fleet.core.inventory import inventory_schema
-from tests.fleet.test_inventory import MALFORMED
-
-REPO = Path(__file__).resolve().parents[2]
-DEMO = str(REPO / "inventory" / "demo.yaml")
-LAB = str(REPO / "inventory" / "lab.example.yaml")
+from tests.fleet.inventory_cases import DEMO, LAB, MALFORMED, REPO
 
 BAD = """\
 fleet:
@@ -28,14 +24,14 @@ resorts:
 
 
 def test_check_valid_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["inventory", "check", DEMO]) == 0
+    assert main(["inventory", "check", str(DEMO)]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("ok: 3 resorts")
     assert err == ""
 
 
 def test_check_counts_inactive_resorts(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["inventory", "check", LAB]) == 0
+    assert main(["inventory", "check", str(LAB)]) == 0
     assert capsys.readouterr().out == "ok: 4 resorts (1 inactive) in fleet lab\n"
 
 
@@ -76,7 +72,7 @@ def test_non_yaml_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_show_json_is_the_resolved_view(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["inventory", "show", DEMO, "--json"]) == 0
+    assert main(["inventory", "show", str(DEMO), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["fleet"]["name"] == "demo"
     assert data["fleet"]["control_pool"] == "demo-control"
@@ -89,7 +85,7 @@ def test_show_json_is_the_resolved_view(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_show_table_for_people(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["inventory", "show", LAB]) == 0
+    assert main(["inventory", "show", str(LAB)]) == 0
     out = capsys.readouterr().out
     assert "fleet lab" in out
     assert "control pool  lab-control" in out

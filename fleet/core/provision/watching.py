@@ -1,10 +1,12 @@
-"""Provisioning of what watches the fleet: automations, the alert destination, the health schedule.
+"""What watches the fleet, as `fleet provision` keeps it: automations, alerts, health schedule.
 
-Used by `fleet.core.provision.provision` with its provisioner (`p`: the inventory, a sync Prefect
-client, `dry_run` and `note(kind, name, action, detail)`):
+Each step works with the run's `fleet.core.provision.plan.Provisioner` (`p`: the inventory, the
+sync Prefect client, `dry_run` and `note(kind, name, action, detail)`):
 
 * `ensure_automation(p, want, note)`: one automation by name, created, updated or left alone
   (extra copies are removed);
+* `ensure_watchdog(p)`: the fleet's parent-run watchdog automation (`fleet.core.watchdog`): a
+  parent run whose process died is marked Crashed instead of staying Running;
 * `alert_destination(inv, client)`: resolves `fleet.alerts` before anything is written (missing
   environment variables, an unknown block are one-line `ProvisionError`s naming the key);
 * `ensure_alerts(p, destination)`: the webhook block and the automations of `fleet.alerts`,
@@ -21,15 +23,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from fleet.core import watchdog
 from fleet.core.alerts import automations, is_alert_automation
 from fleet.core.errors import ProvisionError
-from fleet.core.provision_diff import automation_fields, changed_fields, detail
+from fleet.core.provision.diff import automation_fields, changed_fields, detail
 from resort_common import names
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
     from fleet.core.inventory import Inventory
+    from fleet.core.provision.plan import Provisioner
 
 __all__ = [
     "WEBHOOK_BLOCK_TYPE",
@@ -38,13 +42,14 @@ __all__ = [
     "ensure_alerts",
     "ensure_automation",
     "ensure_health_schedule",
+    "ensure_watchdog",
 ]
 
 #: Prefect's block type of the webhook `fleet provision` creates for `alerts.webhook_url`.
 WEBHOOK_BLOCK_TYPE = "custom-webhook"
 
 
-def ensure_automation(p: Any, want: Any, note: str) -> None:
+def ensure_automation(p: Provisioner, want: Any, note: str) -> None:
     """Ensure one automation named `want.name` equal to `want` (extra copies are removed)."""
     desired = automation_fields(want)
     current = sorted(p.client.read_automations_by_name(want.name), key=lambda a: str(a.id))
@@ -66,6 +71,12 @@ def ensure_automation(p: Any, want: Any, note: str) -> None:
         p.note("automation", want.name, "delete", f"duplicate {duplicate.id}")
         if not p.dry_run:
             p.client.delete_automation(duplicate.id)
+
+
+def ensure_watchdog(p: Provisioner) -> None:
+    """Ensure the fleet's parent-run watchdog automation (one; extra copies are removed)."""
+    note = f"Crashed after {watchdog.window(p.inv.fleet.parent_heartbeat):g} s without heartbeat"
+    ensure_automation(p, watchdog.automation(p.inv), note)
 
 
 # --------------------------------------------------------------------------- alerts
@@ -157,7 +168,7 @@ def _block_fields(block: Any) -> dict[str, Any]:
     }
 
 
-def _ensure_webhook_block(p: Any, dest: Destination) -> UUID | None:
+def _ensure_webhook_block(p: Provisioner, dest: Destination) -> UUID | None:
     """The webhook block's document id (None in a dry run that would create it)."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
     from prefect.exceptions import ObjectNotFound
@@ -184,7 +195,7 @@ def _ensure_webhook_block(p: Any, dest: Destination) -> UUID | None:
     return want.save(name, overwrite=True)
 
 
-def _drop_webhook_block(p: Any) -> None:
+def _drop_webhook_block(p: Provisioner) -> None:
     from prefect.exceptions import ObjectNotFound
 
     name = names.alert_block_name(p.inv)
@@ -197,7 +208,7 @@ def _drop_webhook_block(p: Any) -> None:
         p.client.delete_block_document(doc.id)
 
 
-def ensure_alerts(p: Any, dest: Destination | None) -> None:
+def ensure_alerts(p: Provisioner, dest: Destination | None) -> None:
     """Ensure the fleet's alert automations and webhook block, or remove them without alerts."""
     inv = p.inv
     wanted: set[str] = set()
@@ -223,7 +234,7 @@ def ensure_alerts(p: Any, dest: Destination | None) -> None:
 # --------------------------------------------------------------------------- health schedule
 
 
-def ensure_health_schedule(p: Any) -> None:
+def ensure_health_schedule(p: Provisioner) -> None:
     """Ensure the `fleet-health` deployment runs every `fleet.health_interval` s (or never).
 
     The schedules are written through a deployment update, which the server's scheduler notices
@@ -249,8 +260,7 @@ def ensure_health_schedule(p: Any) -> None:
             p.note("schedule", label, "unchanged", f"every {seconds:g} s")
         return
     if seconds:
-        action = "update" if current else "create"
-        p.note("schedule", label, action, f"every {seconds:g} s")
+        p.note("schedule", label, "update" if current else "create", f"every {seconds:g} s")
     else:
         p.note("schedule", label, "delete", "fleet.health_interval removed")
     if p.dry_run or deployment is None:

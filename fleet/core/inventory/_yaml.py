@@ -1,4 +1,4 @@
-"""Line-numbered YAML loading and one-line problem messages for `fleet.core.inventory` (private).
+"""Line-numbered YAML loading and one-line problem messages of the inventory loader (private).
 
 `MarkedLoader` is a `yaml.SafeLoader` that remembers the line of every mapping key and sequence
 item by key path (`("resorts", 1, "motor_id")`) and records duplicate keys instead of silently
