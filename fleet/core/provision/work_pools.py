@@ -132,15 +132,16 @@ def ensure_queues(p: Provisioner, pool: str, exists: bool) -> dict[str, WorkQueu
             if not p.dry_run:
                 p.client.create_work_queue(name=qname, work_pool_name=pool, **desired)
             continue
+        description = queue.description or ""
         have = {
             "concurrency_limit": queue.concurrency_limit,
             "is_paused": queue.is_paused,
-            "description": queue.description or "",
+            "description": description,
         }
-        if resort.active and queue.is_paused and DRAINED_MARK in have["description"]:
+        if resort.active and queue.is_paused and DRAINED_MARK in description:
             # Drained by an operator: provisioning does not undo that, `fleet resume` does.
             desired["is_paused"] = True
-            desired["description"] = have["description"]
+            desired["description"] = description
         diff = changed_fields(have, desired)
         if diff:
             p.note("work queue", f"{pool}/{qname}", "update", detail(have, diff))
