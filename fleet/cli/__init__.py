@@ -22,6 +22,8 @@ from fleet.core.errors import (
     InventoryError,
     LeaseError,
     PlanError,
+    PlateError,
+    RegistryUnavailableError,
     ServerUnavailableError,
 )
 
@@ -31,6 +33,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SERVER, EXIT_BUSY = 0, 1, 2, 3, 4
 EXIT_CODES = {
     InventoryError: EXIT_USAGE,
     PlanError: EXIT_USAGE,
+    PlateError: EXIT_USAGE,
+    RegistryUnavailableError: EXIT_SERVER,
     ServerUnavailableError: EXIT_SERVER,
     DeviceBusyError: EXIT_BUSY,
     LeaseError: EXIT_BUSY,
@@ -44,6 +48,7 @@ _GROUPS = (
     "fleet.cli.agent_ops",
     "fleet.cli.ops",
     "fleet.cli.maintenance",
+    "fleet.cli.plates",
 )
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "LeaseError",
     "PlanError",
     "PlateError",
+    "RegistryUnavailableError",
     "ProvisionError",
     "ServerError",
     "ServerUnavailableError",
@@ -38,6 +39,10 @@ class PlateError(FleetError, ValueError):
     """A plate registry request is invalid or does not fit the registry's state (unknown or
     duplicate plate, full resort or hotel, no such room, no hand-off in progress); nothing changed.
     """
+
+
+class RegistryUnavailableError(FleetError, ConnectionError):
+    """The plate registry's database cannot be reached or is not migrated to this version."""
 
 
 class PlanError(FleetError, ValueError):

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import getpass
 import logging
-import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -26,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.core.errors import EstopError
+from fleet.core.identity import who_am_i
 from resort_common import names
 from resort_common.documents import EstopLatch
 from resort_common.events import (
@@ -160,13 +159,6 @@ async def _command(
     return [acks[r.name] for r in targets]
 
 
-def _who() -> str:
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except Exception:  # no user name in some containers
-        return socket.gethostname()
-
-
 async def aestop(
     inv: Any,
     resorts: Sequence[str] | None,
@@ -182,7 +174,7 @@ async def aestop(
         event=ESTOP_EVENT,
         ack_event=ESTOPPED_EVENT,
         latch={"estopped": True, "at": at},
-        payload={"reason": reason, "by": _who(), "at": at},
+        payload={"reason": reason, "by": who_am_i(), "at": at},
         timeout=timeout,
     )
 
@@ -198,7 +190,7 @@ async def aclear_estop(
         event=ESTOP_CLEAR_EVENT,
         ack_event=ESTOP_CLEARED_EVENT,
         latch={"estopped": False, "at": at},
-        payload={"by": _who(), "at": at},
+        payload={"by": who_am_i(), "at": at},
         timeout=timeout,
     )
 

@@ -8,7 +8,7 @@ of the carousel, seconds, deg/s, deg/s^2, volts, amperes, Celsius.
 
 from __future__ import annotations
 
-from fleet.core.inventory.fleet_block import AlertSettings, FleetSettings
+from fleet.core.inventory.fleet_block import AlertSettings, FleetSettings, RegistrySettings
 from fleet.core.inventory.loading import (
     DEFAULT_INVENTORY,
     INVENTORY_ENV,
@@ -29,6 +29,7 @@ __all__ = [
     "FleetSettings",
     "Inventory",
     "InventoryFile",
+    "RegistrySettings",
     "Resort",
     "ResortEntry",
     "ResortSettings",

@@ -23,6 +23,7 @@ __all__ = [
     "OFFLINE_BEATS",
     "AlertSettings",
     "FleetSettings",
+    "RegistrySettings",
 ]
 
 #: seconds between two heartbeats of a running parent flow (`fleet.parent_heartbeat`)
@@ -107,6 +108,35 @@ class AlertSettings(BaseModel):
         return self
 
 
+class RegistrySettings(BaseModel):
+    """The `fleet.registry:` block: where the plate registry keeps its database."""
+
+    model_config = _INPUT
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://\S+$",
+        description="SQLAlchemy URL of the registry's database: postgresql+asyncpg://user@host/db "
+        "for schedulers on several machines, or sqlite+aiosqlite:///path. No password in it: "
+        "use password_env. Default: plates.db in the fleet's state directory.",
+    )
+    password_env: str | None = Field(
+        default=None,
+        pattern=_ENV_NAME,
+        description="Name of the environment variable holding the database password.",
+    )
+
+    @model_validator(mode="after")
+    def _no_secret(self) -> RegistrySettings:
+        if self.url and urlsplit(self.url).password is not None:
+            raise ValueError(
+                "url must not carry a password: name an environment variable in password_env"
+            )
+        if self.password_env and not self.url:
+            raise ValueError("password_env goes with a url")
+        return self
+
+
 class FleetSettings(BaseModel):
     """The `fleet:` block."""
 
@@ -160,4 +190,9 @@ class FleetSettings(BaseModel):
         default=None,
         description="Notifications of incidents (hardware error, link lost, e-stop, agent "
         "offline, lock held too long), sent by Prefect automations. Default: none.",
+    )
+    registry: RegistrySettings | None = Field(
+        default=None,
+        description="The plate registry's database. Default: an SQLite file in the fleet's "
+        "state directory.",
     )

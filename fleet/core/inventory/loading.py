@@ -27,7 +27,7 @@ from fleet.core.inventory._yaml import (
     show_value,
 )
 from fleet.core.inventory.checks import cross_checks
-from fleet.core.inventory.fleet_block import AlertSettings, FleetSettings
+from fleet.core.inventory.fleet_block import AlertSettings, FleetSettings, RegistrySettings
 from fleet.core.inventory.patterns import PATTERN_HINTS
 from fleet.core.inventory.resolved import Inventory, resolve
 from fleet.core.inventory.resort_block import ResortEntry, ResortSettings
@@ -51,6 +51,8 @@ def _allowed_keys(path: KeyPath) -> list[str]:
         model = FleetSettings
     elif path == ("fleet", "alerts"):
         model = AlertSettings
+    elif path == ("fleet", "registry"):
+        model = RegistrySettings
     elif path == ("defaults",):
         model = ResortSettings
     elif len(path) == 2 and path[0] == "resorts" and isinstance(path[1], int):

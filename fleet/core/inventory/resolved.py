@@ -18,6 +18,7 @@ from fleet.core.inventory.fleet_block import (
     DEFAULT_AGENT_HEARTBEAT,
     DEFAULT_PARENT_HEARTBEAT,
     AlertSettings,
+    RegistrySettings,
 )
 from fleet.core.inventory.resort_block import BUILTIN_DEFAULTS, ResortSettings
 from fleet.core.inventory.schema import InventoryFile
@@ -42,6 +43,7 @@ class Fleet(BaseModel):
     agent_heartbeat: float = DEFAULT_AGENT_HEARTBEAT
     health_interval: float | None = None
     alerts: AlertSettings | None = None
+    registry: RegistrySettings | None = None
 
 
 class Resort(BaseModel):
@@ -163,6 +165,7 @@ def resolve(parsed: InventoryFile, source: str, base_dir: Path) -> Inventory:
         agent_heartbeat=fleet_in.agent_heartbeat or DEFAULT_AGENT_HEARTBEAT,
         health_interval=fleet_in.health_interval,
         alerts=fleet_in.alerts,
+        registry=fleet_in.registry,
     )
     defaults = parsed.defaults.model_dump(exclude_none=True)
     resorts = []

@@ -4,7 +4,8 @@ An inventory is one YAML file with three blocks::
 
     fleet:    {name, work_pool, control_pool?, api_url?, max_concurrent_moves?, parent_heartbeat?,
                agent_heartbeat?, health_interval?, alerts?: {webhook_url | webhook_url_env | block,
-               token_env?, offline_after?, lock_held_after?}}
+               token_env?, offline_after?, lock_held_after?},
+               registry?: {url?, password_env?}}
     defaults: {any resort tunable}          # every resort inherits these
     resorts:  [{name, host, ...tunables}]   # and may override them
 

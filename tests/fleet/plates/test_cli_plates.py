@@ -1,0 +1,114 @@
+"""`fleet plates ...` end to end on an SQLite registry in a temporary state directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fleet.cli import main
+from tests.support.inventories import write_inventory
+
+
+@pytest.fixture
+def inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    return write_inventory(
+        tmp_path / "lab.yaml",
+        "pl",
+        [{"name": "pl-a", "rooms_per_hotel": 2}, {"name": "pl-b", "rooms_per_hotel": 2}],
+    )
+
+
+def fleet(capsys: pytest.CaptureFixture[str], inventory: Path, *argv: str) -> tuple[int, str, str]:
+    code = main(["plates", *argv, "--inventory", str(inventory)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_registry_that_was_never_migrated_is_named_with_the_command_to_run(
+    capsys: pytest.CaptureFixture[str], inventory: Path
+) -> None:
+    code, _, err = fleet(capsys, inventory, "where", "P1")
+    assert code == 3
+    assert err.strip().endswith("this fleet needs 0001_plate_registry: run `fleet plates migrate`")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_migrate_import_where_list_export_history(
+    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+) -> None:
+    code, out, _ = fleet(capsys, inventory, "migrate")
+    assert code == 0 and "schema none -> 0001_plate_registry" in out
+    assert "up to date" in fleet(capsys, inventory, "migrate")[1]
+    free = json.loads(fleet(capsys, inventory, "list", "--free", "--json")[1])
+    assert len(free) == 2 * 4 * 2  # resorts x hotels x rooms
+
+    count = tmp_path / "count.csv"
+    count.write_text("resort,hotel,room,plate,labware\npl-a,B,2,P1,96-well\npl-b,A,1,P2,\n")
+    code, out, _ = fleet(capsys, inventory, "import", str(count))
+    assert code == 0 and "2 occupied rooms" in out
+
+    code, out, _ = fleet(capsys, inventory, "where", "P1", "--json")
+    assert code == 0
+    assert {k: json.loads(out)[k] for k in ("plate", "resort", "hotel", "room", "state")} == {
+        "plate": "P1",
+        "resort": "pl-a",
+        "hotel": "B",
+        "room": 2,
+        "state": "occupied",
+    }
+    code, _, err = fleet(capsys, inventory, "where", "P9")
+    assert (code, err.strip()) == (1, "fleet: plate P9 is not in the fleet")
+    listed = json.loads(fleet(capsys, inventory, "list", "--resort", "pl-b", "--json")[1])
+    assert [(r["plate"], r["hotel"], r["room"]) for r in listed] == [("P2", "A", 1)]
+
+    exported = tmp_path / "again.csv"
+    assert fleet(capsys, inventory, "export", str(exported))[0] == 0
+    assert exported.read_text().splitlines() == [
+        "resort,hotel,room,plate,labware,owner",
+        "pl-a,B,2,P1,96-well,",
+        "pl-b,A,1,P2,,",
+    ]
+    code, out, _ = fleet(capsys, inventory, "history", "P1")
+    assert code == 0 and "counted" in out and "free -> occupied" in out
+
+
+def test_a_bad_count_file_names_every_line_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+) -> None:
+    fleet(capsys, inventory, "migrate")
+    good = tmp_path / "good.csv"
+    good.write_text("resort,hotel,room,plate\npl-a,A,1,KEEP\n")
+    assert fleet(capsys, inventory, "import", str(good))[0] == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "resort,hotel,room,plate\npl-z,A,1,X1\npl-a,Q,1,X2\npl-a,A,3,X3\npl-a,A,1,bad id\n"
+    )
+    code, _, err = fleet(capsys, inventory, "import", str(bad))
+    assert code == 2
+    lines = err.strip().splitlines()
+    columns = ["resort", "hotel", "room", "plate"]
+    assert [line.split(": ")[:3] for line in lines] == [
+        ["fleet", "error", f"{bad}:{n}"] for n in range(2, 6)
+    ]
+    assert [line.split(": ")[3] for line in lines] == columns
+    assert lines[0] == f"fleet: error: {bad}:2: resort: unknown resort 'pl-z' (known: pl-a, pl-b)"
+    assert lines[2] == f"fleet: error: {bad}:4: room: must be a whole number from 1 to 2, got '3'"
+    assert fleet(capsys, inventory, "where", "KEEP")[0] == 0  # nothing changed
+    assert fleet(capsys, inventory, "where", "X1")[0] == 1
+
+
+def test_resolve_only_applies_to_an_uncertain_room(
+    capsys: pytest.CaptureFixture[str], inventory: Path
+) -> None:
+    fleet(capsys, inventory, "migrate")
+    code, _, err = fleet(capsys, inventory, "resolve", "pl-a", "A", "1", "--empty")
+    assert code == 2 and err.strip() == "fleet: error: pl-a hotel A room 1 is free, not uncertain"
+    code, _, err = fleet(capsys, inventory, "resolve", "pl-a", "Q", "1", "--empty")
+    assert code == 2 and "HOTEL: pl-a has hotels A, B, C, D, got 'Q'" in err
+    with pytest.raises(SystemExit) as exit_info:
+        fleet(capsys, inventory, "resolve", "pl-a", "A", "0", "--empty")
+    assert exit_info.value.code == 2
+    assert "ROOM must be a room number from 1, got '0'" in capsys.readouterr().err
