@@ -12,8 +12,8 @@ __all__ = [
     "LeaseError",
     "PlanError",
     "PlateError",
-    "RegistryUnavailableError",
     "ProvisionError",
+    "RegistryUnavailableError",
     "ServerError",
     "ServerUnavailableError",
 ]
