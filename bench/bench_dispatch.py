@@ -127,7 +127,8 @@ def _estop_latency(env: Any, n: int = 5) -> list[float]:
     from fleet.core import locks
     from fleet.core.estop import clear_estop, estop
     from resort_common import names
-    from tests.e2e.agent_support import control, emulator_writes, wait_for
+    from tests.support.emulator import control, write_log
+    from tests.support.waiting import wait_for
 
     # the moves are created directly on the device deployments, under a reservation's lease
     held = run_coro_as_sync(
@@ -153,7 +154,7 @@ def _estop_latency(env: Any, n: int = 5) -> list[float]:
             estop(env["inv"], ["resort-a"], "bench")
             offs = [
                 w["t"]
-                for w in emulator_writes(env["log"])
+                for w in write_log(env["log"])
                 if w["name"] == "torque_enable" and w["value"] == 0 and w["t"] >= t0
             ]
             if offs:
@@ -167,8 +168,11 @@ def _estop_latency(env: Any, n: int = 5) -> list[float]:
 
 def run(results_dir: Path) -> dict[str, Any]:
     """Run the dispatch benchmark; return its numbers."""
-    from tests.e2e.agent_support import provision_minimal, start_agent, wait_for, write_inventory
+    from fleet.core.provision import provision
+    from tests.support.agents import start_agent
+    from tests.support.inventories import write_inventory
     from tests.support.prefect_server import prefect_pointed_at, start_prefect_server
+    from tests.support.waiting import wait_for
 
     n = int(os.environ.get("BENCH_N", "20"))
     stock_n = int(os.environ.get("BENCH_STOCK_N", "10"))
@@ -185,8 +189,15 @@ def run(results_dir: Path) -> dict[str, Any]:
         from flows.agent_settings import agent_settings_for
 
         names = ["resort-a"] + [f"idle-{i:02d}" for i in range(idle_agents)]
-        inv = load_inventory(write_inventory(work, server.api_url, names, fleet="bench"))
-        provision_minimal(inv)
+        path = write_inventory(
+            work / "inventory.yaml",
+            "bench",
+            names,
+            defaults={"speed": 90.0, "acceleration": 0, "move_timeout": 60},
+            api_url=server.api_url,
+        )
+        inv = load_inventory(path)
+        provision(inv)
         settings = agent_settings_for(inv, "resort-a")
         main = start_agent(inv.path, "resort-a", work / "agent-resort-a.log")
         agents.append(main)

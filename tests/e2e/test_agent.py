@@ -17,15 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.agent_support import (
-    AgentProcess,
-    control,
-    emulator_writes,
-    provision_minimal,
-    start_agent,
-    wait_for,
-    write_inventory,
-)
+from tests.support.agents import AgentProcess, run_agent, start_agent
+from tests.support.emulator import control, write_log
+from tests.support.inventories import write_inventory
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.orchestration
 
@@ -41,7 +36,13 @@ class Fleet:
         from flows.agent_settings import agent_settings_for
 
         self.directory = directory
-        self.inventory_path = write_inventory(directory, api_url, [RESORT], fleet="e2e")
+        self.inventory_path = write_inventory(
+            directory / "inventory.yaml",
+            "e2e",
+            [RESORT],
+            defaults={"speed": SPEED, "acceleration": 0, "move_timeout": 60},
+            api_url=api_url,
+        )
         self.inv = load_inventory(self.inventory_path)
         self.settings = agent_settings_for(self.inv, RESORT)
         self.link = Path(self.settings.device.serial_port)
@@ -77,24 +78,7 @@ class Fleet:
         if settings_file is None:
             self.agent = start_agent(self.inventory_path, RESORT, log)
         else:
-            import os
-            import subprocess
-            import sys
-
-            env = dict(os.environ)
-            proc = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("device-agent")),
-                    "run",
-                    "--settings",
-                    str(settings_file),
-                ],
-                env=env,
-                stdout=log.open("ab"),
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-            self.agent = AgentProcess(proc, log, self.link)
+            self.agent = run_agent(["--settings", str(settings_file)], log, self.link)
         self.wait_online()
         return self.agent
 
@@ -163,7 +147,9 @@ class Fleet:
 def fleet_env(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     directory = tmp_path_factory.mktemp("e2e-agent")
     env = Fleet(directory, prefect_server.api_url)
-    provision_minimal(env.inv)
+    from fleet.core.provision import provision
+
+    provision(env.inv)
     env.reserve()
     env.start()
     try:
@@ -322,7 +308,7 @@ def test_estop_during_move_stops_motor_and_latches(fleet_env: Fleet) -> None:
     would_end = started + _move_seconds(0.0, 179.0)
     offs = [
         w
-        for w in emulator_writes(fleet_env.write_log)
+        for w in write_log(fleet_env.write_log)
         if w["name"] == "torque_enable" and w["value"] == 0 and w["t"] >= started - 0.5
     ]
     assert offs, "no torque-off write in the emulator log"
@@ -378,7 +364,7 @@ def test_cancel_of_running_move_halts_motor(fleet_env: Fleet) -> None:
     assert final.state.is_cancelled(), final.state
     goals = [
         w
-        for w in emulator_writes(fleet_env.write_log)
+        for w in write_log(fleet_env.write_log)
         if w["name"] == "goal_position" and w["t"] >= asked
     ]
     assert goals, "halt wrote no goal_position"
@@ -484,7 +470,7 @@ def test_sigterm_mid_move_leaves_every_run_final(fleet_env: Fleet) -> None:
     assert moved.is_final() and not moved.is_completed()
     halts = [
         w
-        for w in emulator_writes(fleet_env.write_log)
+        for w in write_log(fleet_env.write_log)
         if w["name"] == "goal_position" and w["t"] >= stopped_at
     ]
     assert halts, "the move was not halted"

@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 
 from resort_common import names
-from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import Fleet, start_fleet
 from tests.support.prefect_server import PrefectServer, start_prefect_server
+from tests.support.waiting import wait_for
 
 # timeouts cover the class fixtures (fleet start-up, the killed parent) and the stated bounds
 pytestmark = [pytest.mark.chaos, pytest.mark.orchestration, pytest.mark.timeout(600)]

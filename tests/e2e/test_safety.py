@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import Fleet, start_fleet
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.orchestration
 

@@ -17,12 +17,15 @@ pytestmark = pytest.mark.orchestration
 @pytest.fixture(scope="module")
 def inv(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     from fleet.core.inventory import load_inventory
-    from tests.e2e.agent_support import provision_minimal, write_inventory
+    from fleet.core.provision import provision
+    from tests.support.inventories import write_inventory
 
     directory = tmp_path_factory.mktemp("estop-status")
-    path = write_inventory(directory, prefect_server.api_url, ["r1", "r2"], fleet="fst")
+    path = write_inventory(
+        directory / "inventory.yaml", "fst", ["r1", "r2"], api_url=prefect_server.api_url
+    )
     inventory = load_inventory(path)
-    provision_minimal(inventory)
+    provision(inventory)
     return inventory
 
 

@@ -16,8 +16,8 @@ from fleet.cli import main as fleet_main
 from fleet.client import FleetClient
 from fleet.core.errors import DeviceBusyError, DeviceSelectionError, DispatchError, PlanError
 from resort_common import names
-from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import start_fleet
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.orchestration
 

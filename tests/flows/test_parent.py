@@ -27,8 +27,8 @@ from fleet.client import AsyncFleetClient, FleetClient
 from fleet.core import locks
 from fleet.core.errors import DeviceBusyError, DeviceSelectionError, PlanError
 from resort_common import names
-from tests.e2e.agent_support import wait_for
 from tests.support.fleet_harness import start_fleet
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.orchestration
 

@@ -19,9 +19,23 @@ from typing import Any
 
 from device_agent.emulator.pty_server import control_request
 
-__all__ = ["EmulatorProcess", "start_emulator"]
+__all__ = ["EmulatorProcess", "control", "start_emulator", "write_log"]
 
 _REPO = Path(__file__).resolve().parents[2]
+
+
+def control(link: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """One control request to the emulator serving `link` (stats, faults); its answer."""
+    return control_request(link, request, timeout=timeout)
+
+
+def write_log(path: Path) -> list[dict[str, Any]]:
+    """An emulator's JSON-lines write log (`t`, `motor_id`, `addr`, `name`, `value`, `moving`),
+    oldest first; empty before the first write."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 @dataclass
@@ -48,7 +62,7 @@ class EmulatorProcess:
 
     def request(self, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         """Send one control request; return the answer."""
-        return control_request(self.link, request, timeout=timeout)
+        return control(self.link, request, timeout)
 
     def fault(self, kind: str) -> None:
         """Inject `kind` (overload, overheat, voltage, shock, encoder, stall, jam, power-cycle,
@@ -68,12 +82,8 @@ class EmulatorProcess:
         return self.request({"stats": True})
 
     def writes(self) -> list[dict[str, Any]]:
-        """Every logged write so far (``t``, ``motor_id``, ``addr``, ``name``, ``value``,
-        ``moving``), oldest first."""
-        if not self.log_path.exists():
-            return []
-        lines = self.log_path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        """Every logged write so far, oldest first (`write_log`)."""
+        return write_log(self.log_path)
 
     def output(self) -> str:
         """What the process printed so far."""

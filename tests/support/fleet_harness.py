@@ -11,23 +11,21 @@ the already running emulator), then waits until every agent reports online.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import string
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.agents import start_agent
 from tests.support.emulator import EmulatorProcess, start_emulator
+from tests.support.inventories import write_inventory
 
 __all__ = ["Fleet", "start_fleet"]
-
-_REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -52,28 +50,16 @@ class Fleet:
 
     def spawn_agent(self, name: str, *, append: bool = True) -> subprocess.Popen[bytes]:
         """Start `device-agent run` for resort `name` (its log appended to, or new)."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
-        with self.agent_logs[name].open("ab" if append else "wb") as out:
-            self.agents[name] = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("device-agent")),
-                    "run",
-                    "--inventory",
-                    str(self.inventory_path),
-                    "--device",
-                    name,
-                    "--poll-interval",
-                    "5",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=_REPO,
-                start_new_session=True,
-            )
-        return self.agents[name]
+        agent = start_agent(
+            self.inventory_path,
+            name,
+            self.agent_logs[name],
+            args=["--poll-interval", "5"],
+            append=append,
+            new_session=True,
+        )
+        self.agents[name] = agent.proc
+        return agent.proc
 
     def restart_agent(self, name: str, *, timeout: float = 90.0) -> subprocess.Popen[bytes]:
         """Start `name`'s agent again; wait until the new process has published its own status
@@ -110,44 +96,6 @@ class Fleet:
                 proc.wait(5)
         for emu in self.emulators.values():
             emu.stop()
-
-
-def _inventory_text(
-    prefix: str,
-    count: int,
-    *,
-    inactive: Sequence[str],
-    speed: float,
-    labels: dict[str, list[str]],
-    max_concurrent_moves: int | None = None,
-    parent_heartbeat: float | None = None,
-    fleet_options: dict[str, Any] | None = None,
-) -> str:
-    limit = f", max_concurrent_moves: {max_concurrent_moves}" if max_concurrent_moves else ""
-    if parent_heartbeat is not None:
-        limit += f", parent_heartbeat: {parent_heartbeat}"
-    for key, value in (fleet_options or {}).items():
-        limit += f", {key}: {json.dumps(value)}"  # JSON is YAML flow style
-    lines = [
-        f"fleet: {{name: {prefix}, work_pool: {prefix}-resorts, control_pool: {prefix}-control"
-        f"{limit}}}",
-        "defaults:",
-        "  emulate: true",
-        "  hotels: [A, B, C, D]",
-        f"  speed: {speed}",
-        "  acceleration: 0",
-        "  move_timeout: 15",
-        "resorts:",
-    ]
-    for letter in string.ascii_lowercase[:count]:
-        name = f"{prefix}-{letter}"
-        extra = ""
-        if name in inactive:
-            extra += ", active: false"
-        if labels.get(name):
-            extra += f", labels: [{', '.join(labels[name])}]"
-        lines.append(f"  - {{name: {name}, host: 127.0.0.1, serial_port: tty-{name}{extra}}}")
-    return "\n".join(lines) + "\n"
 
 
 def _wait_online(fleet: Fleet, names: Sequence[str], timeout: float) -> None:
@@ -195,18 +143,26 @@ def start_fleet(
     from fleet.core.provision import provision
 
     tmp.mkdir(parents=True, exist_ok=True)
-    path = tmp / "inventory.yaml"
-    path.write_text(
-        _inventory_text(
-            prefix,
-            count,
-            inactive=inactive,
-            speed=speed,
-            labels=labels or {},
-            max_concurrent_moves=max_concurrent_moves,
-            parent_heartbeat=parent_heartbeat,
-            fleet_options=fleet_options,
-        )
+    entries = [
+        {
+            "name": name,
+            **({"active": False} if name in inactive else {}),
+            **({"labels": (labels or {})[name]} if (labels or {}).get(name) else {}),
+        }
+        for name in (f"{prefix}-{letter}" for letter in string.ascii_lowercase[:count])
+    ]
+    options = dict(fleet_options or {})
+    if max_concurrent_moves:
+        options["max_concurrent_moves"] = max_concurrent_moves
+    if parent_heartbeat is not None:
+        options["parent_heartbeat"] = parent_heartbeat
+    path = write_inventory(
+        tmp / "inventory.yaml",
+        prefix,
+        entries,
+        defaults={"speed": speed, "acceleration": 0, "move_timeout": 15},
+        control_pool=f"{prefix}-control",
+        **options,
     )
     inv = load_inventory(path)
     provision(inv)
@@ -219,8 +175,6 @@ def start_fleet(
                 instant=instant,
                 log=tmp / f"{resort.name}.writes.jsonl",
             )
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
         started = []
         for resort in inv.resorts:
             if not resort.active:

@@ -1,4 +1,8 @@
-"""Write small valid inventory files for tests (unique fleet, pool and resort names)."""
+"""The one inventory writer of the tests: small valid files (unique fleet, pool, resort names).
+
+Resorts are emulated; each one's serial port is `tty-<name>` beside the file, where an agent
+started on the inventory creates its emulator (or where `start_emulator` puts one).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ def write_inventory(
     path: Path,
     fleet: str,
     resorts: Iterable[str | Mapping[str, Any]],
+    *,
+    defaults: Mapping[str, Any] | None = None,
     **fleet_options: Any,
 ) -> Path:
     """Write an inventory for fleet `fleet` (pool `<fleet>-resorts`) with the given resorts.
@@ -43,17 +49,19 @@ def write_inventory(
         path: the YAML file to write.
         fleet: fleet name (also the prefix of its pools).
         resorts: resort names, or mappings with `name` and per-resort overrides.
-        **fleet_options: extra keys of the `fleet:` block (`max_concurrent_moves`, `api_url`).
+        defaults: overrides of `DEFAULTS` (the `defaults:` block), e.g. `{"speed": 90}`.
+        **fleet_options: extra keys of the `fleet:` block (`max_concurrent_moves`, `api_url`,
+            `control_pool`, `alerts`, ...).
     """
     entries = []
     for r in resorts:
         entry = {"name": r} if isinstance(r, str) else dict(r)
         entry.setdefault("host", "127.0.0.1")
-        entry.setdefault("serial_port", f"/tmp/{entry['name']}-tty")
+        entry.setdefault("serial_port", f"tty-{entry['name']}")
         entries.append(entry)
     doc = {
         "fleet": {"name": fleet, "work_pool": f"{fleet}-resorts", **fleet_options},
-        "defaults": DEFAULTS,
+        "defaults": {**DEFAULTS, **(defaults or {})},
         "resorts": entries,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
