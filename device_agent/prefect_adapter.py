@@ -272,7 +272,7 @@ def skip_suspension_observer_on_engine_threads() -> bool:
             yield
 
     observe.__plate_resort__ = True  # type: ignore[attr-defined]
-    engine.observe_flow_run_suspension = observe  # type: ignore[assignment]
+    engine.observe_flow_run_suspension = observe
     return True
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from device_agent.worker.run_states import StateKind
 from resort_common.names import WORKER_TYPE
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ async def recover_orphans(
     client: PrefectClient,
     worker_name: str,
     queue_filters: dict[str, Any],
-    force_state: Callable[[UUID, str, str], Awaitable[None]],
+    force_state: Callable[[UUID, StateKind, str], Awaitable[None]],
     executing: UUID | None = None,
 ) -> list[UUID]:
     """Mark the queue's runs a previous incarnation of `worker_name` left non-final.

@@ -47,6 +47,12 @@ from device_agent.worker.job import (
 )
 from device_agent.worker.orphans import recover_orphans, run_identifier_prefix
 from device_agent.worker.pickup import QueuePickup
+from device_agent.worker.run_states import (
+    CANCELLED_BY_HALT,
+    StateKind,
+    finalize_after_engine,
+    force_state,
+)
 from resort_common.names import WORKER_TYPE
 
 if TYPE_CHECKING:
@@ -274,46 +280,13 @@ class ResortWorker(WorkerAdapter[ResortJobConfiguration, ResortVariables, Resort
                 session.last_error = state.message
             self.runs_executed += 1  # before the publish: the idle document counts this run
             session.update(current_run=None)
-        self._finalize_sync(flow_run.id, cancelled)
+        finalize_after_engine(flow_run.id, cancelled, self._cancel_reason.get(flow_run.id))
         return state
 
-    def _finalize_sync(self, flow_run_id: UUID, cancelled: bool) -> None:
-        """Leave no run Cancelling or Running after the engine returned (device thread)."""
-        from prefect.client.orchestration import get_client
-        from prefect.states import Cancelled, Crashed
+    async def _force_state(self, flow_run_id: UUID, kind: StateKind, message: str) -> None:
+        await force_state(self.client, flow_run_id, kind, message)
 
-        client = get_client(sync_client=True)
-        try:
-            current = client.read_flow_run(flow_run_id).state
-        except Exception:
-            logger.warning("could not re-read flow run %s after it ended", flow_run_id)
-            return
-        if current is None:
-            return
-        if cancelled or current.is_cancelling():
-            if not current.is_cancelled():
-                reason = self._cancel_reason.get(flow_run_id, "Cancelled: the motor was halted.")
-                client.set_flow_run_state(flow_run_id, Cancelled(message=reason), force=True)
-        elif not current.is_final():
-            client.set_flow_run_state(
-                flow_run_id,
-                Crashed(message=f"The engine returned in state {current.name}; marked Crashed."),
-                force=True,
-            )
-
-    async def _force_state(self, flow_run_id: UUID, kind: str, message: str) -> None:
-        from prefect.states import Cancelled, Crashed, Scheduled
-
-        factory = {"cancelled": Cancelled, "crashed": Crashed, "scheduled": Scheduled}[kind]
-        state = factory(message=message)
-        try:
-            await self.client.set_flow_run_state(flow_run_id, state, force=True)
-        except Exception:
-            logger.exception("could not mark flow run %s %s", flow_run_id, kind)
-
-    def request_cancel(
-        self, flow_run_id: UUID, reason: str = "Cancelled: the motor was halted."
-    ) -> bool:
+    def request_cancel(self, flow_run_id: UUID, reason: str = CANCELLED_BY_HALT) -> bool:
         """Cancel `flow_run_id`: halt the motor if it is executing; returns True if it was."""
         self._cancel_requested.add(flow_run_id)
         self._cancel_reason[flow_run_id] = reason
