@@ -8,6 +8,7 @@ Registered with Prefect through the `prefect.collections` entry point, which imp
 * `device_thread`: the one thread that runs flows with Prefect's engine.
 * `pickup`: event-driven pickup and claiming of the queue's runs, and the fallback poll.
 * `orphans`: runs a killed predecessor left non-final are marked final at start-up.
+* `run_states`: the final states the worker forces (after the engine, or instead of a run).
 * `resort_worker`: `ResortWorker` itself (run, cancel, serve, stop, drain).
 
 Prefect's private names are used only in `device_agent.prefect_adapter`.
