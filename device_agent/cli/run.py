@@ -57,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < args.poll_interval <= 300:
             raise ConfigurationError("--poll-interval must be in (0, 300] seconds")
         settings = settings.model_copy(update={"poll_interval": args.poll_interval})
-    if settings.api_url:  # before Prefect is imported: its settings are read at import
-        os.environ["PREFECT_API_URL"] = settings.api_url
-    if not os.environ.get("PREFECT_API_URL"):
+    # `run_agent` points Prefect at `settings.api_url` (temporary settings, not the environment)
+    if not (settings.api_url or os.environ.get("PREFECT_API_URL")):
         raise ConfigurationError(
             "no Prefect API: set api_url in the inventory/settings or PREFECT_API_URL, or start "
             "a local server with `fleet server up` (found through --inventory)"

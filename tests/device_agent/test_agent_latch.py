@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from device_agent import agent as agent_module
+from device_agent.agent import Agent
 from device_agent.latch import LatchLedger
 from device_agent.pi_latch import LatchFile
 from device_agent.session import DeviceSession
 from fleet.core.inventory import load_inventory
 from flows.agent_settings import agent_settings_for
 from resort_common import names
-from resort_common.events import ESTOP_EVENT
+from resort_common.events import ESTOP_CLEAR_EVENT, ESTOP_EVENT
 from tests.device_agent.driver_support import make_rig
 from tests.support.inventories import write_inventory
 
@@ -37,16 +37,16 @@ def test_ledger_applies_each_command_once_and_forgets_the_oldest() -> None:
 
 
 @pytest.fixture
-def agent(prefect_server: Any, tmp_path: Path) -> agent_module.Agent:
+def agent(prefect_server: Any, tmp_path: Path) -> Agent:
     inv = load_inventory(write_inventory(tmp_path / "inv.yaml", "lt", ["lt-a"]))
-    agent = agent_module.Agent(agent_settings_for(inv, "lt-a", state_dir=tmp_path))
+    agent = Agent(agent_settings_for(inv, "lt-a", state_dir=tmp_path))
     rig = make_rig()
     latch = LatchFile.in_state_dir(tmp_path, resort="lt-a", serial_port="memory")
     agent.session = DeviceSession(rig.driver, name="lt-a", serial_port="memory", latch_file=latch)
     return agent
 
 
-def _sync_after_writing(agent: agent_module.Agent, latch: dict[str, Any]) -> None:
+def _sync_after_writing(agent: Agent, latch: dict[str, Any]) -> None:
     """Write the latch variable, then let the agent read and apply it (as on a heartbeat)."""
     from prefect import get_client
     from prefect.variables import Variable
@@ -55,29 +55,27 @@ def _sync_after_writing(agent: agent_module.Agent, latch: dict[str, Any]) -> Non
 
     async def sync() -> None:
         async with get_client() as client:
-            await agent._sync_latch(client)
+            await agent.estop.sync_latch(client)
 
     asyncio.run(sync())
 
 
 def test_a_stale_stop_does_not_undo_the_clear_that_followed_it(
-    agent: agent_module.Agent,
+    agent: Agent,
 ) -> None:
     session = agent.session
     assert session is not None
     stop = {"reason": "test", "command_id": "stop-1"}
-    asyncio.run(agent._apply_event(session, ESTOP_EVENT, stop))
+    asyncio.run(agent.estop.apply_event(session, ESTOP_EVENT, stop))
     assert session.estopped
-    asyncio.run(
-        agent._apply_event(session, agent_module.ESTOP_CLEAR_EVENT, {"command_id": "clear-1"})
-    )
+    asyncio.run(agent.estop.apply_event(session, ESTOP_CLEAR_EVENT, {"command_id": "clear-1"}))
     assert not session.estopped
 
     # a latch read answered while the resort was still stopped, arriving after the clear
     _sync_after_writing(agent, {"estopped": True, **stop})
     assert not session.estopped
     # the stop event replayed by a reconnecting subscription
-    asyncio.run(agent._apply_event(session, ESTOP_EVENT, stop))
+    asyncio.run(agent.estop.apply_event(session, ESTOP_EVENT, stop))
     assert not session.estopped
 
     # a new stop is applied from the variable alone (its event was lost)

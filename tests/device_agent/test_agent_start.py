@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from device_agent import agent as agent_module
+from device_agent.agent import Agent
 from device_agent.errors import CommunicationError
 from device_agent.pi_latch import LatchFile
 from device_agent.settings import AgentSettings
@@ -32,7 +32,7 @@ def test_a_servo_slow_to_answer_at_start_leaves_the_agent_faulted_not_dead(
     emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = emulator(instant=True)
-    agent = agent_module.Agent(_settings(emu.link, tmp_path))
+    agent = Agent(_settings(emu.link, tmp_path))
 
     def timeout(_session: Any) -> None:
         raise CommunicationError("read present_position failed: no status packet (timeout)")
@@ -53,7 +53,7 @@ def test_a_latched_pi_gets_torque_off_before_anything_else(emulator: Any, tmp_pa
     assert emu.stats()["torque"] is True
     latch = LatchFile.in_state_dir(tmp_path, resort="st-a", serial_port=str(emu.link))
     latch.write(True, "stopped before the agent started", "cmd-1")
-    agent = agent_module.Agent(_settings(emu.link, tmp_path))
+    agent = Agent(_settings(emu.link, tmp_path))
     try:
         session = agent.open_device()
         assert session.estopped and session.estop_confirmed is True

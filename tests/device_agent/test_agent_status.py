@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from device_agent import agent as agent_module
+from device_agent.agent import Agent
+from device_agent.agent import status as status_module
 from fleet.core.inventory import load_inventory
 from flows.agent_settings import agent_settings_for
 from tests.support.inventories import write_inventory
@@ -18,22 +19,23 @@ def test_a_hanging_status_publication_is_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inv = load_inventory(write_inventory(tmp_path / "inv.yaml", "sl", ["sl-a"]))
-    agent = agent_module.Agent(agent_settings_for(inv, "sl-a", state_dir=tmp_path))
-    monkeypatch.setattr(agent_module, "STATUS_TIMEOUT", 0.2)
+    agent = Agent(agent_settings_for(inv, "sl-a", state_dir=tmp_path))
+    publisher = agent.publisher
+    monkeypatch.setattr(status_module, "STATUS_TIMEOUT", 0.2)
     published: list[float] = []
 
-    async def publish(client: Any, status: dict[str, Any]) -> None:
+    async def publish(client: Any, status: Any) -> None:
         if not published:
             published.append(-1.0)
             await asyncio.sleep(3600)  # the request that never gets an answer
         published.append(asyncio.get_running_loop().time())
 
-    monkeypatch.setattr(agent, "_publish", publish)
+    monkeypatch.setattr(publisher, "_publish", publish)
 
     async def scenario() -> None:
-        agent._changed = asyncio.Event()
-        agent._changed.set()
-        loop = asyncio.create_task(agent._status_loop(client=None))
+        publisher.bind()
+        publisher.notify()
+        loop = asyncio.create_task(publisher.run(client=None))
         try:
             for _ in range(100):
                 if len(published) >= 2:
@@ -51,11 +53,12 @@ def test_a_latch_publication_waits_for_a_stale_one_in_flight(
 ) -> None:
     """A status read before an e-stop clear must not land after the clear's own write."""
     inv = load_inventory(write_inventory(tmp_path / "inv.yaml", "sl", ["sl-a"]))
-    agent = agent_module.Agent(agent_settings_for(inv, "sl-a", state_dir=tmp_path))
+    agent = Agent(agent_settings_for(inv, "sl-a", state_dir=tmp_path))
+    publisher = agent.publisher
     writes: list[str] = []
     in_flight = asyncio.Event()
 
-    async def slow_publish(client: Any, status: dict[str, Any]) -> None:
+    async def slow_publish(client: Any, status: Any) -> None:
         in_flight.set()
         await asyncio.sleep(0.2)  # a write queued behind others on the server
         writes.append("stale")
@@ -63,13 +66,13 @@ def test_a_latch_publication_waits_for_a_stale_one_in_flight(
     async def set_variable(client: Any, name: str, value: Any) -> None:
         writes.append("latch")
 
-    monkeypatch.setattr(agent, "_publish", slow_publish)
-    monkeypatch.setattr(agent_module, "set_variable", set_variable)
+    monkeypatch.setattr(publisher, "_publish", slow_publish)
+    monkeypatch.setattr(status_module, "set_variable", set_variable)
 
     async def scenario() -> None:
-        stale = asyncio.create_task(agent._publish_current(client=None))
+        stale = asyncio.create_task(publisher.publish_current(client=None))
         await in_flight.wait()  # the status was read; now the latch changes and is published
-        await agent._publish_now(client=object())
+        await publisher.publish_now(client=object())
         await stale
 
     asyncio.run(scenario())

@@ -99,42 +99,6 @@ def test_cancel_and_link_loss_refuse_motion() -> None:
         pass
 
 
-def test_suspension_observer_is_skipped_on_device_threads_only(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import contextlib
-
-    import prefect.flow_engine as engine
-
-    from device_agent import worker
-
-    entered: list[str] = []
-
-    @contextlib.contextmanager
-    def original(*args: Any, **kwargs: Any) -> Any:
-        entered.append(threading.current_thread().name)
-        yield
-
-    monkeypatch.setattr(engine, "observe_flow_run_suspension", original)
-    assert worker._skip_suspension_observer_on_device_thread() is True
-    assert worker._skip_suspension_observer_on_device_thread() is True  # idempotent
-    patched = engine.observe_flow_run_suspension
-    assert patched is not original
-
-    with patched("run-id", "request"):
-        pass
-
-    def on_device() -> None:  # what DeviceThread._main marks before running flows
-        worker._ON_DEVICE_THREAD.active = True
-        with engine.observe_flow_run_suspension("run-id", "request"):
-            pass
-
-    device = threading.Thread(target=on_device, name="device-test")
-    device.start()
-    device.join(10)
-    assert entered == [threading.current_thread().name]  # only the call off the device thread
-
-
 def test_session_note_sets_fields_without_publishing_and_update_publishes() -> None:
     rig = make_rig(instant=True)
     published: list[str | None] = []
