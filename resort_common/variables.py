@@ -1,20 +1,18 @@
-"""Writing and reading the Prefect variables the fleet keeps its shared documents in.
+"""Writing the Prefect variables the fleet keeps its shared documents in.
 
-Both sides use them: the agent publishes its status and reads the e-stop latch, the control plane
-writes the latch and reads the status. Names come from `resort_common.names`.
+Both sides write them: the agent its status, the control plane the e-stop latch. Readers parse
+them with `resort_common.documents`. Names come from `resort_common.names`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
-__all__ = ["read_json_variable", "set_variable"]
+__all__ = ["set_variable"]
 
 
 async def set_variable(client: PrefectClient, name: str, value: Any) -> None:
@@ -36,12 +34,3 @@ async def set_variable(client: PrefectClient, name: str, value: Any) -> None:
     except ObjectAlreadyExists:
         await client.update_variable(VariableUpdate(name=name, value=value))
 
-
-async def read_json_variable(client: PrefectClient, name: str) -> dict[str, Any]:
-    """The variable `name` as a dict: `{}` when unset, or not a JSON object."""
-    variable = await client.read_variable_by_name(name)
-    value = variable.value if variable is not None else None
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = json.loads(value)
-    return dict(value) if isinstance(value, dict) else {}

@@ -101,7 +101,7 @@ class ResortJobConfiguration(InProcessJobConfiguration):
         )
         values = {**(getattr(deployment, "job_variables", None) or {})}
         values.update(flow_run.job_variables or {})
-        configuration = await cls.from_template_and_values(
+        configuration: ResortJobConfiguration = await cls.from_template_and_values(
             base_job_template=work_pool.base_job_template, values=values, client=client
         )
         configuration.prepare_for_flow_run(

@@ -132,13 +132,12 @@ class QueuePickup:
         The queue poll skips paused queues; a claim must too (`fleet drain` pauses the queue
         and promises that runs already scheduled wait for `fleet resume`).
         """
-        queue_ids = list(self._queue_ids)
         client = self.worker.client
-        results = await asyncio.gather(
-            self._earliest_due_run(), *(client.read_work_queue(q) for q in queue_ids)
+        due, queues = await asyncio.gather(
+            self._earliest_due_run(),
+            asyncio.gather(*(client.read_work_queue(q) for q in self._queue_ids)),
         )
-        paused = {q.id for q in results[1:] if q.is_paused}
-        return results[0], paused
+        return due, {q.id for q in queues if q.is_paused}
 
     def _claimable(self, flow_run: FlowRun) -> bool:
         """What the queue poll would return: Scheduled, this queue, due within the prefetch."""

@@ -9,8 +9,12 @@ states of runs it refuses (cancelled before the start, agent stopping) or finds 
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
 
 __all__ = ["CANCELLED_BY_HALT", "StateKind", "finalize_after_engine", "force_state"]
 
@@ -57,8 +61,12 @@ async def force_state(client: Any, flow_run_id: UUID, kind: StateKind, message: 
     """Force the run into a `kind` state with `message` (a failure is logged, not raised)."""
     from prefect.states import Cancelled, Crashed, Scheduled
 
-    factory = {"cancelled": Cancelled, "crashed": Crashed, "scheduled": Scheduled}[kind]
-    state = factory(message=message)
+    factories: dict[str, Callable[..., State[Any]]] = {
+        "cancelled": Cancelled,
+        "crashed": Crashed,
+        "scheduled": Scheduled,
+    }
+    state = factories[kind](message=message)
     try:
         await client.set_flow_run_state(flow_run_id, state, force=True)
     except Exception:
