@@ -21,6 +21,7 @@ from device_agent.errors import (
 )
 from device_agent.motion import JamDetector, PollReading
 from tests.device_agent.driver_support import make_rig
+from tests.support.waiting import wait_for
 
 
 def _torque_writes(rig) -> list[int]:  # type: ignore[no-untyped-def]
@@ -130,7 +131,7 @@ def test_a_power_cycle_is_detected_and_the_next_move_keeps_the_configured_profil
     rig.driver.activate_hotel("B")
     rig.model.inject("power-cycle")
     assert rig.model.read_item("profile_velocity") == 0  # "no profile": a full-speed step
-    time.sleep(0.1)  # the instant model boots in 50 ms
+    wait_for(lambda: not rig.model.stats()["silent"], 5, 0.01, "servo booted")
     assert rig.driver.activate_hotel("C").hotel == "C"
     assert rig.driver.power_losses == 1
     assert rig.model.stats()["last_profile"]["velocity"] == 66  # 90 deg/s

@@ -203,7 +203,7 @@ def test_an_agent_killed_mid_move_leaves_a_stopped_motor(lab: Fleet, client: Any
     client.go_home(R)
     with client.reserve(R) as reservation:
         _move_in_background(lab, 179.0, reservation.lease_id)
-        time.sleep(0.5)
+        wait_for(lambda: emu.stats()["moving"], 30, 0.02, "move started")
         agent = lab.agents[R]
         agent.kill()
         killed = time.monotonic()
@@ -234,7 +234,7 @@ def test_a_jam_fails_the_run_within_half_a_second_naming_where_it_stopped(
     client.go_home(R)
     with client.reserve(R) as reservation:
         run = _move_in_background(lab, 179.0, reservation.lease_id)
-        time.sleep(0.6)
+        wait_for(lambda: emu.stats()["moving"], 30, 0.02, "move started")
         jammed = time.time()
         emu.fault("jam")
         final = _final(run)
@@ -260,7 +260,7 @@ def test_after_a_power_blip_the_next_move_keeps_the_configured_speed(
     assert fleet_main(["home", R, "--inventory", str(lab.inventory_path)]) == 0
     emu.fault("power-cycle")  # servo supply off and on; USB stays up
     assert emu.stats()["profile_velocity"] == 0  # "no profile": a full-speed step
-    time.sleep(0.6)  # it boots
+    wait_for(lambda: not emu.stats()["silent"], 10, 0.05, "servo booted")
     capsys.readouterr()
     code = fleet_main(["activate", R, "C", "--json", "--inventory", str(lab.inventory_path)])
     out = capsys.readouterr().out
