@@ -3,7 +3,8 @@
 A Prefect upgrade that moves one of them fails here, in one place, with a message that names what
 moved and which module of ours uses it, instead of somewhere deep in an orchestration test (or,
 for an override whose base method was renamed, nowhere: the override would just stop being
-called). Update the table together with the module that uses the name.
+called). Update the table together with the module that uses the name. The `fleet` package's
+names are pinned in `tests/fleet/test_prefect_adapter.py`, next to its adapter.
 """
 
 from __future__ import annotations
@@ -51,14 +52,6 @@ SUBMIT_RUN_SOURCE = "835f0493209733ae"
 #: other private or internal names: (module, attribute, parameters or None, used by)
 ELSEWHERE: list[tuple[str, str, list[str] | None, str]] = [
     ("prefect.flow_engine", "observe_flow_run_suspension", None, "device_agent/worker.py"),
-    ("prefect.client.base", "_parse_retry_after", ["value"], "fleet/core/_server_main.py"),
-    (
-        "prefect.server.api.server",
-        "create_app",
-        ["settings", "ephemeral", "webserver_only", "final", "ignore_cache"],
-        "fleet/core/_server_main.py",
-    ),
-    ("prefect.context", "GLOBAL_SETTINGS_CONTEXT", None, "fleet/core/server.py"),
     (
         "prefect.events.clients",
         "get_events_subscriber",
@@ -129,14 +122,3 @@ def test_other_internal_names_are_where_we_use_them(
     assert target is not None, f"{where} is gone"
     if params is not None:
         assert _params(target) == params, f"{where} now takes {_params(target)}"
-
-
-def test_the_flow_run_state_hybrid_still_lacks_a_bulk_dml_setter_or_has_ours() -> None:
-    """`fleet.core._server_main.allow_scheduled_runs_on_sqlalchemy_21` sets it in place."""
-    from prefect.server.database import orm_models
-
-    hybrid = orm_models.FlowRun.__dict__.get("state")
-    assert hybrid is not None and hasattr(hybrid, "bulk_dml_setter"), (
-        f"Prefect {prefect.__version__}: FlowRun.state is no hybrid with a bulk_dml_setter "
-        "(used by fleet/core/_server_main.py)"
-    )
