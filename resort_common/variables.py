@@ -33,4 +33,3 @@ async def set_variable(client: PrefectClient, name: str, value: Any) -> None:
         await client.create_variable(VariableCreate(name=name, value=value))
     except ObjectAlreadyExists:
         await client.update_variable(VariableUpdate(name=name, value=value))
-

@@ -1,7 +1,7 @@
 """The loop behind `fleet.core.overview.watch_overview`: event subscription, coalescing, refresh.
 
 Private: `watch_overview` runs `watch` in its own event loop. The subscription is one websocket
-(`prefect.events.clients.get_events_subscriber`) with a server-side filter on the event names
+(`prefect_adapter.events_subscriber`) with a server-side filter on the event names
 and resource ids; events of other fleets that pass it (resort ids are matched as prefixes, work
 queues of every pool) are dropped here (`_concerns`).
 """
@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from fleet.core import prefect_adapter
 from fleet.core.overview import PUBLISH_TIMEOUT, QUIET_EVENTS, apublish_overview
 from resort_common import names
 
@@ -49,15 +50,13 @@ def _concerns(inv: Any, resort_ids: set[str], event: Any) -> bool:
 
 async def _listen(inv: Any, wake: asyncio.Event) -> None:
     """Set `wake` on each event of the fleet; reconnect with a backoff (until cancelled)."""
-    from prefect.events.clients import get_events_subscriber
-
     resort_ids = {names.resource_id(r) for r in inv.resorts}
     backoff = 0.5
     while True:
         try:
             # a fresh filter per connection: the subscriber rewrites its `occurred` window
-            async with get_events_subscriber(
-                filter=_event_filter(inv), reconnection_attempts=3
+            async with prefect_adapter.events_subscriber(
+                _event_filter(inv), reconnection_attempts=3
             ) as subscriber:
                 backoff = 0.5
                 wake.set()  # catch up with changes made while disconnected

@@ -1,15 +1,15 @@
 """Run Prefect's own server (API, UI, services): 503s say when to retry; SQLite writes queue.
 
 `python -m fleet.core._server_main` is what `fleet server up` and the test fixtures start instead of
-`prefect server start`. It serves exactly `prefect.server.api.server.create_app(final=True)`, the
-app `prefect server start` serves, with ASGI wrappers around it. A 503 without a `Retry-After`
-header gets one: ``0.1`` s when 503s are rare, growing by 0.1 s with each other 503 of the last
-second (up to 2 s), so a lock storm still backs off.
+`prefect server start`. It serves exactly the app `prefect server start` serves
+(`fleet.core.prefect_adapter.create_final_app`), with ASGI wrappers around it. A 503 without a
+`Retry-After` header gets one: ``0.1`` s when 503s are rare, growing by 0.1 s with each other
+503 of the last second (up to 2 s), so a lock storm still backs off.
 
 Why: on SQLite a write that loses a lock race answers 503 ("database is locked"), and Prefect's
 client then sleeps ``2**attempt`` seconds (2 s first) unless the server says otherwise. Measured on
 this project's dispatch path, those retries turned a third of all run submissions into ~2.3 s
-stalls. Prefect's client honours `Retry-After` (`prefect.client.base._parse_retry_after`), so the
+stalls. Prefect's client honours `Retry-After` (see `fleet.core.prefect_adapter`), so the
 same retry happens 0.1 s later instead. PostgreSQL servers rarely answer 503 at all.
 Set ``FLEET_SERVER_RETRY_AFTER=`` (empty) to serve the unmodified app, or a number of seconds to
 change the base delay.
@@ -211,41 +211,16 @@ def serialize_writes(switch: str | None, server_settings: Any) -> bool:
     return not text or text.startswith("sqlite")
 
 
-def allow_scheduled_runs_on_sqlalchemy_21() -> bool:
-    """Let Prefect's scheduler insert runs under SQLAlchemy 2.1; True when patched.
-
-    The scheduler inserts its runs with one ORM `INSERT` whose rows carry a `state` key, which is
-    a hybrid property of `FlowRun`; Prefect inserts the states separately afterwards, and
-    SQLAlchemy 2.0 ignored the key. SQLAlchemy 2.1 refuses a hybrid in a bulk insert unless it
-    has a `bulk_dml` function ("Can't evaluate bulk DML statement"), so every scheduler pass
-    failed and deployment schedules never created a run (measured 2026-12-07 with 2.1.9;
-    `tests/e2e/test_alerts.py` waits for the scheduled runs). The function given here leaves the
-    row as SQLAlchemy 2.0 did. Pinning SQLAlchemy 2.0 instead made the server hang under the
-    test suite's load (SQLite), so the pin is not used.
-    """
-    from prefect.server.database import orm_models
-
-    hybrid = orm_models.FlowRun.__dict__.get("state")
-    if not hasattr(hybrid, "bulk_dml_setter") or hybrid.bulk_dml_setter is not None:
-        return False  # SQLAlchemy 2.0, or already given one
-
-    def keep_row(cls: Any, mapping: Any, value: Any) -> None:
-        """The state rows are inserted by Prefect after the runs; nothing to add here."""
-
-    # set in place: 2.1.9's own `hybrid_property.bulk_dml` decorator raises TypeError
-    hybrid.bulk_dml_setter = keep_row
-    return True
-
-
 def main() -> None:
     """Serve Prefect's app on the host/port of the Prefect settings (as `prefect server start`)."""
     import uvicorn
-    from prefect.server.api.server import create_app
     from prefect.settings import get_current_settings
+
+    from fleet.core.prefect_adapter import allow_scheduled_runs_on_sqlalchemy_21, create_final_app
 
     allow_scheduled_runs_on_sqlalchemy_21()
     settings = get_current_settings().server
-    app: Any = create_app(final=True)
+    app: Any = create_final_app()
     retry_after = os.environ.get("FLEET_SERVER_RETRY_AFTER", DEFAULT_RETRY_AFTER)
     if serialize_writes(os.environ.get("FLEET_SERVER_SERIALIZE_WRITES"), settings):
         app = SerializedWrites(app)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.core import prefect_adapter
 from fleet.core.errors import EstopError
 from fleet.core.identity import who_am_i
 from resort_common import names
@@ -84,7 +85,7 @@ async def _command(
     timeout: float,
 ) -> list[EstopAck]:
     from prefect import get_client
-    from prefect.events.clients import get_events_client, get_events_subscriber
+    from prefect.events.clients import get_events_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
     from prefect.events.schemas.events import Event
 
@@ -97,7 +98,7 @@ async def _command(
         event=EventNameFilter(name=[ack_event]),
         resource=EventResourceFilter(id=list(by_resource)),
     )
-    async with get_client() as client, get_events_subscriber(filter=ack_filter) as subscriber:
+    async with get_client() as client, prefect_adapter.events_subscriber(ack_filter) as subscriber:
         document = EstopLatch.model_validate({**latch, **payload}).to_document()
         await asyncio.gather(
             *(set_variable(client, names.estop_variable_name(r), document) for r in targets)

@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from fleet.core import prefect_adapter
 from fleet.core.inventory.fleet_block import MISSED_BEATS
 from resort_common import names
 
@@ -136,7 +137,7 @@ FIRST_BEAT_TIMEOUT = 5.0
 
 
 async def _post_now(event: str, resource: dict[str, str], related: list[dict[str, str]]) -> bool:
-    """Deliver one event before returning (HTTP `POST /events`); False when that failed.
+    """Deliver one event before returning (`prefect_adapter.post_events`); False when that failed.
 
     `emit_event` only queues: its websocket may still be connecting when the process dies, and a
     run without the fleet's tag (a parent flow called directly) is watched only from its first
@@ -147,10 +148,10 @@ async def _post_now(event: str, resource: dict[str, str], related: list[dict[str
     from prefect.client.orchestration import get_client
     from prefect.events import Event
 
-    body = [Event(event=event, resource=resource, related=related).model_dump(mode="json")]
+    beat = Event(event=event, resource=resource, related=related)
     try:
         async with asyncio.timeout(FIRST_BEAT_TIMEOUT), get_client() as client:
-            await client.request("POST", "/events", json=body)
+            await prefect_adapter.post_events(client, [beat])
     except Exception as exc:  # the websocket path is the fallback
         logger.debug("could not post %s: %s", event, exc)
         return False

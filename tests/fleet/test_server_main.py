@@ -197,15 +197,3 @@ def test_a_client_slow_to_send_or_to_read_does_not_hold_other_writes() -> None:
 
     asyncio.run(main())
     assert sorted(done) == ["fast", "slow-reader", "slow-sender"]
-
-
-def test_the_scheduler_insert_is_allowed_on_sqlalchemy_21() -> None:
-    """Prefect's scheduler (3.8.8, 3.9.1) bulk-inserts runs with a `state` key (a hybrid)."""
-    from prefect.server.database import orm_models
-
-    from fleet.core._server_main import allow_scheduled_runs_on_sqlalchemy_21
-
-    hybrid = orm_models.FlowRun.__dict__["state"]
-    allow_scheduled_runs_on_sqlalchemy_21()
-    assert hybrid.bulk_dml_setter is not None
-    assert allow_scheduled_runs_on_sqlalchemy_21() is False  # once is enough

@@ -1,0 +1,127 @@
+"""The holder record of a resort lock: who holds it, kept in a Prefect variable next to the slot.
+
+Prefect stores the lease holder (`{"type": "flow_run", "id": ...}`) in its lease storage but offers
+no API to read it back for a global limit, so the holder is also recorded in a Prefect variable
+(`holder_variable_name(resort)`): run id, run name, since, host, pid, lease id and duration. It is
+written right after the slot is granted and cleared right before the slot is released, so a record
+is only ever overwritten by the next holder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from fleet.core.locks.lease import DEFAULT_LEASE_DURATION
+from resort_common import names
+
+__all__ = [
+    "LockHolder",
+    "clear_holder",
+    "current_run",
+    "holder_from",
+    "holder_variable_name",
+    "read_holder",
+    "record_holder",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def holder_variable_name(resort: str) -> str:
+    """Prefect variable that records who holds `resort`'s lock (`fleet_lock__resort_a`)."""
+    return names.lock_holder_variable_name(resort)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or last held) a resort lock, as recorded next to the slot."""
+
+    run_id: str | None
+    run_name: str | None
+    since: str
+    host: str
+    pid: int
+    lease_id: str
+    lease_duration: float = DEFAULT_LEASE_DURATION
+
+    def describe(self) -> str:
+        """`run NAME (ID) since T` or `process PID on HOST since T` when outside a flow run."""
+        if self.run_id:
+            who = f"run {self.run_name} ({self.run_id})" if self.run_name else f"run {self.run_id}"
+        else:
+            who = f"process {self.pid} on {self.host}"
+        return f"{who} since {self.since}"
+
+
+def current_run() -> tuple[str | None, str | None]:
+    """Id and name of the flow run this code runs in, or (None, None) outside one."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None, None
+    return str(ctx.flow_run.id), ctx.flow_run.name
+
+
+def holder_from(value: Any) -> LockHolder | None:
+    """The `LockHolder` a holder variable's value records; None when it is no such record."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return LockHolder(
+            run_id=value.get("run_id"),
+            run_name=value.get("run_name"),
+            since=str(value["since"]),
+            host=str(value.get("host", "?")),
+            pid=int(value.get("pid", 0)),
+            lease_id=str(value.get("lease_id", "")),
+            lease_duration=float(value.get("lease_duration") or DEFAULT_LEASE_DURATION),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+async def read_holder(resort: str) -> LockHolder | None:
+    """The recorded holder of `resort`'s lock (None when no record; it may be stale)."""
+    from prefect.variables import Variable
+
+    return holder_from(await Variable.aget(holder_variable_name(resort), default=None))
+
+
+async def record_holder(
+    resort: str, lease_id: UUID, lease_duration: float, run_id: str | None, run_name: str | None
+) -> None:
+    """Record the new holder of `resort`'s lock (a failure is logged, never raised)."""
+    from prefect.variables import Variable
+
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "run_name": run_name,
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "lease_id": str(lease_id),
+        "lease_duration": lease_duration,
+    }
+    try:
+        await Variable.aset(holder_variable_name(resort), record, overwrite=True)
+    except Exception:  # the record only feeds error messages; never fail a lock over it
+        logger.warning("could not record the holder of %s", resort, exc_info=True)
+
+
+async def clear_holder(resort: str, lease_id: UUID) -> None:
+    """Clear `resort`'s holder record if lease `lease_id` still owns it (failures are logged)."""
+    from prefect.variables import Variable
+
+    try:
+        holder = await read_holder(resort)
+        if holder is not None and holder.lease_id == str(lease_id):
+            await Variable.aunset(holder_variable_name(resort))
+    except Exception:
+        logger.warning("could not clear the holder record of %s", resort, exc_info=True)

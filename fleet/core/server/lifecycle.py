@@ -1,0 +1,186 @@
+"""The embedded local server's lifecycle: `server_up`, `server_down`, `server_status`.
+
+`fleet server up` starts Prefect's server detached, on a free loopback port, with SQLite and its
+own `PREFECT_HOME` under the project state directory (`.fleet-state/server`, or
+`$FLEET_STATE_DIR/server`, or `--state-dir DIR/server`), waits until `/api/health` answers and
+records pid, URL and log file in `server.json` next to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from fleet.core import prefect_adapter
+from fleet.core.errors import ServerError
+from fleet.core.server.auth import read_auth_file
+from fleet.core.server.process import (
+    free_port,
+    health,
+    kill_group,
+    server_env,
+    start_server_process,
+    wait_healthy,
+)
+from fleet.core.server.state import STATE_FILE, ServerInfo, server_dir, server_home
+
+__all__ = ["flush_prefect_clients", "server_down", "server_status", "server_up"]
+
+logger = logging.getLogger(__name__)
+
+LOG_FILE = "server.log"
+
+
+def _mask(url: str) -> str:
+    """Mask the password of a database URL."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def server_status(state: str | os.PathLike[str] | None = None) -> ServerInfo | None:
+    """The recorded local server if its process runs and `/api/health` answers, else None."""
+    info = ServerInfo.load(server_dir(state) / STATE_FILE)
+    if info is None or not info.process_alive() or not health(info.api_url):
+        return None
+    return info
+
+
+def server_up(
+    state: str | os.PathLike[str] | None = None,
+    *,
+    port: int | None = None,
+    ui: bool = True,
+    auth_file: str | os.PathLike[str] | None = None,
+    database_url: str | None = None,
+    timeout: float = 90.0,
+) -> tuple[ServerInfo, bool]:
+    """Start the local server unless it already runs.
+
+    Args:
+        state: project state directory (default: see `state_dir`).
+        port: loopback port (default: a free one).
+        ui: serve the Prefect UI too.
+        auth_file: file (mode 0600) holding an auth string the server will require.
+        database_url: PostgreSQL URL (`postgresql+asyncpg://...`) instead of SQLite.
+        timeout: seconds to wait for `/api/health`.
+
+    Returns:
+        The server's record and whether this call started it (False: it was already running).
+
+    Raises:
+        ServerError: it did not start (the message names the log file).
+    """
+    directory = server_dir(state)
+    with _locked(directory):
+        running = server_status(state)
+        if running is not None:
+            return running, False
+        old = ServerInfo.load(directory / STATE_FILE)
+        if old is not None and old.process_alive():
+            # Alive but not answering: a hung server. Replace it.
+            logger.warning("server pid %s does not answer; stopping it", old.pid)
+            _stop(old, 10.0)
+        auth_path = Path(auth_file).expanduser().resolve() if auth_file else None
+        auth_string = read_auth_file(auth_path) if auth_path else None
+        port = port or free_port()
+        home = server_home(state)
+        home.mkdir(parents=True, exist_ok=True)
+        log_path = directory / LOG_FILE
+        env = server_env(home, port, database_url, auth_string=auth_string, ui=ui)
+        logger.info("starting prefect server on port %s (log %s)", port, log_path)
+        proc = start_server_process(env, log_path)
+        try:
+            wait_healthy(env["PREFECT_API_URL"], proc, log_path, timeout)
+        except ServerError:
+            kill_group(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+            raise
+        import psutil
+
+        info = ServerInfo(
+            pid=proc.pid,
+            create_time=psutil.Process(proc.pid).create_time(),
+            api_url=env["PREFECT_API_URL"],
+            ui_url=f"http://127.0.0.1:{port}" if ui else None,
+            port=port,
+            home=str(home),
+            log_path=str(log_path),
+            database=_mask(database_url) if database_url else "sqlite",
+            auth_file=str(auth_path) if auth_path else None,
+            started_at=time.time(),
+        )
+        info.save(directory / STATE_FILE)
+        return info, True
+
+
+def _stop(info: ServerInfo, timeout: float) -> None:
+    import psutil
+
+    if not info.process_alive():
+        return
+    kill_group(info.pid, signal.SIGTERM)
+    try:
+        psutil.Process(info.pid).wait(timeout)
+    except psutil.TimeoutExpired:
+        kill_group(info.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(info.pid).wait(5)
+    except psutil.Error:
+        pass
+
+
+def flush_prefect_clients(timeout: float = 10.0) -> None:
+    """Send this process's queued Prefect logs and events now, while the server still answers.
+
+    Call before stopping a server this process talked to (flows run in-process ship their logs
+    in the background): otherwise the interpreter's exit waits on those sends, each retried
+    against the dead server for about a minute ("Error logging to API").
+    """
+    import sys
+
+    if "prefect" not in sys.modules:
+        return
+    prefect_adapter.drain_queued_logs_and_events(timeout)
+
+
+def server_down(
+    state: str | os.PathLike[str] | None = None, *, timeout: float = 15.0
+) -> ServerInfo | None:
+    """Stop the recorded local server (SIGTERM to its group, SIGKILL after `timeout`).
+
+    Queued logs and events of this process are flushed to it first.
+
+    Returns:
+        The record of the server that was stopped, or None when none was running.
+    """
+    flush_prefect_clients()
+    directory = server_dir(state)
+    with _locked(directory):
+        info = ServerInfo.load(directory / STATE_FILE)
+        if info is None:
+            return None
+        alive = info.process_alive()
+        _stop(info, timeout)
+        (directory / STATE_FILE).unlink(missing_ok=True)
+        return info if alive else None

@@ -1,0 +1,142 @@
+"""Starting a Prefect server process: its environment, a free port, the wait until it is healthy.
+
+The server runs with filesystem lease storage (the default in-memory storage leaks concurrency
+slots for good on a restart) and a 1 s cap on the slot-wait hint (waiters are not woken when a
+slot frees).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from fleet.core.errors import ServerError
+
+__all__ = [
+    "LEASE_STORAGE",
+    "free_port",
+    "health",
+    "kill_group",
+    "server_env",
+    "start_server_process",
+    "wait_healthy",
+]
+
+LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(
+    home: Path,
+    port: int,
+    database_url: str | None = None,
+    *,
+    auth_string: str | None = None,
+    ui: bool = False,
+    base_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Environment for a fleet Prefect server process (and for clients in the same env).
+
+    Own `PREFECT_HOME`, loopback only, filesystem lease storage, 1 s slot-wait cap, analytics off.
+    """
+    env = dict(os.environ if base_env is None else base_env)
+    for key in (
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_SERVER_API_AUTH_STRING",
+        "PREFECT_PROFILE",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",  # quiet CLI console; the server log is wanted
+    ):
+        env.pop(key, None)
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_SERVER_UI_ENABLED": "true" if ui else "false",
+            "PREFECT_UI_ENABLED": "true" if ui else "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
+            "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    if auth_string:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+        env["PREFECT_API_AUTH_STRING"] = auth_string
+    return env
+
+
+def start_server_process(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start Prefect's server (`fleet.core._server_main`) detached, output to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleet.core._server_main"],
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def health(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether `api_url/health` answers 200 within `timeout` seconds."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as r:
+            return bool(r.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def _log_tail(log_path: Path, lines: int = 5) -> str:
+    try:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in tail if line.strip())
+
+
+def wait_healthy(
+    api_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90.0
+) -> None:
+    """Wait until `api_url/health` answers 200.
+
+    Raises:
+        ServerError: the process exited first or the timeout passed (the process is killed).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(
+                f"prefect server exited with {process.returncode}; see {log_path}: "
+                f"{_log_tail(log_path)}"
+            )
+        if health(api_url):
+            return
+        time.sleep(0.3)
+    kill_group(process.pid, signal.SIGKILL)
+    raise ServerError(f"prefect server did not become healthy in {timeout:g} s; see {log_path}")
+
+
+def kill_group(pid: int, sig: signal.Signals) -> None:
+    """Send `sig` to the process group led by `pid` (gone or foreign: nothing)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
