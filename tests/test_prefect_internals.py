@@ -63,7 +63,7 @@ ELSEWHERE: list[tuple[str, str, list[str] | None, str]] = [
         "prefect.events.clients",
         "get_events_subscriber",
         ["filter", "reconnection_attempts", "reconnect_on_clean_close"],
-        "device_agent/worker.py, device_agent/agent.py, flows/waiting.py",
+        "device_agent/worker.py, device_agent/agent.py",
     ),
 ]
 
