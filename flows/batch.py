@@ -8,16 +8,20 @@ at most `max_concurrency` operations run at once. With `fail_fast`, the first fa
 lane from starting more work (operations already moving finish) and the rest are `Skipped`.
 
 Each operation yields an `OperationResult` (index, operation, resort, action, state, duration,
-error, flow_run_id, result). Progress goes to listeners registered with `add_listener` (the CLI's
-progress bar); the flow returns the results as dicts, and ends Failed when any operation failed.
+error, flow_run_id, result). Progress goes to one callback (the CLI's progress bar): `execute_plan`
+takes it as an argument; the flow, whose parameters are stored on the server, takes it from the
+context its in-process caller sets with `reporting_progress_to`, so concurrent batches in one
+process each report to their own caller. The flow returns the results as dicts, and ends Failed
+when any operation failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,32 +31,34 @@ from fleet.core.errors import DispatchError, FleetError
 from fleet.core.plan import Operation, Plan, parse_plan, validate_plan
 from fleet.core.selection import choose, queue_load, read_statuses
 from fleet.core.watchdog import parent_heartbeat
-from flows.parent import load_fleet_inventory, run_operation
+from flows.operations import run_operation
+from flows.requests import load_fleet_inventory
 
 __all__ = [
     "BatchReport",
     "OperationResult",
-    "add_listener",
     "assign_resorts",
     "execute_plan",
-    "remove_listener",
+    "reporting_progress_to",
     "run_batch",
 ]
 
 Listener = Callable[["OperationResult"], None]
-_listeners: dict[str, Listener] = {}
+#: the progress callback of the `fleet-batch` runs started in this context
+_progress: ContextVar[Listener | None] = ContextVar("fleet_batch_progress", default=None)
 
 
-def add_listener(callback: Listener) -> str:
-    """Register a progress callback (called with each result, started and finished); a token."""
-    token = uuid.uuid4().hex
-    _listeners[token] = callback
-    return token
+@contextmanager
+def reporting_progress_to(callback: Listener | None) -> Iterator[None]:
+    """`fleet-batch` runs started in-process inside this block report progress to `callback`.
 
-
-def remove_listener(token: str) -> None:
-    """Forget a progress callback."""
-    _listeners.pop(token, None)
+    The callback is called with each result, when it starts and when it finishes.
+    """
+    token = _progress.set(callback)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
 
 
 @dataclass
@@ -112,12 +118,13 @@ async def assign_resorts(inventory: Any, plan: Plan) -> list[Any]:
     return targets
 
 
-def _notify(result: OperationResult) -> None:
-    for callback in list(_listeners.values()):
-        try:
-            callback(result)
-        except Exception:  # a broken progress display must not break the batch
-            get_run_logger().debug("progress listener failed", exc_info=True)
+def _notify(progress: Listener | None, result: OperationResult) -> None:
+    if progress is None:
+        return
+    try:
+        progress(result)
+    except Exception:  # a broken progress display must not break the batch
+        get_run_logger().debug("progress listener failed", exc_info=True)
 
 
 async def execute_plan(
@@ -127,8 +134,11 @@ async def execute_plan(
     max_concurrency: int = 8,
     fail_fast: bool = False,
     lock_timeout: float = 300.0,
+    progress: Listener | None = None,
 ) -> BatchReport:
     """Run a validated plan (see module docstring); never raises for a failed operation.
+
+    `progress` is called with each result when it starts and when it finishes.
 
     Raises:
         DeviceSelectionError: a target could not be resolved up front (nothing was queued).
@@ -159,11 +169,11 @@ async def execute_plan(
             result = results[index]
             if stop.is_set():
                 result.state, result.error = "Skipped", "skipped after an earlier failure"
-                _notify(result)
+                _notify(progress, result)
                 continue
             async with gate:
                 result.state = "Running"
-                _notify(result)
+                _notify(progress, result)
                 began = time.monotonic()
                 info: dict[str, Any] = {}
                 try:
@@ -188,7 +198,7 @@ async def execute_plan(
                 result.duration = round(time.monotonic() - began, 3)
             if result.state != "Completed" and fail_fast:
                 stop.set()
-            _notify(result)
+            _notify(progress, result)
 
     await asyncio.gather(*(run_lane(items) for items in lanes.values()))
     return BatchReport(results, round(time.monotonic() - start, 3))
@@ -227,6 +237,7 @@ async def run_batch(
             max_concurrency=max_concurrency,
             fail_fast=fail_fast,
             lock_timeout=lock_timeout,
+            progress=_progress.get(),
         )
     data = {"results": [r.to_dict() for r in report.results], "makespan": report.makespan}
     failed = report.failed

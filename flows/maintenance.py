@@ -24,7 +24,8 @@ from fleet.core.errors import DeviceSelectionError
 from fleet.core.plan import validate_speed
 from fleet.core.selection import read_statuses, unavailable_reason
 from fleet.core.watchdog import parent_heartbeat
-from flows.parent import DEFAULT_LOCK_TIMEOUT, load_fleet_inventory, run_locked
+from flows.operations import DEFAULT_LOCK_TIMEOUT, run_locked
+from flows.requests import load_fleet_inventory
 
 __all__ = ["recover", "set_speed"]
 

@@ -7,7 +7,14 @@ from typing import Any
 from uuid import UUID
 
 from prefect import get_client
-from prefect.utilities.asyncutils import run_coro_as_sync
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
+)
+from prefect.client.schemas.sorting import ArtifactSort
+
+from flows.prefect_adapter import run_sync
 
 __all__ = ["aread_device_result", "read_device_result"]
 
@@ -15,26 +22,19 @@ __all__ = ["aread_device_result", "read_device_result"]
 async def aread_device_result(flow_run_id: UUID | str) -> dict[str, Any]:
     """Async form of `read_device_result`."""
     run_id = UUID(str(flow_run_id))
+    only_this_run = ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+        type=ArtifactFilterType(any_=["table"]),
+    )
     async with get_client() as client:
-        # The typed client joins empty flow/task-run filters (which drops flow-level
-        # artifacts); ask the endpoint directly.
-        response = await client.request(
-            "POST",
-            "/artifacts/filter",
-            json={
-                "artifacts": {"flow_run_id": {"any_": [str(run_id)]}, "type": {"any_": ["table"]}},
-                "sort": "CREATED_DESC",
-                "limit": 1,
-                "offset": 0,
-            },
+        artifacts = await client.read_artifacts(
+            artifact_filter=only_this_run, sort=ArtifactSort.CREATED_DESC, limit=1
         )
-    artifacts = response.json()
-    if not artifacts or not artifacts[0].get("data"):
+    if not artifacts or not artifacts[0].data:
         raise LookupError(f"flow run {run_id} published no device result")
-    data = artifacts[0]["data"]
-    if isinstance(data, str):
-        data = json.loads(data)
-    return {row["field"]: row["value"] for row in data}
+    raw = artifacts[0].data
+    rows: Any = json.loads(raw) if isinstance(raw, str) else raw
+    return {row["field"]: row["value"] for row in rows}
 
 
 def read_device_result(flow_run_id: UUID | str) -> dict[str, Any]:
@@ -43,4 +43,4 @@ def read_device_result(flow_run_id: UUID | str) -> dict[str, Any]:
     Raises:
         LookupError: the run has no result artifact (it failed before publishing one).
     """
-    return run_coro_as_sync(aread_device_result(flow_run_id))
+    return run_sync(aread_device_result(flow_run_id))

@@ -2,11 +2,11 @@
 
 A parent that dispatched a device run must learn how it ended: the run goes on at the agent
 whatever happens to the parent's connection. Prefect's `wait_for_flow_run` follows the run's
-events on a websocket; when the server is away for longer than the subscriber's few reconnect
-attempts (about 10 s), it raises `ConnectionRefusedError`. A parent that gave up there released the
-resort's lock while its run was still queued or moving, and reported a failure for an operation
-that went on to complete (or was refused for the lost lease): a server restart of 15 s turned
-into failed operations. `wait_final` keeps waiting, re-subscribing, until the run's own timeout.
+events on a websocket (`flows.prefect_adapter.wait_for_final_event`); when the server is away for
+longer than the subscriber's reconnect attempts, it raises `ConnectionRefusedError`. Giving up
+there would release the resort's lock while the run is still queued or moving, and report a
+failure for an operation that goes on to complete (or is refused for the lost lease).
+`wait_final` keeps waiting, re-subscribing, until the run's own timeout.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ async def wait_final(flow_run_id: Any, timeout: float) -> Any:
     """
     from prefect.client.orchestration import get_client
     from prefect.exceptions import FlowRunWaitTimeout
-    from prefect.flow_runs import wait_for_flow_run
+
+    from flows.prefect_adapter import wait_for_final_event
 
     deadline = time.monotonic() + timeout
     delay = FIRST_RETRY
@@ -81,9 +82,7 @@ async def wait_final(flow_run_id: Any, timeout: float) -> Any:
             raise FlowRunWaitTimeout(f"flow run {flow_run_id} not final within {timeout:.0f} s")
         try:
             async with get_client() as client:
-                run = await wait_for_flow_run(
-                    flow_run_id, timeout=max(1, math.ceil(remaining)), client=client
-                )
+                run = await wait_for_final_event(flow_run_id, max(1, math.ceil(remaining)), client)
                 run = await confirm_final(client, run)
         except Exception as exc:
             # A server shutting down closes the websocket cleanly; the subscriber then ends and

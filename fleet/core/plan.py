@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -166,7 +167,7 @@ def parse_plan(data: Any, *, source: str = "plan") -> Plan:
         raise PlanError([f"{source}: {line}" for line in _format(exc)]) from None
 
 
-def load_plan(path: str | Path) -> Plan:
+def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read a YAML or JSON plan file.
 
     Raises:

@@ -4,17 +4,15 @@
     python -m fleet.demo --down                              # make demo-down
 
 1. Starts (or reuses) the local Prefect server with SQLite and the UI (`fleet.core.server`),
-validates
-   and provisions the inventory (`fleet.core.provision`), starts one `device-agent run` subprocess
-   per
-   resort (each starts its own pty emulator; logs and pids under `<state>/demo/`) and waits until
-   every agent reports online (`fleet.core.status`).
+   validates and provisions the inventory (`fleet.core.provision`), starts one `device-agent run`
+   subprocess per resort (each starts its own pty emulator; logs and pids under `<state>/demo/`)
+   and waits until every agent reports online (`fleet.demo.processes`).
 2. Runs the scenario through the scheduler API (`fleet.client`, real parent flows in this process,
    each a tracked flow run): a batch of hotel activations across the fleet (by name and by
    selector) with live progress; a reservation held across two steps while a second scheduler
    waits for the resort; an emergency stop during a move (`fleet.core.estop`), the refused next
-   move,
-   `estop-clear` and a good move. It prints a final table and writes `<state>/demo/report.json`.
+   move, `estop-clear` and a good move. It prints a final table and writes
+   `<state>/demo/report.json`.
 3. Prints the Prefect UI address. On a terminal it keeps everything running until Ctrl-C; otherwise
    (CI) it stops the agents (SIGTERM: they drain) and the server it started at the end.
 
@@ -33,276 +31,30 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from fleet.core.errors import FleetError, InventoryError, ServerError, ServerUnavailableError
+from fleet.demo.processes import (
+    DEMO_DIR,
+    STATE_FILE,
+    DemoState,
+    is_live,
+    relative,
+    start_agents,
+    stop_demo,
+    wait_online,
+)
 from fleet.demo.scenario import Console, Row, format_table, run_scenario
 
-__all__ = ["DemoState", "main", "run_demo", "start_agents", "stop_demo", "wait_online"]
+__all__ = ["main", "run_demo"]
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_DIR = "demo"
-STATE_FILE = "demo.json"
 REPORT_FILE = "report.json"
 ONLINE_TIMEOUT = 180.0  # seconds for every agent to come online (cold imports on a busy Pi/CI)
-AGENT_STOP_TIMEOUT = 45.0  # an agent drains up to shutdown_grace (30 s) before it exits
-
-
-# --------------------------------------------------------------------------- state on disk
-
-
-@dataclass
-class DemoState:
-    """What a running demo left on disk (`<state>/demo/demo.json`) so `--down` can stop it.
-
-    Attributes:
-        inventory: absolute inventory path.
-        server_started: True when this demo started the server (so it stops it too).
-        agents: resort name -> {"pid", "create_time", "log"}.
-        emulators: pids of the agents' emulator children, as {"pid", "create_time"}.
-        links: the emulators' serial links (to find orphaned emulators).
-    """
-
-    inventory: str
-    server_started: bool = False
-    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    emulators: list[dict[str, Any]] = field(default_factory=list)
-    links: list[str] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path) -> DemoState | None:
-        """Read the state file; None when missing or unreadable."""
-        try:
-            data = json.loads(path.read_text())
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
-
-    def save(self, path: Path) -> None:
-        """Write atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
-
-
-def _proc_record(pid: int) -> dict[str, Any]:
-    import psutil
-
-    try:
-        return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
-    except psutil.Error:
-        return {"pid": pid, "create_time": 0.0}
-
-
-def _live(record: dict[str, Any]) -> Any:
-    """The psutil process of `record` if it still runs and is the same process, else None."""
-    import psutil
-
-    try:
-        proc = psutil.Process(int(record["pid"]))
-        if abs(proc.create_time() - float(record.get("create_time") or 0)) > 1.0:
-            return None
-        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
-    except (psutil.Error, KeyError, ValueError):
-        return None
-
-
-def _emulators_on(links: Sequence[str]) -> list[Any]:
-    """Emulator processes serving one of `links` (`device_agent.emulator --link PATH`)."""
-    import psutil
-
-    wanted = set(links)
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        if "--link" in cmd and "device_agent.emulator" in " ".join(cmd):
-            index = cmd.index("--link")
-            if index + 1 < len(cmd) and cmd[index + 1] in wanted:
-                found.append(proc)
-    return found
-
-
-def _terminate(procs: Sequence[Any], timeout: float) -> list[int]:
-    """SIGTERM `procs`, SIGKILL what is left after `timeout`; the pids that needed SIGKILL."""
-    import psutil
-
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _gone, alive = psutil.wait_procs(list(procs), timeout=timeout)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    return [p.pid for p in alive]
-
-
-def stop_demo(
-    state_dir: Path, console: Console | None = None, *, stop_server: bool | None = None
-) -> bool:
-    """Stop what a demo left running: agents (SIGTERM, they drain), emulators, the server.
-
-    Args:
-        state_dir: the project state directory.
-        console: where to report what was stopped.
-        stop_server: stop the local server (default: when the demo started it, or no demo record
-            says otherwise).
-
-    Returns:
-        True when anything was running.
-    """
-    from fleet.core.server import server_down
-
-    say = console.line if console else (lambda _text: None)
-    path = state_dir / DEMO_DIR / STATE_FILE
-    state = DemoState.load(path)
-    anything = False
-    if state is not None:
-        agents = {name: _live(rec) for name, rec in state.agents.items()}
-        running = {name: proc for name, proc in agents.items() if proc is not None}
-        if running:
-            anything = True
-            say(f"stopping agents {', '.join(running)} (SIGTERM: they finish or halt their move)")
-            killed = _terminate(list(running.values()), AGENT_STOP_TIMEOUT)
-            if killed:
-                say(f"agents {killed} did not exit within {AGENT_STOP_TIMEOUT:g} s: killed")
-        leftovers = [p for p in (_live(r) for r in state.emulators) if p is not None]
-        leftovers += [p for p in _emulators_on(state.links) if p not in leftovers]
-        if leftovers:
-            anything = True
-            say(f"stopping {len(leftovers)} emulator process(es) left without their agent")
-            _terminate(leftovers, 5.0)
-        if stop_server is None:
-            stop_server = state.server_started
-        state.agents, state.emulators = {}, []
-        state.save(path)
-    if stop_server is None or stop_server:
-        info = server_down(state_dir)
-        if info is not None:
-            anything = True
-            say(f"stopped the Prefect server (pid {info.pid}, {info.api_url})")
-        if state is not None:
-            state.server_started = False
-            state.save(path)
-    return anything
-
-
-# --------------------------------------------------------------------------- fleet start-up
-
-
-def _agent_command(inventory: Path, resort: str) -> list[str]:
-    script = Path(sys.executable).with_name("device-agent")
-    args = ["run", "--inventory", str(inventory), "--device", resort, "--poll-interval", "5"]
-    if script.exists():
-        return [str(script), *args]
-    code = "import sys; from flows.agent_main import main; sys.exit(main(sys.argv[1:]))"
-    return [sys.executable, "-c", code, *args]
-
-
-def _agent_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def start_agents(inv: Any, state: DemoState, demo_dir: Path, console: Console) -> dict[str, Any]:
-    """One `device-agent run` per active resort, in its own session; logs in `demo_dir`."""
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    env = _agent_env()
-    for resort in inv.resorts:
-        if not resort.active:
-            console.line(f"{resort.name}: inactive in the inventory, no agent")
-            continue
-        log_path = demo_dir / f"agent-{resort.name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                _agent_command(Path(inv.path).resolve(), resort.name),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=REPO,
-                start_new_session=True,  # Ctrl-C goes to the demo, which stops agents in order
-            )
-        procs[resort.name] = proc
-        state.agents[resort.name] = {**_proc_record(proc.pid), "log": str(log_path)}
-        if resort.emulate:
-            state.links.append(str(resort.serial_port))
-        console.line(
-            f"agent {resort.name}: pid {proc.pid}, emulator on {_rel(resort.serial_port)}, "
-            f"log {_rel(log_path)}"
-        )
-    state.save(demo_dir / STATE_FILE)
-    return procs
-
-
-def _log_tail(path: Path, lines: int = 8) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-async def wait_online(
-    inv: Any, procs: dict[str, Any], state: DemoState, console: Console, timeout: float
-) -> None:
-    """Wait until every started agent reports online; print each as it comes up.
-
-    Raises:
-        FleetError: an agent exited, or not all came online within `timeout` seconds.
-    """
-    from fleet.core.status import aread_status
-
-    deadline = time.monotonic() + timeout
-    pending = set(procs)
-    while pending:
-        try:
-            statuses = {s.name: s for s in await aread_status(inv)}
-        except Exception as exc:  # the server is busy starting: ask again
-            statuses = {}
-            console.line(f"(status not readable yet: {type(exc).__name__})")
-        for name in sorted(pending):
-            status = statuses.get(name)
-            if status is not None and status.online:
-                pending.discard(name)
-                where = f"{status.position:.1f} deg" if status.position is not None else "?"
-                hotel = f"hotel {status.active_hotel}" if status.active_hotel else "between hotels"
-                estop = ", E-STOPPED (latched)" if status.estopped else ""
-                console.line(f"agent {name}: online, carousel at {where} ({hotel}){estop}")
-            elif procs[name].poll() is not None:
-                log = Path(state.agents[name]["log"])
-                raise FleetError(
-                    f"agent {name} exited with {procs[name].returncode}; see {_rel(log)}:\n"
-                    + _log_tail(log)
-                )
-        if pending and time.monotonic() > deadline:
-            raise FleetError(
-                f"agents {', '.join(sorted(pending))} not online after {timeout:g} s; "
-                f"see their logs in {_rel(Path(state.agents[min(pending)]['log']).parent)}"
-            )
-        if pending:
-            await asyncio.sleep(0.5)
-    import psutil
-
-    for proc in procs.values():  # the emulators the agents started (for --down)
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(proc.pid).children(recursive=True):
-                state.emulators.append(_proc_record(child.pid))
-
-
-def _rel(path: str | os.PathLike[str]) -> str:
-    p = Path(path)
-    with contextlib.suppress(ValueError):
-        return str(p.resolve().relative_to(Path.cwd()))
-    return str(p)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -400,7 +152,7 @@ def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) 
     demo_dir.mkdir(parents=True, exist_ok=True)
     state_path = demo_dir / STATE_FILE
     previous = DemoState.load(state_path)
-    if previous is not None and any(_live(r) for r in previous.agents.values()):
+    if previous is not None and any(is_live(r) for r in previous.agents.values()):
         console.line("a previous demo's agents still run: stopping them first")
         stop_demo(state, console, stop_server=False)
     record = DemoState(inventory=str(Path(inv.path).resolve()))
@@ -416,7 +168,7 @@ def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) 
         record.save(state_path)
         console.line(
             f"Prefect server {'started' if started else 'already running'}: {info.api_url} "
-            f"(log {_rel(info.log_path)})"
+            f"(log {relative(info.log_path)})"
         )
         os.environ["PREFECT_API_URL"] = info.api_url
         with api_settings(inv, state=state):

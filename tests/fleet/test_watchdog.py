@@ -96,7 +96,7 @@ def test_a_parent_run_started_by_the_client_carries_the_fleet_tag(inv) -> None:
     """`fleet.client` starts parent runs under the tag the automation matches."""
     from prefect.context import TagsContext
 
-    from fleet import client
+    from fleet.client.launch import start_parent
 
     seen: list[set[str]] = []
 
@@ -104,5 +104,5 @@ def test_a_parent_run_started_by_the_client_carries_the_fleet_tag(inv) -> None:
         seen.append(set(TagsContext.get().current_tags))
         return "ran"
 
-    assert asyncio.run(client._start_parent(inv, parent)) == "ran"
+    assert asyncio.run(start_parent(inv, parent)) == "ran"
     assert seen == [{"fleet:wd"}]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fleet.core.inventory import load_inventory
-from flows import parent
+from flows import overview, parent
 from resort_common import names
 from tests.fleet.test_overview import HEALTH, create_device_pool
 from tests.support.inventories import write_inventory
@@ -60,7 +60,7 @@ def test_fresh_readings_are_merged_and_a_failure_only_warns(
         "m1": {"state": "Completed", "result": {"resort": "m1", **reading}, "error": None},
         "m2": {"state": "Skipped", "result": None, "error": "offline"},
     }
-    asyncio.run(parent._publish_overview(inv, results))
+    asyncio.run(overview.publish_overview(inv, results))
     _, table = _latest_table(inv)
     assert (table["m1"]["temperature (C)"], table["m1"]["voltage (V)"]) == ("47", "12.0")
     assert table["m1"]["last error"] == "hardware error: overload"
@@ -70,6 +70,6 @@ def test_fresh_readings_are_merged_and_a_failure_only_warns(
         raise RuntimeError("server gone")
 
     monkeypatch.setattr("fleet.core.overview.apublish_overview", broken)
-    with caplog.at_level(logging.WARNING, logger="flows.parent"):
-        asyncio.run(parent._publish_overview(inv, results))
+    with caplog.at_level(logging.WARNING, logger="flows.overview"):
+        asyncio.run(overview.publish_overview(inv, results))
     assert "fleet overview not updated: RuntimeError('server gone')" in caplog.text
