@@ -25,6 +25,7 @@ __all__ = [
     "fleet_tag",
     "lock_holder_variable_name",
     "lock_name",
+    "occupancy_artifact_key",
     "overview_artifact_key",
     "parent_deployment_name",
     "parent_watchdog_name",
@@ -198,6 +199,11 @@ def overview_artifact_key(inv: Any) -> str:
         inv: the inventory, or the fleet name as a string.
     """
     return f"fleet-{_fleet_name(inv).lower().replace('_', '-')}-overview"
+
+
+def occupancy_artifact_key(resort: str | _Named) -> str:
+    """Keyed Prefect artifact with a resort's plates, hotel by room: `plates-resort-a`."""
+    return f"plates-{_resort(resort).lower()}"
 
 
 def alert_automation_name(inv: Any, kind: str) -> str:

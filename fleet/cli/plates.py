@@ -1,5 +1,8 @@
 """`fleet plates ...`: the plate registry from the command line.
 
+fleet plates store PLATE [--resort R | --label L] [--hotel H] [--timeout S] [--json]
+fleet plates retrieve PLATE [--timeout S] [--json]
+fleet plates confirm PLATE | fleet plates abort PLATE   # end a waiting hand-off
 fleet plates migrate                          # create or upgrade the registry's schema
 fleet plates where PLATE [--json]             # exit 1 when the plate is not in the fleet
 fleet plates list [--resort R] [--free] [--json]
@@ -18,6 +21,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 from fleet.cli.ops import load_cli_inventory
 from fleet.core.errors import PlateError
@@ -41,6 +45,24 @@ def register(subparsers: Any) -> None:
         p.set_defaults(handler=handler)
         return p
 
+    p = verb("store", _store, "put a plate in a free room: present it, wait for the hand-off")
+    p.add_argument("plate", metavar="PLATE")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--resort", metavar="R", help="the resort (default: one with --label)")
+    where.add_argument("--label", metavar="L", action="append", help="choose a resort by label")
+    p.add_argument("--hotel", metavar="H", help="a room in this hotel")
+    p.add_argument("--labware", metavar="TYPE", help="what the plate is (e.g. 96-well)")
+    p.add_argument("--owner", metavar="WHO", help="whose plate it is")
+    _handoff_options(p)
+    p = verb("retrieve", _retrieve, "take a plate out: present its room, wait for the hand-off")
+    p.add_argument("plate", metavar="PLATE")
+    _handoff_options(p)
+    for name, text in (
+        ("confirm", "the plate was put in (taken out): commit the waiting hand-off"),
+        ("abort", "the hand-off did not happen: the room stays as it was"),
+    ):
+        p = verb(name, _decide, text)
+        p.add_argument("plate", metavar="PLATE")
     verb("migrate", _migrate, "create or upgrade the registry's database schema")
     p = verb("where", _where, "the room a plate is in (exit 1 when it is not in the fleet)")
     p.add_argument("plate", metavar="PLATE")
@@ -63,6 +85,91 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", metavar="FILE.csv")
     p = verb("export", _export, "write the occupied rooms as a count file (CSV)")
     p.add_argument("file", metavar="FILE.csv", nargs="?", help="default: standard output")
+
+
+def _handoff_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds to wait for confirm or abort (default 600); then the room is uncertain",
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds to wait for a busy resort (default 300)",
+    )
+    p.add_argument("--json", action="store_true", help="print the room as JSON")
+
+
+def _run_handoff(args: argparse.Namespace, flow: Any, **parameters: Any) -> int:
+    from fleet.client.launch import start_parent
+    from fleet.core.server import api_settings
+
+    if args.timeout <= 0:
+        raise PlateError(f"--timeout: must be a number of seconds above 0, got {args.timeout:g}")
+    inv = load_cli_inventory(args)
+    print(f"{args.plate}: waiting for `fleet plates confirm|abort {args.plate}`", file=sys.stderr)
+    with api_settings(inv):
+        room = asyncio.run(
+            start_parent(
+                inv,
+                flow,
+                plate=args.plate,
+                timeout=args.timeout,
+                lock_timeout=args.lock_timeout,
+                inventory=str(inv.path),
+                **parameters,
+            )
+        )
+    if args.json:
+        print(json.dumps(room))
+    else:
+        place = f"{room['resort']} hotel {room['hotel']} room {room['room']}"
+        print(f"{args.plate}: {place} ({room['state']})")
+    return 0
+
+
+def _store(args: argparse.Namespace) -> int:
+    from flows.plates import store_plate
+
+    selector = {"labels": args.label} if args.label else None
+    return _run_handoff(
+        args,
+        store_plate,
+        resort=args.resort,
+        selector=selector,
+        hotel=args.hotel,
+        labware=args.labware,
+        owner=args.owner,
+    )
+
+
+def _retrieve(args: argparse.Namespace) -> int:
+    from flows.plates import retrieve_plate
+
+    return _run_handoff(args, retrieve_plate)
+
+
+def _decide(args: argparse.Namespace) -> int:
+    from prefect.flow_runs import resume_flow_run
+
+    from fleet.core.server import api_settings
+
+    inv = load_cli_inventory(args)
+    found = _with_registry(args, lambda _inv, reg: reg.handoff_run(args.plate))
+    if found is None:
+        raise PlateError(f"plate {args.plate}: no hand-off of it is in progress")
+    room, run_id = found
+    if run_id is None:
+        raise PlateError(f"plate {args.plate}: its hand-off has no waiting flow run to resume")
+    with api_settings(inv):
+        resume_flow_run(UUID(run_id), run_input={"decision": args.plates_verb})
+    print(f"{args.plate}: {args.plates_verb} sent to the hand-off at {_line(room)}")
+    return 0
 
 
 def _room_number(text: str) -> int:

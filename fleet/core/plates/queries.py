@@ -45,6 +45,26 @@ class RegistryQueries:
             row.plate_id, row.labware, row.owner, dict(row.metadata or {}), aware(row.arrived_at)
         )
 
+    async def handoff_run(self, plate_id: str) -> tuple[RoomRecord, str | None] | None:
+        """The room of `plate_id`'s hand-off in progress and the flow run waiting on it.
+
+        None when no hand-off of the plate is in progress (its room is not `reserved`).
+        """
+        check_plate_id(plate_id)
+        async with self.engine.connect() as c:
+            room = await room_of(c, plate_id)
+            if room is None or room.state != "reserved":
+                return None
+            row = (
+                await c.execute(
+                    select(history.c.flow_run_id)
+                    .where(history.c.plate_id == plate_id, history.c.action.like("reserve-%"))
+                    .order_by(history.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return room, (row.flow_run_id if row is not None else None)
+
     async def history(self, plate_id: str) -> list[HistoryEntry]:
         """Every change that involved `plate_id`, oldest first."""
         query = select(history).where(history.c.plate_id == plate_id).order_by(history.c.id)

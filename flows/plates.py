@@ -1,0 +1,206 @@
+"""Plate hand-offs: store a plate in a free room, or take one out, with a person or an arm.
+
+`fleet-store-plate` reserves a free room (`fleet.core.plates`), takes the resort's lock, turns
+the room's hotel to the access position and pauses, still holding the lock, until the hand-off is
+confirmed or aborted: `fleet plates confirm|abort PLATE` from any shell, the Python API, or the
+Prefect UI's resume form of the paused run. Confirm commits the room (`occupied`), abort leaves it
+as it was; a timeout, or a failure after the hotel was presented, leaves it `uncertain` for an
+operator to resolve. `fleet-retrieve-plate` is the same in reverse. Each change republishes the
+resort's occupancy artifact (`names.occupancy_artifact_key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Literal, cast
+
+from prefect import flow
+from prefect.input import RunInput
+
+from fleet.core import locks
+from fleet.core.alerts import lock_held_after
+from fleet.core.errors import PlateError
+from fleet.core.identity import who_am_i
+from fleet.core.plates import Plate, PlateRegistry, Reservation, RoomRecord
+from fleet.core.plates.config import open_registry
+from fleet.core.selection import select_resort
+from fleet.core.watchdog import parent_heartbeat
+from flows.dispatch import dispatch
+from flows.operations import DEFAULT_LOCK_TIMEOUT
+from flows.requests import as_selector, load_fleet_inventory
+from resort_common import names
+
+__all__ = [
+    "DEFAULT_HANDOFF_TIMEOUT",
+    "HandoffDecision",
+    "publish_occupancy",
+    "retrieve_plate",
+    "store_plate",
+]
+
+#: seconds a hand-off waits for its confirmation before the room is left `uncertain`
+DEFAULT_HANDOFF_TIMEOUT = 600.0
+
+
+class HandoffDecision(RunInput):
+    """What the person or the arm reports: the plate was put in (taken out), or not."""
+
+    decision: Literal["confirm", "abort"]
+
+
+@flow(name="fleet-store-plate", log_prints=False)
+async def store_plate(
+    plate: str,
+    resort: str | None = None,
+    selector: dict[str, Any] | None = None,
+    hotel: str | None = None,
+    labware: str | None = None,
+    owner: str | None = None,
+    timeout: float = DEFAULT_HANDOFF_TIMEOUT,
+    inventory: str | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> dict[str, Any]:
+    """Store `plate` in a free room of `resort` (or of one chosen by `selector`), optionally in
+    `hotel`, and wait up to `timeout` s for the hand-off's confirmation.
+
+    Returns:
+        The room as it is after the hand-off (`plate, resort, hotel, room, state`).
+    """
+    inv = load_fleet_inventory(inventory)
+    async with parent_heartbeat(inv):
+        target = await select_resort(inv, resort=resort, selector=as_selector(selector))
+        hotels = list(target.hotels)
+        if hotel is not None:
+            if hotel not in hotels:
+                raise PlateError(
+                    f"hotel: {target.name} has hotels {', '.join(hotels)}, got {hotel!r}"
+                )
+            hotels = [hotel]
+        registry = await open_registry(inv)
+        try:
+            held = await registry.reserve_store(
+                Plate(plate, labware=labware, owner=owner),
+                [(target.name, hotels)],
+                who=who_am_i(),
+                flow_run_id=_run_id(),
+            )
+            return await _hand_off(inv, registry, held, timeout, lock_timeout)
+        finally:
+            await registry.close()
+
+
+@flow(name="fleet-retrieve-plate", log_prints=False)
+async def retrieve_plate(
+    plate: str,
+    timeout: float = DEFAULT_HANDOFF_TIMEOUT,
+    inventory: str | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> dict[str, Any]:
+    """Present the room holding `plate` and wait up to `timeout` s for its removal.
+
+    Returns:
+        The room as it is after the hand-off.
+    """
+    inv = load_fleet_inventory(inventory)
+    async with parent_heartbeat(inv):
+        registry = await open_registry(inv)
+        try:
+            held = await registry.reserve_retrieve(plate, who=who_am_i(), flow_run_id=_run_id())
+            return await _hand_off(inv, registry, held, timeout, lock_timeout)
+        finally:
+            await registry.close()
+
+
+async def _hand_off(
+    inv: Any, registry: PlateRegistry, held: Reservation, timeout: float, lock_timeout: float
+) -> dict[str, Any]:
+    """Present `held`'s room under the resort's lock, wait for the decision, commit it."""
+    from prefect.flow_runs import pause_flow_run
+
+    resort = inv.resort(held.resort)
+    presented = False
+    who = who_am_i()
+    try:
+        async with locks.resort_lock(
+            resort.name, timeout=lock_timeout, held_alert_after=lock_held_after(inv)
+        ) as lock:
+            await dispatch(
+                inv,
+                resort,
+                "activate-hotel",
+                {"hotel": held.hotel},
+                step=f"present-{held.kind}",
+                held=lock,
+            )
+            presented = True
+            await publish_occupancy(registry, resort.name)
+            # `pause_flow_run` is sync-compatible: inside a flow's event loop it is a coroutine
+            answer = await cast(
+                Awaitable[HandoffDecision | None],
+                pause_flow_run(
+                    wait_for_input=HandoffDecision,
+                    timeout=max(1, int(timeout)),
+                    poll_interval=1,
+                    key=f"handoff-{held.token}",
+                ),
+            )
+    except BaseException as exc:
+        from prefect.exceptions import FlowPauseTimeout
+
+        if presented:
+            room = await registry.interrupt(held, who=who, flow_run_id=_run_id())
+        else:
+            room = await registry.abort(held, who=who, flow_run_id=_run_id())
+        await publish_occupancy(registry, resort.name)
+        if isinstance(exc, FlowPauseTimeout):
+            raise PlateError(
+                f"plate {held.plate}: no confirmation within {timeout:g} s; "
+                f"{room.resort} hotel {room.hotel} room {room.room} is uncertain "
+                "(look, then `fleet plates resolve`)"
+            ) from None
+        raise
+    if answer is not None and answer.decision == "confirm":
+        room = await registry.complete(held, who=who, flow_run_id=_run_id())
+    else:
+        room = await registry.abort(held, who=who, flow_run_id=_run_id())
+    await publish_occupancy(registry, resort.name)
+    return room.to_dict()
+
+
+async def publish_occupancy(registry: PlateRegistry, resort: str) -> None:
+    """The resort's plates as a table artifact: one row per room, one column per hotel."""
+    from prefect.artifacts import acreate_table_artifact
+
+    rooms = await registry.rooms(resort=resort)
+    hotels = list(dict.fromkeys(r.hotel for r in rooms))
+    by_room: dict[int, dict[str, str]] = {}
+    for r in rooms:
+        by_room.setdefault(r.room, {"room": str(r.room)})[r.hotel] = _cell(r)
+    table = [
+        {"room": row["room"], **{h: row.get(h, "") for h in hotels}}
+        for _, row in sorted(by_room.items())
+    ]
+    free = sum(1 for r in rooms if r.state == "free")
+    await acreate_table_artifact(
+        key=names.occupancy_artifact_key(resort),
+        table=table,
+        description=f"Plates in {resort}: {free} of {len(rooms)} rooms free "
+        "(reserved: a hand-off in progress; ?: uncertain, resolve with `fleet plates resolve`).",
+    )
+
+
+def _cell(room: RoomRecord) -> str:
+    if room.state == "free":
+        return ""
+    if room.state == "reserved":
+        return f"{room.plate} ({room.handoff})"
+    if room.state == "uncertain":
+        return f"? {room.plate or ''}".strip()
+    return room.plate or ""
+
+
+def _run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None

@@ -1,0 +1,171 @@
+"""Plate hand-offs on a real server with real agents: store, confirm, abort, time out, retrieve.
+
+Fleet `pt`: pt-a and pt-b, timed pty emulators at 270 deg/s, 20 rooms per hotel, the registry in
+an SQLite file of the test's own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.cli import main as fleet_main
+from resort_common import names
+from tests.support.fleet_harness import Fleet, start_fleet
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.orchestration
+
+
+@pytest.fixture(scope="module")
+def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = Path(tmp_path_factory.mktemp("plates"))
+    lab = start_fleet(
+        tmp,
+        "pt",
+        2,
+        instant=False,
+        speed=270.0,
+        fleet_options={"registry": {"url": f"sqlite+aiosqlite:///{tmp / 'plates.db'}"}},
+    )
+    assert fleet_main(["plates", "migrate", "--inventory", str(lab.inventory_path)]) == 0
+    yield lab
+    lab.stop()
+
+
+def cli(fleet: Fleet, *argv: str) -> tuple[int, str, str]:
+    """Run `fleet plates ...`; its exit code, stdout and stderr."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = fleet_main(["plates", *argv, "--inventory", str(fleet.inventory_path)])
+    return code, out.getvalue(), err.getvalue()
+
+
+def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        outcome["result"] = call()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def where(fleet: Fleet, plate: str) -> dict[str, Any] | None:
+    code, out, _ = cli(fleet, "where", plate, "--json")
+    return json.loads(out) if code == 0 else None
+
+
+def waiting_for_confirmation(fleet: Fleet, plate: str) -> bool:
+    """The plate's hand-off run is paused for its decision (the hotel has been presented)."""
+    from prefect import get_client
+
+    found = where(fleet, plate)
+    if not found or found["state"] != "reserved":
+        return False
+    _, out, _ = cli(fleet, "history", plate, "--json")
+    run_id = json.loads(out)[-1]["flow_run_id"]
+    with get_client(sync_client=True) as client:
+        return bool(client.read_flow_run(run_id).state.is_paused())
+
+
+def occupancy(resort: str) -> list[dict[str, Any]]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[names.occupancy_artifact_key(resort)])
+            ),
+        )
+    latest = max(found, key=lambda a: a.created)
+    data = latest.data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_store_waits_for_confirm_then_the_plate_is_in_its_room(fleet: Fleet) -> None:
+    emu = fleet.emulators["pt-a"]
+    thread, outcome = in_background(
+        lambda: cli(fleet, "store", "P1", "--resort", "pt-a", "--hotel", "C", "--json")
+    )
+    wait_for(lambda: waiting_for_confirmation(fleet, "P1"), 60, 0.2, "store waiting")
+    assert where(fleet, "P1")["state"] == "reserved"
+    assert emu.stats()["position_deg"] == pytest.approx(180.0, abs=1.0)  # hotel C presented
+    assert [row["C"] for row in occupancy("pt-a")][:2] == ["P1 (store)", ""]
+    # the waiting hand-off holds the resort: another scheduler's move has to wait
+    inventory = ["--inventory", str(fleet.inventory_path)]
+    assert fleet_main(["activate", "pt-a", "A", "--lock-timeout", "1", *inventory]) == 4
+    assert emu.stats()["position_deg"] == pytest.approx(180.0, abs=1.0)
+    assert cli(fleet, "confirm", "P1")[0] == 0
+    thread.join(60)
+    code, out, err = outcome["result"]
+    assert code == 0, err
+    assert json.loads(out)["state"] == "occupied"
+    found = where(fleet, "P1")
+    assert (found["resort"], found["hotel"], found["room"], found["state"]) == (
+        "pt-a",
+        "C",
+        1,
+        "occupied",
+    )
+    assert [row["C"] for row in occupancy("pt-a")][:2] == ["P1", ""]
+
+
+def test_an_aborted_store_leaves_the_room_free(fleet: Fleet) -> None:
+    thread, outcome = in_background(lambda: cli(fleet, "store", "P2", "--resort", "pt-b"))
+    wait_for(lambda: waiting_for_confirmation(fleet, "P2"), 60, 0.2, "store waiting")
+    assert cli(fleet, "abort", "P2")[0] == 0
+    thread.join(60)
+    assert outcome["result"][0] == 0
+    assert where(fleet, "P2") is None
+    assert cli(fleet, "confirm", "P2")[0] == 2  # nothing left to confirm
+
+
+def test_a_store_nobody_confirms_leaves_the_room_uncertain_until_resolved(fleet: Fleet) -> None:
+    code, _, err = cli(fleet, "store", "P3", "--resort", "pt-b", "--hotel", "B", "--timeout", "2")
+    assert code == 2, err
+    assert "no confirmation within 2 s; pt-b hotel B room 1 is uncertain" in err
+    assert where(fleet, "P3")["state"] == "uncertain"
+    assert cli(fleet, "resolve", "pt-b", "B", "1", "--occupied", "P3")[0] == 0
+    assert where(fleet, "P3")["state"] == "occupied"
+
+
+def test_retrieve_presents_the_room_and_frees_it_on_confirm(fleet: Fleet) -> None:
+    emu = fleet.emulators["pt-a"]
+    assert cli(fleet, "store", "P1", "--resort", "pt-b")[0] == 2  # already stored
+    fleet_main(["home", "pt-a", "--inventory", str(fleet.inventory_path)])
+    thread, outcome = in_background(lambda: cli(fleet, "retrieve", "P1", "--json"))
+    wait_for(lambda: waiting_for_confirmation(fleet, "P1"), 60, 0.2, "retrieve waiting")
+    assert emu.stats()["position_deg"] == pytest.approx(180.0, abs=1.0)
+    assert cli(fleet, "confirm", "P1")[0] == 0
+    thread.join(60)
+    code, out, err = outcome["result"]
+    assert code == 0, err
+    assert json.loads(out)["state"] == "free"
+    assert where(fleet, "P1") is None
+    actions = [e["action"] for e in json.loads(cli(fleet, "history", "P1", "--json")[1])]
+    assert actions == ["reserve-store", "store-confirmed", "reserve-retrieve", "retrieve-confirmed"]
+
+
+def test_bad_requests_move_nothing_and_change_nothing(fleet: Fleet) -> None:
+    emu = fleet.emulators["pt-a"]
+    before = len(emu.writes())
+    rooms_before = cli(fleet, "list", "--json")[1]
+    code, _, err = cli(fleet, "store", "P4", "--resort", "pt-a", "--hotel", "Z")
+    assert code == 2 and "hotel: pt-a has hotels A, B, C, D, got 'Z'" in err
+    code, _, err = cli(fleet, "store", "bad id", "--resort", "pt-a")
+    assert code == 2 and "plate id 'bad id'" in err
+    code, _, err = cli(fleet, "retrieve", "P9")
+    assert code == 2 and "plate P9 is not in the fleet" in err
+    assert len(emu.writes()) == before
+    assert cli(fleet, "list", "--json")[1] == rooms_before
