@@ -93,6 +93,10 @@ class Transport(Protocol):
 
     def write(self, item: str | ct.Item, value: int) -> None: ...  # pragma: no cover - protocol
 
+    def write_once(
+        self, item: str | ct.Item, value: int
+    ) -> None: ...  # pragma: no cover - protocol
+
     def reboot(self) -> None: ...  # pragma: no cover - protocol
 
 
@@ -296,12 +300,37 @@ class SdkTransport:
     def write(self, item: str | ct.Item, value: int) -> None:
         """Write one control-table item and check both the transfer and the servo's answer.
 
+        A transfer whose status packet is lost or broken is sent again (up to `retries` times).
+
         Raises:
             WriteRejectedError: the servo answered with an error number (range, access, ...).
             CommunicationError: the write was not acknowledged.
             PortLostError: the serial device is gone.
         """
+        self._write(_item(item), value, retry=True)
+
+    def write_once(self, item: str | ct.Item, value: int) -> None:
+        """Write `item` without ever sending it twice when it landed: a motion command.
+
+        A lost or broken status packet does not mean the write was lost. Instead of sending it
+        again (a second goal while the servo already moves), read the item back and write it
+        again only when the servo does not hold `value`.
+
+        Raises:
+            WriteRejectedError, CommunicationError, PortLostError: as `write`.
+        """
         it = _item(item)
+        try:
+            self._write(it, value, retry=False)
+        except CommunicationError as exc:
+            if isinstance(exc, PortLostError) or exc.result not in _RETRY_RESULTS:
+                raise
+            if self.read(it) == value:
+                log.debug("write %s=%s: status lost, the servo holds it", it.name, value)
+                return
+            self._write(it, value, retry=False)
+
+    def _write(self, it: ct.Item, value: int, *, retry: bool) -> None:
         raw = int(value) & ((1 << (8 * it.size)) - 1)
         data = list(raw.to_bytes(it.size, "little"))
         _, error = self._transact(
@@ -310,7 +339,7 @@ class SdkTransport:
                 None,
                 *self._packets.writeTxRx(h, self.motor_id, it.address, it.size, data),
             ),
-            retry=True,
+            retry=retry,
         )
         status = self._note_status(error)
         if status.error:

@@ -103,7 +103,7 @@ class DriverMoves(DriverStops):
                 self._check_abort()
                 started = self._clock()
                 try:
-                    self.transport.write("goal_position", goal)
+                    self.transport.write_once("goal_position", goal)
                 except WriteRejectedError:
                     self._raise_if_watchdog_expired(target)
                     raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import dynamixel_sdk
 import pytest
@@ -195,3 +196,37 @@ def test_a_port_left_busy_by_an_interrupted_call_is_reset(model: XM430Model) -> 
     ports[-1].is_using = True  # what Ctrl-C inside the SDK's receive loop leaves behind
     assert t.read("model_number") == 1020
     assert ports[-1].is_using is False
+
+
+def _status_broken_once(model: XM430Model) -> None:
+    """The next status packet arrives with a bad CRC (the write it answers lands)."""
+    feed = model.feed
+    broken = [True]
+
+    def feed_once(data: bytes | bytearray) -> Any:
+        if not broken:
+            return feed(data)
+        broken.clear()
+        model.inject("corrupt")
+        try:
+            return feed(data)
+        finally:
+            model.inject("clear")
+
+    model.feed = feed_once  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("once", [True, False], ids=["write_once", "write"])
+def test_a_goal_whose_status_is_lost_is_read_back_not_sent_again(
+    model: XM430Model, once: bool
+) -> None:
+    t = _transport(model, late_grace=0.0)
+    t.write("torque_enable", 0)
+    goal = model.read_item("present_position") + 100
+    _status_broken_once(model)
+    before = len(model.writes)
+    (t.write_once if once else t.write)("goal_position", goal)
+    goals = [w for w in model.writes[before:] if w["name"] == "goal_position"]
+    assert model.read_item("goal_position") == goal
+    # the plain write sends the goal again on a lost status; write_once reads it back instead
+    assert len(goals) == (1 if once else 2)
