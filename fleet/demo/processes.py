@@ -34,7 +34,7 @@ __all__ = [
     "wait_online",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO_DIR = "demo"
 STATE_FILE = "demo.json"
 AGENT_STOP_TIMEOUT = 45.0  # an agent drains up to shutdown_grace (30 s) before it exits
