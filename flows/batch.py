@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 
@@ -33,6 +33,9 @@ from fleet.core.selection import choose, queue_load, read_statuses
 from fleet.core.watchdog import parent_heartbeat
 from flows.operations import run_operation
 from flows.requests import load_fleet_inventory
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "BatchReport",
@@ -93,7 +96,7 @@ class BatchReport:
         return [r for r in self.results if r.state != "Completed"]
 
 
-async def assign_resorts(inventory: Any, plan: Plan) -> list[Any]:
+async def assign_resorts(inventory: Inventory, plan: Plan) -> list[Any]:
     """Resolve each operation's target up front; selectors go to the least loaded fitting resort.
 
     Raises:
@@ -128,7 +131,7 @@ def _notify(progress: Listener | None, result: OperationResult) -> None:
 
 
 async def execute_plan(
-    inventory: Any,
+    inventory: Inventory,
     plan: Plan,
     *,
     max_concurrency: int = 8,

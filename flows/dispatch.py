@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
 
@@ -30,6 +30,9 @@ from fleet.core import locks
 from fleet.core.errors import DispatchError
 from flows.waiting import retry_transient, wait_final
 from resort_common import names
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory, Resort
 
 __all__ = ["dispatch", "run_logger", "wait_until_idle"]
 
@@ -55,14 +58,14 @@ def run_logger(name: str) -> Any:
 # --- the resort's own word: idle? ---------------------------------------------------------------
 
 
-async def _read_resort_status(inventory: Any, resort: str) -> Any:
+async def _read_resort_status(inventory: Inventory, resort: str) -> Any:
     from fleet.core.selection import read_statuses
 
     return (await read_statuses(inventory)).get(resort)
 
 
 async def wait_until_idle(
-    inventory: Any, resort: str, child_run_id: str | None, timeout: float
+    inventory: Inventory, resort: str, child_run_id: str | None, timeout: float
 ) -> bool:
     """Wait until the resort's agent reports it online, not moving and not running `child`.
 
@@ -139,8 +142,8 @@ async def _create_child(deployment: str, parameters: dict[str, Any], key: str) -
 
 
 async def dispatch(
-    inventory: Any,
-    resort: Any,
+    inventory: Inventory,
+    resort: Resort,
     device_flow: str,
     parameters: Mapping[str, Any],
     *,
@@ -230,7 +233,11 @@ class _null:
 
 
 async def _settle(
-    inventory: Any, resort: Any, child_id: str, held: locks.HeldLock | None, device_flow: str
+    inventory: Inventory,
+    resort: Resort,
+    child_id: str,
+    held: locks.HeldLock | None,
+    device_flow: str,
 ) -> None:
     """After a crash or timeout: keep the lock until the resort says it is idle."""
     if device_flow not in names.MOTION_FLOWS:

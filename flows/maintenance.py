@@ -16,7 +16,7 @@ before any run is created. A faulted resort is accepted: recovering it is the po
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 
@@ -27,11 +27,14 @@ from fleet.core.watchdog import parent_heartbeat
 from flows.operations import DEFAULT_LOCK_TIMEOUT, run_locked
 from flows.requests import load_fleet_inventory
 
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
+
 __all__ = ["recover", "set_speed"]
 
 
 async def _run_maintenance(
-    inv: Any,
+    inv: Inventory,
     name: str,
     device_flow: str,
     parameters: dict[str, Any],

@@ -9,7 +9,7 @@ parent flows (`flows.parent`, `flows.maintenance`, `flows.batch`) are built on t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core import locks
 from fleet.core.alerts import lock_held_after
@@ -18,13 +18,16 @@ from fleet.core.selection import select_resort
 from flows.dispatch import dispatch
 from flows.requests import validate_request
 
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory, Resort
+
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "run_locked", "run_operation"]
 
 DEFAULT_LOCK_TIMEOUT = locks.DEFAULT_LOCK_TIMEOUT
 
 
 async def run_operation(
-    inventory: Any,
+    inventory: Inventory,
     op: Operation,
     *,
     step: str,
@@ -66,8 +69,8 @@ async def run_operation(
 
 
 async def run_locked(
-    inventory: Any,
-    resort: Any,
+    inventory: Inventory,
+    resort: Resort,
     device_flow: str,
     parameters: Mapping[str, Any],
     *,

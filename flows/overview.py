@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.dispatch import run_logger
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = ["OVERVIEW_TIMEOUT", "publish_overview"]
 
@@ -14,7 +17,7 @@ __all__ = ["OVERVIEW_TIMEOUT", "publish_overview"]
 OVERVIEW_TIMEOUT = 20.0
 
 
-async def publish_overview(inventory: Any, results: Mapping[str, Mapping[str, Any]]) -> None:
+async def publish_overview(inventory: Inventory, results: Mapping[str, Mapping[str, Any]]) -> None:
     """Update the fleet overview artifact with the fresh readings; a failure only warns."""
     from fleet.core.overview import apublish_overview
 

@@ -15,7 +15,7 @@ dispatch the device run (`flows.dispatch`) and return its result.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 
@@ -34,6 +34,9 @@ from flows.requests import (
     step_args,
     validate_request,
 )
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Resort
 
 __all__ = ["activate_hotel", "fleet_health", "go_home", "move_to_angle", "reserve"]
 
@@ -117,7 +120,7 @@ async def fleet_health(
     inv = load_fleet_inventory(inventory)
     targets = [inv.resort(name) for name in resorts] if resorts else list(inv.resorts)
 
-    async def one(resort: Any, statuses: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    async def one(resort: Resort, statuses: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         reason = unavailable_reason(resort, statuses.get(resort.name))
         if reason is not None and reason != "e-stopped" and not reason.startswith("faulted"):
             return resort.name, {"state": "Skipped", "result": None, "error": reason}

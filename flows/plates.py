@@ -12,7 +12,7 @@ resort's occupancy artifact (`names.occupancy_artifact_key`).
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from prefect import flow
 from prefect.input import RunInput
@@ -29,6 +29,9 @@ from flows.dispatch import dispatch
 from flows.operations import DEFAULT_LOCK_TIMEOUT
 from flows.requests import as_selector, load_fleet_inventory
 from resort_common import names
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "DEFAULT_HANDOFF_TIMEOUT",
@@ -112,7 +115,7 @@ async def retrieve_plate(
 
 
 async def _hand_off(
-    inv: Any, registry: PlateRegistry, held: Reservation, timeout: float, lock_timeout: float
+    inv: Inventory, registry: PlateRegistry, held: Reservation, timeout: float, lock_timeout: float
 ) -> dict[str, Any]:
     """Present `held`'s room under the resort's lock, wait for the decision, commit it."""
     from prefect.flow_runs import pause_flow_run

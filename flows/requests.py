@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core.errors import PlanError
 from fleet.core.plan import Operation, validate_operation
 from fleet.core.selection import Selector
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "as_selector",
@@ -60,7 +63,7 @@ def make_operation(action: str, resort: str | None, selector: Any, **args: Any) 
         raise PlanError(lines) from None
 
 
-def validate_request(inventory: Any, op: Operation) -> None:
+def validate_request(inventory: Inventory, op: Operation) -> None:
     """Raise PlanError when `op` cannot run on this inventory (nothing is queued)."""
     problems = validate_operation(inventory, op)
     if problems:

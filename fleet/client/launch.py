@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core import locks
 from resort_common import names
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = ["START_RETRY_WINDOW", "parent_run_not_created", "start_parent"]
 
@@ -30,7 +33,7 @@ def parent_run_not_created(exc: BaseException) -> bool:
     )
 
 
-async def start_parent(inv: Any, flow: Callable[..., Any], /, **parameters: Any) -> Any:
+async def start_parent(inv: Inventory, flow: Callable[..., Any], /, **parameters: Any) -> Any:
     """Run a parent flow in-process; re-try while the server (SQLite) refuses to create its run.
 
     The run carries the fleet's tag (`names.fleet_tag`): the parent-run watchdog watches it from

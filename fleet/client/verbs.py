@@ -17,12 +17,15 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core.errors import PlanError
 from fleet.core.plan import known_resort, validate_speed
 from fleet.core.selection import Selector
 from resort_common import names
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "VERBS",
@@ -131,7 +134,9 @@ def define_verb(
 
 
 def _check_motion(action: str) -> Check:
-    def check(inventory: Any, resort: str | None, selector: Any, args: dict[str, Any]) -> None:
+    def check(
+        inventory: Inventory, resort: str | None, selector: Any, args: dict[str, Any]
+    ) -> None:
         from flows.requests import make_operation, validate_request
 
         validate_request(inventory, make_operation(action, resort, selector, **args))
@@ -139,11 +144,11 @@ def _check_motion(action: str) -> Check:
     return check
 
 
-def _check_speed(inventory: Any, resort: str | None, _: Any, args: dict[str, Any]) -> None:
+def _check_speed(inventory: Inventory, resort: str | None, _: Any, args: dict[str, Any]) -> None:
     validate_speed(inventory, str(resort), args["speed"], args["acceleration"])
 
 
-def _check_recover(inventory: Any, resort: str | None, _: Any, __: dict[str, Any]) -> None:
+def _check_recover(inventory: Inventory, resort: str | None, _: Any, __: dict[str, Any]) -> None:
     known_resort(inventory, str(resort))
 
 

@@ -14,11 +14,14 @@ import logging
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core import prefect_adapter
 from fleet.core.overview import PUBLISH_TIMEOUT, QUIET_EVENTS, apublish_overview
 from resort_common import names
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ _POLL = 0.2  # seconds between two looks at the stop flag and the events
 _MAX_BACKOFF = 30.0  # seconds between two reconnection attempts, at most
 
 
-def _event_filter(inv: Any) -> Any:
+def _event_filter(inv: Inventory) -> Any:
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
     return EventFilter(
@@ -41,14 +44,14 @@ def _event_filter(inv: Any) -> Any:
     )
 
 
-def _concerns(inv: Any, resort_ids: set[str], event: Any) -> bool:
+def _concerns(inv: Inventory, resort_ids: set[str], event: Any) -> bool:
     """Whether `event` is one of the fleet's resorts' or a state change of its device queues."""
     if event.event.startswith(_QUEUE_EVENTS):
         return any(r.role == "work-pool" and r.name == inv.fleet.work_pool for r in event.related)
     return event.resource.id in resort_ids
 
 
-async def _listen(inv: Any, wake: asyncio.Event) -> None:
+async def _listen(inv: Inventory, wake: asyncio.Event) -> None:
     """Set `wake` on each event of the fleet; reconnect with a backoff (until cancelled)."""
     resort_ids = {names.resource_id(r) for r in inv.resorts}
     backoff = 0.5
@@ -69,7 +72,7 @@ async def _listen(inv: Any, wake: asyncio.Event) -> None:
         backoff = min(backoff * 2, _MAX_BACKOFF)
 
 
-async def _publish(inv: Any, failing: bool) -> bool:
+async def _publish(inv: Inventory, failing: bool) -> bool:
     """Publish once; return whether it failed (a run of failures warns once)."""
     try:
         await asyncio.wait_for(apublish_overview(inv), PUBLISH_TIMEOUT)
@@ -82,7 +85,7 @@ async def _publish(inv: Any, failing: bool) -> bool:
     return False
 
 
-async def watch(inv: Any, stop: threading.Event, refresh: float, min_interval: float) -> None:
+async def watch(inv: Inventory, stop: threading.Event, refresh: float, min_interval: float) -> None:
     """Publish at start, after events (at most once per `min_interval` s), every `refresh` s."""
     wake = asyncio.Event()
     listener = asyncio.create_task(_listen(inv, wake))

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core import prefect_adapter
 from fleet.core.errors import EstopError
@@ -35,6 +35,9 @@ from resort_common.events import (
     ESTOPPED_EVENT,
 )
 from resort_common.variables import set_variable
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "EstopAck",
@@ -65,7 +68,7 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _resorts(inv: Any, resorts: Iterable[str] | None) -> list[Any]:
+def _resorts(inv: Inventory, resorts: Iterable[str] | None) -> list[Any]:
     if resorts is None:
         return list(inv.resorts)
     selected = [inv.resort(name) for name in dict.fromkeys(resorts)]
@@ -75,7 +78,7 @@ def _resorts(inv: Any, resorts: Iterable[str] | None) -> list[Any]:
 
 
 async def _command(
-    inv: Any,
+    inv: Inventory,
     resorts: Iterable[str] | None,
     *,
     event: str,
@@ -161,7 +164,7 @@ async def _command(
 
 
 async def aestop(
-    inv: Any,
+    inv: Inventory,
     resorts: Sequence[str] | None,
     reason: str = "fleet estop",
     *,
@@ -181,7 +184,7 @@ async def aestop(
 
 
 async def aclear_estop(
-    inv: Any, resorts: Sequence[str] | None, *, timeout: float = DEFAULT_TIMEOUT
+    inv: Inventory, resorts: Sequence[str] | None, *, timeout: float = DEFAULT_TIMEOUT
 ) -> list[EstopAck]:
     """Async form of `clear_estop`."""
     at = _now().isoformat()
@@ -197,7 +200,7 @@ async def aclear_estop(
 
 
 def estop(
-    inv: Any,
+    inv: Inventory,
     resorts: Sequence[str] | None,
     reason: str = "fleet estop",
     *,
@@ -217,7 +220,7 @@ def estop(
 
 
 def clear_estop(
-    inv: Any, resorts: Sequence[str] | None, *, timeout: float = DEFAULT_TIMEOUT
+    inv: Inventory, resorts: Sequence[str] | None, *, timeout: float = DEFAULT_TIMEOUT
 ) -> list[EstopAck]:
     """Release the e-stop latch of `resorts` (None = all); motion is allowed again.
 

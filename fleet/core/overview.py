@@ -26,10 +26,13 @@ import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core.status import ResortStatus, aread_status
 from resort_common import names
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "COLUMNS",
@@ -111,7 +114,7 @@ def overview_rows(
     return rows
 
 
-def _description(inv: Any, statuses: Sequence[ResortStatus]) -> str:
+def _description(inv: Inventory, statuses: Sequence[ResortStatus]) -> str:
     online = sum(1 for s in statuses if s.online)
     stopped = sum(1 for s in statuses if s.estopped)
     now = datetime.datetime.now(datetime.UTC)
@@ -129,7 +132,7 @@ def _table_of(artifact: Any) -> Any:
 
 
 async def apublish_overview(
-    inv: Any,
+    inv: Inventory,
     *,
     statuses: Sequence[ResortStatus] | None = None,
     health: Mapping[str, Mapping[str, Any]] | None = None,
@@ -168,7 +171,7 @@ async def apublish_overview(
 
 
 def publish_overview(
-    inv: Any,
+    inv: Inventory,
     *,
     statuses: Sequence[ResortStatus] | None = None,
     health: Mapping[str, Mapping[str, Any]] | None = None,
@@ -189,7 +192,7 @@ def publish_overview(
 
 
 def watch_overview(
-    inv: Any, stop: threading.Event, *, refresh: float = 30.0, min_interval: float = 1.0
+    inv: Inventory, stop: threading.Event, *, refresh: float = 30.0, min_interval: float = 1.0
 ) -> None:
     """Keep the fleet's overview artifact current until `stop` is set (see the module docstring).
 

@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from fleet.core.errors import DeviceSelectionError, PlanError
 from fleet.core.selection import Selector, matching_resorts
 from resort_common.tunables import MAX_ACCELERATION, MAX_SPEED
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "ACTIONS",
@@ -188,7 +191,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     return parse_plan(data, source=str(path))
 
 
-def validate_operation(inventory: Any, op: Operation) -> list[str]:
+def validate_operation(inventory: Inventory, op: Operation) -> list[str]:
     """Problems of one operation against the inventory (empty when fine)."""
     problems: list[str] = []
     if op.resort is not None:
@@ -217,7 +220,7 @@ def validate_operation(inventory: Any, op: Operation) -> list[str]:
     return problems
 
 
-def validate_plan(inventory: Any, plan: Plan, *, source: str = "plan") -> None:
+def validate_plan(inventory: Inventory, plan: Plan, *, source: str = "plan") -> None:
     """Check every operation against the inventory; nothing is queued by this.
 
     Raises:
@@ -231,7 +234,7 @@ def validate_plan(inventory: Any, plan: Plan, *, source: str = "plan") -> None:
         raise PlanError(problems)
 
 
-def known_resort(inventory: Any, name: str) -> Any:
+def known_resort(inventory: Inventory, name: str) -> Any:
     """The inventory's resort called `name`.
 
     Raises:
@@ -256,7 +259,7 @@ def full_turn_time(speed: float, acceleration: float) -> float:
 
 
 def validate_speed(
-    inventory: Any, resort: str, speed: float, acceleration: float | None = None
+    inventory: Inventory, resort: str, speed: float, acceleration: float | None = None
 ) -> None:
     """Check a `set-speed` request against the inventory before anything is queued.
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleet.core.errors import DeviceSelectionError
 from resort_common import names
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory, Resort
 
 __all__ = [
     "BUSY_STATES",
@@ -61,7 +64,7 @@ class _StatusLike(Protocol):
     faulted: bool
 
 
-def _mismatch(resort: Any, selector: Selector) -> str | None:
+def _mismatch(resort: Resort, selector: Selector) -> str | None:
     missing = [label for label in selector.labels if label not in resort.labels]
     if missing:
         return f"lacks label(s) {', '.join(missing)}"
@@ -70,12 +73,12 @@ def _mismatch(resort: Any, selector: Selector) -> str | None:
     return None
 
 
-def matching_resorts(inventory: Any, selector: Selector) -> list[Any]:
+def matching_resorts(inventory: Inventory, selector: Selector) -> list[Any]:
     """Resorts whose static facts (labels, hotels) fit `selector`, active or not."""
     return [r for r in inventory.resorts if _mismatch(r, selector) is None]
 
 
-def unavailable_reason(resort: Any, status: _StatusLike | None) -> str | None:
+def unavailable_reason(resort: Resort, status: _StatusLike | None) -> str | None:
     """Why `resort` cannot take work now (None when it can)."""
     if not resort.active:
         return "inactive"
@@ -94,7 +97,7 @@ def unavailable_reason(resort: Any, status: _StatusLike | None) -> str | None:
 
 
 def choose(
-    inventory: Any,
+    inventory: Inventory,
     *,
     resort: str | None = None,
     selector: Selector | None = None,
@@ -141,7 +144,9 @@ def choose(
     return fits[0][2]
 
 
-async def queue_load(inventory: Any, resort_names: Iterable[str], client: Any) -> dict[str, int]:
+async def queue_load(
+    inventory: Inventory, resort_names: Iterable[str], client: Any
+) -> dict[str, int]:
     """Device runs Scheduled, Pending or Running on each resort's work queue."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -172,7 +177,7 @@ async def queue_load(inventory: Any, resort_names: Iterable[str], client: Any) -
     return load
 
 
-async def read_statuses(inventory: Any) -> dict[str, Any]:
+async def read_statuses(inventory: Inventory) -> dict[str, Any]:
     """Resort name -> published status (`fleet.core.status.aread_status`)."""
     from fleet.core.status import aread_status
 
@@ -181,7 +186,7 @@ async def read_statuses(inventory: Any) -> dict[str, Any]:
 
 
 async def select_resort(
-    inventory: Any,
+    inventory: Inventory,
     *,
     resort: str | None = None,
     selector: Selector | None = None,

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resort_common import names
 from resort_common.documents import AgentStatus, EstopLatch
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = ["STALE_AFTER", "ResortStatus", "aread_status", "read_status", "stale_after"]
 
@@ -23,7 +26,7 @@ __all__ = ["STALE_AFTER", "ResortStatus", "aread_status", "read_status", "stale_
 STALE_AFTER = datetime.timedelta(seconds=60)
 
 
-def stale_after(inv: Any) -> datetime.timedelta:
+def stale_after(inv: Inventory) -> datetime.timedelta:
     """Age after which an agent's status document no longer counts as online."""
     beat = float(getattr(inv.fleet, "agent_heartbeat", 15.0))
     return max(STALE_AFTER, datetime.timedelta(seconds=4 * beat))
@@ -61,7 +64,7 @@ def _value(variable: Any) -> Any:
     return getattr(variable, "value", None)
 
 
-async def aread_status(inv: Any) -> list[ResortStatus]:
+async def aread_status(inv: Inventory) -> list[ResortStatus]:
     """Async form of `read_status`."""
     from prefect import get_client
     from prefect.client.schemas.filters import WorkQueueFilter
@@ -126,7 +129,7 @@ async def aread_status(inv: Any) -> list[ResortStatus]:
     return result
 
 
-def read_status(inv: Any) -> list[ResortStatus]:
+def read_status(inv: Inventory) -> list[ResortStatus]:
     """Status of every resort of `inv`, in inventory order."""
     from prefect.utilities.asyncutils import run_coro_as_sync
 

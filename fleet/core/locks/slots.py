@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import httpx
@@ -33,6 +33,9 @@ from fleet.core.locks.lease import (
 )
 from fleet.core.locks.waiters import PROCESS_WAITERS, LocalWaiters
 from resort_common import names
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -249,7 +252,7 @@ async def resort_lock(
 
 @asynccontextmanager
 async def fleet_move_slot(
-    inventory: Any,
+    inventory: Inventory,
     *,
     timeout: float = DEFAULT_LOCK_TIMEOUT,
     lease_duration: float = DEFAULT_LEASE_DURATION,

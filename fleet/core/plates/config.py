@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
@@ -12,13 +12,16 @@ from fleet.core.errors import InventoryError, RegistryUnavailableError
 from fleet.core.plates.database import current_revision, head_revision
 from fleet.core.plates.registry import PlateRegistry
 
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
+
 __all__ = ["DEFAULT_FILE", "open_registry", "registry_url", "room_layout"]
 
 #: The registry's SQLite file in the fleet's state directory, when the inventory names none.
 DEFAULT_FILE = "plates.db"
 
 
-def registry_url(inv: Any, state: str | os.PathLike[str] | None = None) -> str:
+def registry_url(inv: Inventory, state: str | os.PathLike[str] | None = None) -> str:
     """The registry's SQLAlchemy URL: `fleet.registry.url` (with the password from
     `password_env`), else an SQLite file in the state directory.
 
@@ -45,12 +48,14 @@ def registry_url(inv: Any, state: str | os.PathLike[str] | None = None) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def room_layout(inv: Any) -> list[tuple[str, tuple[str, ...], int]]:
+def room_layout(inv: Inventory) -> list[tuple[str, tuple[str, ...], int]]:
     """`(resort, hotels in carousel order, rooms_per_hotel)` of every resort of `inv`."""
     return [(r.name, tuple(r.hotels), int(r.rooms_per_hotel)) for r in inv.resorts]
 
 
-async def open_registry(inv: Any, state: str | os.PathLike[str] | None = None) -> PlateRegistry:
+async def open_registry(
+    inv: Inventory, state: str | os.PathLike[str] | None = None
+) -> PlateRegistry:
     """The registry of `inv`, migrated and with a room row for every room of the inventory.
 
     Raises:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core.errors import PlateError
 from fleet.core.plates.model import Plate, RoomRecord, check_plate_id
 from fleet.core.plates.operator_tools import Counted
+
+if TYPE_CHECKING:
+    from fleet.core.inventory import Inventory
 
 __all__ = ["COLUMNS", "parse_count", "write_count"]
 
@@ -22,7 +25,7 @@ COLUMNS = ("resort", "hotel", "room", "plate")
 OPTIONAL = ("labware", "owner")
 
 
-def parse_count(text: str, source: str, inv: Any) -> list[Counted]:
+def parse_count(text: str, source: str, inv: Inventory) -> list[Counted]:
     """The rows of a count file, checked against the inventory's resorts, hotels and rooms.
 
     Raises:
