@@ -7,6 +7,7 @@ seconds, volts, amperes and degrees Celsius. Source: ROBOTIS e-Manual, XM430-W35
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -134,30 +135,25 @@ class Item:
     signed: bool = False
 
 
-def _e(
-    name: str,
-    addr: int,
-    size: int,
-    access: Literal["R", "RW"],
-    default: int,
-    lo: int | None = None,
-    hi: int | None = None,
-    signed: bool = False,
-) -> Item:
-    return Item(name, addr, size, access, True, default, lo, hi, signed)
+def _area(eeprom: bool) -> Callable[..., Item]:
+    """An `Item` maker for the EEPROM (`_e`) or the RAM (`_r`) area."""
+
+    def item(
+        name: str,
+        addr: int,
+        size: int,
+        access: Literal["R", "RW"],
+        default: int,
+        lo: int | None = None,
+        hi: int | None = None,
+        signed: bool = False,
+    ) -> Item:
+        return Item(name, addr, size, access, eeprom, default, lo, hi, signed)
+
+    return item
 
 
-def _r(
-    name: str,
-    addr: int,
-    size: int,
-    access: Literal["R", "RW"],
-    default: int,
-    lo: int | None = None,
-    hi: int | None = None,
-    signed: bool = False,
-) -> Item:
-    return Item(name, addr, size, access, False, default, lo, hi, signed)
+_e, _r = _area(eeprom=True), _area(eeprom=False)
 
 
 CONTROL_TABLE: tuple[Item, ...] = (
