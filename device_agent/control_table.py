@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from resort_common.tunables import SDK_BAUDRATES
-
 __all__ = [
     "ACCEL_DEG_PER_S2",
     "ALERT_BIT",
@@ -27,7 +25,6 @@ __all__ = [
     "VELOCITY_DEG_PER_S",
     "VOLTAGE_V",
     "XM430_BAUD_CODES",
-    "BaudCode",
     "Item",
     "Status",
     "decode_block",
@@ -52,9 +49,6 @@ ALERT_BIT = 0x80  # status-packet error byte bit 7: hardware error, read address
 XM430_BAUD_CODES = {
     9600: 0, 57600: 1, 115200: 2, 1000000: 3, 2000000: 4, 3000000: 5, 4000000: 6, 4500000: 7,
 }  # fmt: skip
-# The XM430 rates the SDK can also open (it cannot open 4.5 Mbps).
-BaudCode = Literal[9600, 57600, 115200, 1000000, 2000000, 3000000, 4000000]
-BAUD_CODES = {rate: code for rate, code in XM430_BAUD_CODES.items() if rate in SDK_BAUDRATES}
 
 # Protocol 2.0 status error numbers (bits 0-6 of the error byte).
 STATUS_ERRORS = {

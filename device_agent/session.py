@@ -394,13 +394,6 @@ class DeviceSession:
         """Record a lost or failing serial link: status goes faulted until a reconnect works."""
         self.update(connected=False, last_error=f"{type(exc).__name__}: {exc}", moving=False)
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no motion holds the lock; True if idle within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while self.moving and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return not self.moving
-
 
 def _instant(text: str | None) -> datetime.datetime | None:
     """An ISO 8601 time as an aware datetime (None when missing or unparsable)."""

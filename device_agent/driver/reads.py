@@ -35,11 +35,6 @@ class DriverReads(DriverConnection):
         self._require(configured=False)
         return self._position(self.transport.read("present_position"))
 
-    def request_position_count(self) -> int:
-        """Present Position in pulses, unwrapped (multi-turn while torque is off)."""
-        self._require(configured=False)
-        return self.transport.read("present_position")
-
     def request_active_hotel(self) -> str | None:
         """The hotel within `position_tolerance` of the present angle (360-degree wrap), or None."""
         return self._hotel_at(self.request_position())
