@@ -2,7 +2,7 @@
 
 The only module that knows register addresses and raw units. Everything above it speaks degrees,
 seconds, volts, amperes and degrees Celsius. Source: ROBOTIS e-Manual, XM430-W350 page
-(see ``../shared/reference/dynamixel.md`` section 3).
+(the control table section).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ OPERATING_MODES = (
     MODE_CURRENT_POSITION,
     MODE_PWM,
 )
-# Drive Mode (10) bits (reference section 8.2).
+# Drive Mode (10) bits (e-Manual, firmware 45 and later for bit 3).
 DRIVE_MODE_REVERSE = 0x01
 DRIVE_MODE_TIME_BASED = 0x04
 DRIVE_MODE_TORQUE_ON_BY_GOAL = 0x08  # fw >= 45: a goal write while torque is off enables torque

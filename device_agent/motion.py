@@ -4,7 +4,7 @@ The driver polls a running move every `POLL_INTERVAL` seconds with one span read
 Present Position) and hands each reading to a `JamDetector`. A jam is either the servo's own
 following-error bit (Moving Status bit 3) on `FOLLOWING_POLLS` polls in a row, or the current held
 at the move's cap (current-based position mode) while the position gains fewer than
-`JAM_PROGRESS_PULSES` in `JAM_WINDOW` seconds (reference section 8.5: detect a jam long before the
+`JAM_PROGRESS_PULSES` in `JAM_WINDOW` seconds (a jam is detected long before the
 servo's own Overload, which needs seconds). The deadline of a move comes from its profile estimate
 (`move_deadline`), never longer than the resort's `move_timeout`.
 """

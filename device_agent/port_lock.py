@@ -2,7 +2,7 @@
 
 Two processes talking on one Dynamixel bus interleave their packets, and a `device-agent ctl`
 started next to a running agent could move a carousel the agent believes is still. The SDK opens
-the port without a lock (reference section 6.6), so the transport locks the tty itself right after
+the port without a lock, so the transport locks the tty itself right after
 opening it: `lock_port(fd, port)` takes ``flock(LOCK_EX | LOCK_NB)`` on the file description, the
 same lock pyserial's ``exclusive=True`` takes, so any well-behaved serial tool sees it too. The
 lock goes away with the file descriptor (port closed, process killed), so a crashed holder never

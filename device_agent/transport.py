@@ -5,7 +5,7 @@ SDK's `(value, comm_result, error)` tuples into values and typed errors:
 
 * a COMM_* failure raises `CommunicationError` (with `.result`); after a timeout or a corrupt reply
   it waits for a late status packet and clears the input buffer, so that packet is never taken as
-  the answer to the next request (reference section 6.3);
+  the answer to the next request;
 * `termios.error`, `OSError` and `serial.SerialException` (USB unplugged) raise `PortLostError`
   and reset the SDK's `port.is_using` flag, which the SDK otherwise leaves set forever (6.2);
   `reopen()` builds a fresh `PortHandler`;

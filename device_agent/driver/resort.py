@@ -8,7 +8,7 @@ The class is assembled from its parts, each building on the one before: `DriverC
 (bring-up, servo configuration, speed), `DriverReads` (position, health), `DriverStops` (emergency
 stop, halt, faults, reboot) and `DriverMoves` (moves, jam and deadline supervision).
 
-Safety rules (reference section 8.8), each enforced here:
+Safety rules, each enforced here:
 
 1. `connect()`, `reconnect()` and `reboot()` never switch torque on. Only a move does, after
    every check: the hardware error status, the RAM settings (re-applied when the LED marker shows

@@ -5,62 +5,62 @@ wire (`MemoryPort`) and the pty server both sit on top of it. This module is the
 face (packets in and out, fault injection, stats); its parts: `servo` (state, torque, motion,
 current, boot, timed events), `instructions` (what each instruction does), `faults` (fault kinds
 and flags), `write_log`, `physics` (the profile and the shaft) and `table` (the table's bytes and
-write validation). Facts from ``../shared/reference/dynamixel.md``
-(cited below as "ref N.N").
+write validation). Facts from the ROBOTIS e-Manual (XM430-W350 and Protocol 2.0
+pages) and from reports of the servo's behaviour where the manual is silent.
 
 The model is meant to be at least as strict as the real servo where safety is concerned. Where the
 e-manual is silent or vague, it takes the stricter reading; each such choice is listed here with
 its source, or marked *assumption*:
 
 * Power-on, REBOOT and the ``power-cycle`` fault (servo supply lost and back while the USB link
-  stays up; ref 6.5, 8.4) reset RAM to its defaults: torque off, Profile Velocity/Acceleration 0,
+  stays up) reset RAM to its defaults: torque off, Profile Velocity/Acceleration 0,
   Bus Watchdog 0, LED 0, Hardware Error Status 0, Goal PWM/Current at PWM/Current Limit. The shaft
   stops where it is, the multi-turn count is lost (Present Position single-turn absolute, 0..4095 +
-  Homing Offset), Realtime Tick restarts at 0 (ref 8.4; after REBOOT too: *assumption*, it is the
-  same boot), and nothing is answered for `REBOOT_SILENCE` (ref 3.3: ~0.4 s measured on an XC330).
+  Homing Offset), Realtime Tick restarts at 0 (after REBOOT too: *assumption*, it is the
+  same boot), and nothing is answered for `REBOOT_SILENCE` (~0.4 s measured on an XC330).
   A power cycle is modelled as an instant drop and return followed by that boot (*assumption*).
   EEPROM is kept.
-* Goal Position reads 0 after power-on, REBOOT and a power cycle (*assumption*: ref 8.3/8.4 say it
+* Goal Position reads 0 after power-on, REBOOT and a power cycle (*assumption*: the e-Manual says it
   is undefined; 0 makes a driver that enables torque without first writing goal = present move
   visibly).
-* Torque-on never copies Present Position into Goal Position (*assumption*, ref 8.3: what the goal
+* Torque-on never copies Present Position into Goal Position (*assumption*: what the goal
   holds at torque-on is undocumented): the servo drives to whatever Goal Position holds, with the
   current profile, in mode 3 after the single-turn re-frame and clamped into Min/Max Position Limit
   (*assumption*).
-* Startup Configuration (60) bit 0 turns torque on when the boot ends (ref 8.4), by the rule above,
+* Startup Configuration (60) bit 0 turns torque on when the boot ends, by the rule above,
   so towards Goal Position 0 (*assumption*: the strict reading; a driver keeps bit 0 clear).
   Bit 1 (restore the RAM backup) is not modelled: RAM always boots at its defaults (*assumption*).
 * Drive Mode (10) accepts only the bits in 0x0D and Operating Mode (11) only 0, 1, 3, 4, 5, 16;
-  anything else answers Data Range Error (ref 3.1/8.2; the error number is an *assumption*).
-  Drive Mode bit 3 (fw >= 45, ref 8.2): a write of the mode's goal item (Goal Position in modes
+  anything else answers Data Range Error (the error number is an *assumption*).
+  Drive Mode bit 3 (fw >= 45): a write of the mode's goal item (Goal Position in modes
   3/4/5) while torque is off turns torque on, unless an error in the Shutdown mask is latched, and
   executes it.
-* Min/Max Position Limit apply in mode 3 only; a goal outside them answers Data Range Error (ref
-  8.5/8.6; 0x04 rather than 0x06 is an *assumption*, ref 7). In modes 4 and 5 Goal Position may be
+* Min/Max Position Limit apply in mode 3 only; a goal outside them answers Data Range Error
+  (0x04 rather than 0x06 is an *assumption*). In modes 4 and 5 Goal Position may be
   +-1,048,575 and Present Position counts turns; it is re-framed to one turn only by a change to
-  mode 3, torque-on in mode 3, power-on and REBOOT (ref 3.2 notes, 8.3).
-* Mode 5 (current-based position, ref 8.5): moves follow the same velocity-based profile as mode
+  mode 3, torque-on in mode 3, power-on and REBOOT.
+* Mode 5 (current-based position): moves follow the same velocity-based profile as mode
   3, and the output is capped by |Goal Current|: Present Current never exceeds it. A Goal Current
   below what the profile needs (`physics.Profile.peak_current`: the model's 100 units with an
   acceleration ramp, 60 without; checked when a move starts and when Goal Current is written
   during one: *assumption*) cannot move the shaft, which is then treated exactly like a jam.
   Modes 0, 1 and 16 are accepted but their physics is not modelled: torque holds the shaft.
-* ``jam`` (ref 8.5): the shaft stops where it is (a move under way stops at once; at rest, the
+* ``jam``: the shaft stops where it is (a move under way stops at once; at rest, the
   next move cannot leave its start) while the goal stays pending: Moving 1, Present Velocity 0,
   Moving Status following error (0x08) and not in position, Present Current at the cap in the
   direction of travel: |Goal Current| in mode 5, Current Limit in modes 3/4 (the stall current:
   *assumption*). A jam held above 50 % of Current Limit (*assumption*) for `JAM_OVERLOAD_SECONDS`
   trips Overload (70 bit 0x20), which with the default Shutdown cuts torque. ROBOTIS says "a few
-  seconds" of high current (DynamixelSDK #285) and one report saw ~5 s at ~940 mA in mode 3 (ref
-  8.5); 3.0 s is the stricter choice (*assumption*). The trip time counts from when the jam began
+  seconds" of high current (DynamixelSDK #285) and one report saw ~5 s at ~940 mA in mode 3;
+  3.0 s is the stricter choice (*assumption*). The trip time counts from when the jam began
   pushing, whenever someone looks. ``clear`` frees the shaft: it carries on to its goal, re-planned
   from rest where it stood. ``stall`` is the soft version: the move stops 40 % of the way, at 900
   units, and never trips Overload (*assumption*, kept for following-error tests).
-* Bus Watchdog (98, ref 8.1): 1..127 arm it in 20 ms units; it counts only while torque is on, and
+* Bus Watchdog (98): 1..127 arm it in 20 ms units; it counts only while torque is on, and
   every instruction packet the servo receives for its ID or broadcast restarts it (packets lost to
   ``mute``, the boot silence, a baud mismatch or a bad CRC do not: *assumption*, the servo never
   saw them). On expiry the servo stops abruptly where the shaft is at that instant, keeps torque on
-  and holds (ref 8.1: "reports say"), 98 reads -1, and writes to Goal PWM/Current/Velocity/Position
+  and holds (as reports say), 98 reads -1, and writes to Goal PWM/Current/Velocity/Position
   answer Data Range Error until 98 is written 0; writing another value while expired answers Data
   Range Error too (*assumption*).
 * Timed events (watchdog expiry, jam overload, end of boot) are evaluated lazily, in time order, at

@@ -1,6 +1,6 @@
 """Physics of the emulated XM430-W350: the motion profile, the shaft and what holds it back.
 
-`plan_profile` turns Profile Velocity/Acceleration into a trajectory (reference section 4).
+`plan_profile` turns Profile Velocity/Acceleration into a trajectory (the e-Manual's formulas).
 `Motion` owns the shaft and the move it is making: Present Position and Velocity at any instant,
 stopping (torque off, a fault, the bus watchdog) and blocking (the ``stall`` and ``jam`` faults, a
 Goal Current too low to follow the profile in mode 5). Positions are in the Present Position frame
@@ -113,7 +113,7 @@ def plan_profile(
     vmax: int,
     time_based: bool = False,
 ) -> Profile:
-    """Plan a profile (reference section 4).
+    """Plan a profile (the e-Manual's trapezoid and triangle cases).
 
     Velocity-based: t1 = 64*PV/PA ms, t2 = 64*dPos/PV ms, trapezoid t3 = t1 + t2; triangle when
     the move is too short (t3 = 128*sqrt(dPos/PA) ms); PA = 0 is rectangular; PV = 0 is a step at

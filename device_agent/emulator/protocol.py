@@ -1,7 +1,7 @@
 """Dynamixel Protocol 2.0 wire codec: CRC-16, byte stuffing, instruction parser, status builder.
 
-Pure functions and one streaming parser, no I/O. Source: ROBOTIS e-Manual ``protocol2.md`` and
-``../shared/reference/dynamixel.md`` sections 2.1-2.5.
+Pure functions and one streaming parser, no I/O. Source: the ROBOTIS e-Manual's Protocol 2.0
+page (packets, CRC-16, byte stuffing, instructions).
 """
 
 from __future__ import annotations

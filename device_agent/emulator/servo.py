@@ -39,9 +39,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-REBOOT_SILENCE = 0.4  # s without replies after REBOOT or a power cycle (ref 3.3, XC330)
+REBOOT_SILENCE = 0.4  # s without replies after REBOOT or a power cycle (measured on an XC330)
 REBOOT_SILENCE_INSTANT = 0.05
-JAM_OVERLOAD_SECONDS = 3.0  # a jam held at high current trips Overload after this (ref 8.5)
+JAM_OVERLOAD_SECONDS = 3.0  # a jam held at high current trips Overload after this
 POSITION_MODES = (ct.MODE_POSITION, ct.MODE_EXTENDED_POSITION, ct.MODE_CURRENT_POSITION)
 
 _OVERLOAD = HARDWARE_FAULTS["overload"]

@@ -25,7 +25,7 @@ ERR_LENGTH = 0x05
 ERR_ACCESS = 0x07
 
 _INDIRECT_AREAS = ((168, 252), (578, 662))  # Indirect Address/Data 1-28 and 29-56
-# Read-only (Data Range Error) while the bus watchdog has expired (ref 8.1).
+# Read-only (Data Range Error) while the bus watchdog has expired.
 _WATCHDOG_LOCKED = frozenset({"goal_pwm", "goal_current", "goal_velocity", "goal_position"})
 
 

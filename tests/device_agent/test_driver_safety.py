@@ -1,5 +1,5 @@
 """The driver's safety rules against the in-memory emulator: torque only by a move, EEPROM traps,
-power loss, the bus watchdog, jams and the seam (reference section 8.8)."""
+power loss, the bus watchdog, jams and the seam."""
 
 from __future__ import annotations
 

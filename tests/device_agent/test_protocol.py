@@ -14,7 +14,7 @@ def _hex(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-# Packet examples from the ROBOTIS e-Manual protocol2.md (reference section 2.3).
+# Packet examples from the ROBOTIS e-Manual's Protocol 2.0 page (CRC section).
 PING = _hex("FF FF FD 00 01 03 00 01 19 4E")
 PING_STATUS = _hex("FF FF FD 00 01 07 00 55 00 06 04 26 65 5D")  # model 1030, fw 38
 READ = _hex("FF FF FD 00 01 07 00 02 84 00 04 00 1D 15")  # 132, 4 bytes
