@@ -201,28 +201,9 @@ def _with_registry(
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from sqlalchemy.engine import make_url
+    from fleet.core.plates.config import migrate_registry
 
-    from fleet.core.plates.config import registry_url
-    from fleet.core.plates.database import upgrade
-
-    url = registry_url(load_cli_inventory(args))
-    if url.startswith("sqlite"):
-        Path(make_url(url).database or "plates.db").parent.mkdir(parents=True, exist_ok=True)
-
-    async def run() -> tuple[str | None, str]:
-        registry = PlateRegistry(url)
-        try:
-            return await upgrade(registry.engine)
-        finally:
-            await registry.close()
-
-    before, after = asyncio.run(run())
-    where = make_url(url).render_as_string(hide_password=True)
-    if before == after:
-        print(f"plate registry at {where}: schema {after}, up to date")
-    else:
-        print(f"plate registry at {where}: schema {before or 'none'} -> {after}")
+    print(asyncio.run(migrate_registry(load_cli_inventory(args))).describe())
     return 0
 
 

@@ -1,8 +1,12 @@
-"""`fleet server up|down|status`: the embedded local Prefect server (see `fleet.core.server`)."""
+"""`fleet server up|down|status`: the embedded local Prefect server (see `fleet.core.server`).
+
+`fleet server up` also migrates the inventory's plate registry (`fleet.core.plates.config`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -36,8 +40,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help="project state directory (default $FLEET_STATE_DIR or ./.fleet-state)",
         )
 
-    up = verbs.add_parser("up", help="start the server unless it already runs")
+    up = verbs.add_parser(
+        "up",
+        help="start the server unless it already runs; migrate the plate registry",
+        description="Start the local Prefect server unless it already runs. First, the "
+        "inventory's plate registry is migrated to this version's schema (as `fleet plates "
+        "migrate`); without an inventory (no --inventory, $FLEET_INVENTORY or "
+        "inventory/demo.yaml) that step is skipped.",
+    )
     common(up)
+    up.add_argument(
+        "--inventory",
+        metavar="FILE",
+        help="the inventory whose plate registry to migrate (default $FLEET_INVENTORY)",
+    )
     up.add_argument("--port", type=int, help="loopback port (default: a free one)")
     up.add_argument("--no-ui", action="store_true", help="do not serve the Prefect UI")
     up.add_argument(
@@ -81,6 +97,7 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     from fleet.core.server_db import sqlite_revision
 
+    _migrate_registry(args)  # before the server starts: a registry out of reach starts nothing
     home = server.server_home(args.state_dir)
     before = None if args.database_url else sqlite_revision(home)
     started_at = time.monotonic()
@@ -101,6 +118,21 @@ def _up(args: argparse.Namespace) -> int:
         print("Prefect server already running")
     _print_info(info)
     return 0
+
+
+def _migrate_registry(args: argparse.Namespace) -> None:
+    """Migrate the inventory's plate registry; one line saying its schema revision."""
+    from fleet.core.errors import InventoryError
+    from fleet.core.inventory import inventory_path, load_inventory
+    from fleet.core.plates.config import migrate_registry
+
+    try:
+        path = inventory_path(args.inventory)
+    except InventoryError:
+        print("plate registry: no inventory (--inventory or $FLEET_INVENTORY): not migrated")
+        return
+    inv = load_inventory(path)
+    print(asyncio.run(migrate_registry(inv, args.state_dir)).describe())
 
 
 def _down(args: argparse.Namespace) -> int:

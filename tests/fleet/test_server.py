@@ -109,6 +109,21 @@ def test_auth_file_must_be_private(tmp_path: Path, clean_env: pytest.MonkeyPatch
     assert not (tmp_path / "server" / "server.json").exists()
 
 
+def test_up_refuses_a_plate_registry_out_of_reach_and_starts_nothing(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    url = f"postgresql+asyncpg://lab@127.0.0.1:{server.free_port()}/plates"  # nothing listens
+    inv = write_inventory(tmp_path / "inv.yaml", "nosrv", ["nosrv-a"], registry={"url": url})
+    state = tmp_path / "state"
+    assert main(["server", "up", "--state-dir", str(state), "--inventory", str(inv)]) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"fleet: error: plate registry at {url}: ")
+    assert "Connect" in line  # the driver's own words: connection refused
+    assert not server.server_dir(state).exists()
+
+
 def test_api_resolution_order(tmp_path: Path, clean_env: pytest.MonkeyPatch):
     class _Fleet:
         api_url = "http://inventory.example:4200/api"
@@ -137,11 +152,16 @@ def test_up_is_idempotent_auth_is_enforced_and_down_stops_it(
     state = str(tmp_path / "state")
     secret = "lab:s3cret-token"
     auth = _auth_file(tmp_path, secret)
+    inv = write_inventory(tmp_path / "inv.yaml", "srvup", ["srvup-a"])
     up = ["server", "up", "--state-dir", state, "--no-ui", "--auth-file", str(auth)]
+    up += ["--inventory", str(inv)]
+    registry = f"plate registry at sqlite+aiosqlite:///{tmp_path / 'state' / 'plates.db'}"
     try:
         assert main(up) == 0
         out = capsys.readouterr().out
         assert "started" in out
+        # the inventory's plate registry is migrated first (one line)
+        assert out.splitlines()[0] == f"{registry}: schema none -> 0001_plate_registry"
         info = server.ServerInfo.load(Path(state) / "server" / "server.json")
         assert info is not None and info.auth_file == str(auth)
         assert f"export PREFECT_API_URL={info.api_url}" in out
@@ -152,6 +172,7 @@ def test_up_is_idempotent_auth_is_enforced_and_down_stops_it(
         assert main(up) == 0
         out = capsys.readouterr().out
         assert "already running" in out and f"pid {info.pid}" in out
+        assert out.splitlines()[0] == f"{registry}: schema 0001_plate_registry, up to date"
 
         assert main(["server", "status", "--state-dir", state, "--json"]) == 0
         status = json.loads(capsys.readouterr().out)

@@ -2,7 +2,8 @@
 
 The default is an SQLite file under the fleet's state directory; a PostgreSQL URL
 (`postgresql+asyncpg://...`) serves schedulers on several machines. Migrations run only when
-asked: `upgrade(url)` (`fleet plates migrate`, and `fleet server up` for the default file).
+asked: `upgrade(engine)`, through `config.migrate_registry` (`fleet plates migrate`, `fleet server
+up` and the demo).
 """
 
 from __future__ import annotations
