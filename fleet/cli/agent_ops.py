@@ -58,7 +58,8 @@ def register(subparsers: Any) -> None:
         "status",
         help="per-resort status: online, connected, position, e-stop, errors",
         description="Show each resort's agent status. SPEED is the agent's speed in deg/s, "
-        "marked * when `fleet speed` changed it from the inventory's.",
+        "marked * when `fleet speed` changed it from the inventory's. ROOMS FREE: free rooms "
+        "of all rooms, from the plate registry (- when it cannot be read: why, on stderr).",
     )
     status.add_argument("resorts", nargs="*", metavar="RESORT", help="only these (default: all)")
     status.add_argument("--inventory", help="inventory file (default: $FLEET_INVENTORY)")
@@ -181,11 +182,15 @@ def _status(args: argparse.Namespace) -> int:
     import sys
 
     from fleet.core.server import api_settings
+    from fleet.core.status import read_free_rooms
 
     inv = _load(args)
     names = _status_targets(args, inv)
     with api_settings(inv):
         rows = _read_rows(inv, names, args.wait)
+    rows, no_rooms = read_free_rooms(inv, rows)
+    if no_rooms:
+        print(f"fleet: warning: free rooms unknown: {no_rooms}", file=sys.stderr)
     late = [r.name for r in rows if not _ready(r)] if args.wait is not None else []
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
@@ -208,6 +213,7 @@ def _print_table(inv: Any, rows: list[Any]) -> None:
         "SPEED",
         "E-STOP",
         "QUEUE",
+        "ROOMS FREE",
         "ERROR",
     )
     table = [header]
@@ -224,6 +230,7 @@ def _print_table(inv: Any, rows: list[Any]) -> None:
                 _speed_cell(r.speed, inv.resort(r.name).speed),
                 "STOPPED" if r.estopped else "no",
                 queue,
+                "-" if r.rooms_total is None else f"{r.rooms_free}/{r.rooms_total}",
                 (r.last_error or "")[:60],
             )
         )

@@ -3,23 +3,33 @@
 `read_status(inv)` combines, per resort, the agent's status variable
 (`names.status_variable_name`, written on every change and every ~15 s), the worker's status in
 the device pool (ONLINE/OFFLINE from Prefect's heartbeats), the e-stop latch variable and whether
-the resort's work queue is paused (`fleet drain`).
+the resort's work queue is paused (`fleet drain`). `aread_free_rooms(inv, rows)` adds each resort's
+free rooms from the plate registry (`fleet status`), or says why the registry could not be read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from fleet.core.errors import FleetError
 from resort_common import names
 from resort_common.documents import AgentStatus, EstopLatch
 
 if TYPE_CHECKING:
     from fleet.core.inventory import Inventory
 
-__all__ = ["STALE_AFTER", "ResortStatus", "aread_status", "read_status", "stale_after"]
+__all__ = [
+    "STALE_AFTER",
+    "ResortStatus",
+    "aread_free_rooms",
+    "aread_status",
+    "read_free_rooms",
+    "read_status",
+    "stale_after",
+]
 
 # The agent republishes every `fleet.agent_heartbeat` s (default 15); a document older than this,
 # or than 4 heartbeats when they are slower, is not online any more.
@@ -54,6 +64,8 @@ class ResortStatus:
     active: bool = True
     speed: float | None = None  # deg/s in use by the agent (the inventory's until `fleet speed`)
     acceleration: float | None = None  # deg/s^2 in use
+    rooms_free: int | None = None  # free rooms in the plate registry (None: not read)
+    rooms_total: int | None = None  # rooms of the resort (hotels x rooms_per_hotel)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict."""
@@ -134,3 +146,33 @@ def read_status(inv: Inventory) -> list[ResortStatus]:
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     return run_coro_as_sync(aread_status(inv))
+
+
+async def aread_free_rooms(
+    inv: Inventory, rows: list[ResortStatus]
+) -> tuple[list[ResortStatus], str | None]:
+    """`rows` with `rooms_free` and `rooms_total` from the plate registry, and None; or `rows`
+    unchanged and why the registry could not be read (one line)."""
+    from fleet.core.plates.config import free_rooms
+
+    try:
+        counts = await free_rooms(inv)
+    except FleetError as exc:
+        return rows, " ".join(str(exc).split())
+    return [
+        replace(r, rooms_free=counts[r.name][0], rooms_total=counts[r.name][1])
+        if r.name in counts
+        else r
+        for r in rows
+    ], None
+
+
+def read_free_rooms(
+    inv: Inventory, rows: list[ResortStatus]
+) -> tuple[list[ResortStatus], str | None]:
+    """`aread_free_rooms` from synchronous code."""
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    result = run_coro_as_sync(aread_free_rooms(inv, rows))
+    assert result is not None
+    return result

@@ -76,3 +76,47 @@ def test_cli_arguments_and_errors(inv: Any, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "RESORT" in out and "r2" in out and "STOPPED" in out
     assert main(["status", "--inventory", str(Path(path).with_name("missing.yaml"))]) == 2
+
+
+def test_status_shows_free_rooms_and_says_in_one_line_when_they_are_unknown(
+    prefect_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from fleet.cli import main
+    from fleet.core.inventory import load_inventory
+    from fleet.core.provision import provision
+    from tests.support.inventories import write_inventory
+
+    db = tmp_path / "plates.db"
+    path = str(
+        write_inventory(
+            tmp_path / "inventory.yaml",
+            "fsr",
+            ["fsr-a", {"name": "fsr-b", "rooms_per_hotel": 10}],
+            api_url=prefect_server.api_url,
+            registry={"url": f"sqlite+aiosqlite:///{db}"},
+        )
+    )
+    provision(load_inventory(path))
+    assert main(["status", "--inventory", path]) == 0  # never migrated: all but the rooms
+    out, err = capsys.readouterr()
+    assert "ROOMS FREE" in out and "fsr-b" in out
+    assert err.strip().splitlines() == [
+        f"fleet: warning: free rooms unknown: plate registry at sqlite+aiosqlite:///{db} is at "
+        "schema none, this fleet needs 0001_plate_registry: run `fleet plates migrate`"
+    ]
+    assert main(["plates", "migrate", "--inventory", path]) == 0
+    count = tmp_path / "count.csv"
+    count.write_text("resort,hotel,room,plate\nfsr-a,A,1,S1\nfsr-a,D,20,S2\nfsr-a,B,3,S3\n")
+    assert main(["plates", "import", str(count), "--inventory", path]) == 0
+    capsys.readouterr()
+    assert main(["status", "--inventory", path]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    column = lines[0].index("ROOMS FREE")
+    assert [line[column:].split()[0] for line in lines[1:]] == ["77/80", "40/40"]
+    assert main(["status", "fsr-b", "--json", "--inventory", path]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["rooms_free"], row["rooms_total"]) == ("fsr-b", 40, 40)

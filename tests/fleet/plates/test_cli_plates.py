@@ -112,3 +112,33 @@ def test_resolve_only_applies_to_an_uncertain_room(
         fleet(capsys, inventory, "resolve", "pl-a", "A", "0", "--empty")
     assert exit_info.value.code == 2
     assert "ROOM must be a room number from 1, got '0'" in capsys.readouterr().err
+
+
+def test_status_rows_get_the_free_rooms_or_the_reason_they_are_unknown(
+    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+) -> None:
+    from fleet.core.inventory import load_inventory
+    from fleet.core.status import ResortStatus, read_free_rooms
+
+    inv = load_inventory(inventory)
+    offline = dict(
+        online=False, connected=False, position=None, active_hotel=None, moving=False,
+        estopped=False, faulted=False, last_error=None, health=None, queue_paused=None,
+        current_run=None,
+    )  # fmt: skip
+    rows = [ResortStatus(name=r.name, **offline) for r in inv.resorts]
+
+    same, why = read_free_rooms(inv, rows)
+    assert same == rows
+    assert why is not None and why.endswith("run `fleet plates migrate`")
+
+    fleet(capsys, inventory, "migrate")
+    count = tmp_path / "count.csv"
+    count.write_text("resort,hotel,room,plate\npl-a,B,2,P1\npl-a,C,1,P2\n")
+    assert fleet(capsys, inventory, "import", str(count))[0] == 0
+    counted, why = read_free_rooms(inv, rows)
+    assert why is None
+    assert [(r.name, r.rooms_free, r.rooms_total) for r in counted] == [
+        ("pl-a", 6, 8),
+        ("pl-b", 8, 8),
+    ]
