@@ -39,10 +39,11 @@ test: lint
 test-fast: lint
 	$(BIN)/python -m pytest -m "not orchestration and not slow and not chaos and not ansible" $(PYTEST_ARGS)
 
-# The orchestration tests on the shared server fixture, against PostgreSQL. The chaos suite and
-# the demo start their own (SQLite) servers, so they are not repeated here.
+# The orchestration tests on the shared server fixture, against PostgreSQL, and the plate
+# registry's tests on a PostgreSQL database of their own. The chaos suite and the demo start their
+# own (SQLite) servers, so they are not repeated here.
 test-postgres: $(STAMP)
-	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m "orchestration and not chaos and not slow" $(PYTEST_ARGS)
+	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m "(orchestration or registry) and not chaos and not slow" $(PYTEST_ARGS)
 
 test-ansible: $(STAMP)
 	bash ansible/tests/run.sh

@@ -1,14 +1,16 @@
 """Plate hand-offs on a real server with real agents: store, confirm, abort, time out, retrieve.
 
 Fleet `pt`: pt-a and pt-b, timed pty emulators at 270 deg/s, 20 rooms per hotel, the registry in
-an SQLite file of the test's own.
+an SQLite file of the module's own, or in a fresh database on the PostgreSQL server of
+`FLEET_TEST_DATABASE_URL` when it is set (`make test-postgres`: the Prefect server is there too).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +19,31 @@ import pytest
 from fleet.cli import main as fleet_main
 from resort_common import names
 from tests.support.fleet_harness import Fleet, start_fleet
+from tests.support.registry_db import BACKENDS, inventory_registry, registry_database
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.orchestration
 
+#: the environment variable the inventory's `registry.password_env` names
+PASSWORD_ENV = "PT_REGISTRY_PASSWORD"
+
 
 @pytest.fixture(scope="module")
-def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = Path(tmp_path_factory.mktemp("plates"))
-    lab = start_fleet(
-        tmp,
-        "pt",
-        2,
-        instant=False,
-        speed=270.0,
-        fleet_options={"registry": {"url": f"sqlite+aiosqlite:///{tmp / 'plates.db'}"}},
-    )
-    assert fleet_main(["plates", "migrate", "--inventory", str(lab.inventory_path)]) == 0
-    yield lab
-    lab.stop()
+    with registry_database(BACKENDS[-1], tmp) as url:
+        registry, password = inventory_registry(url, PASSWORD_ENV)
+        if password:  # on PostgreSQL, from the environment
+            os.environ[PASSWORD_ENV] = password
+        lab = start_fleet(
+            tmp, "pt", 2, instant=False, speed=270.0, fleet_options={"registry": registry}
+        )
+        try:
+            assert fleet_main(["plates", "migrate", "--inventory", str(lab.inventory_path)]) == 0
+            yield lab
+        finally:
+            lab.stop()
+            os.environ.pop(PASSWORD_ENV, None)
 
 
 def cli(fleet: Fleet, *argv: str) -> tuple[int, str, str]:

@@ -18,6 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 __all__ = ["create_engine", "current_revision", "head_revision", "upgrade"]
 
@@ -26,7 +27,13 @@ _VERSION_TABLE = "plate_registry_version"
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; on SQLite, foreign keys on and a 30 s wait for the write lock."""
+    """An async engine for `url`; on SQLite, foreign keys on and a 30 s wait for the write lock.
+
+    On PostgreSQL every transaction opens its own connection (no pool): an asyncpg connection
+    belongs to the event loop that opened it, and one registry is used from several loops (each
+    `asyncio.run` of the CLI, Prefect's sync wrappers). The registry's traffic is a few statements
+    per hand-off.
+    """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -38,7 +45,7 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, poolclass=NullPool)
 
 
 def _config(connection: Connection) -> Config:

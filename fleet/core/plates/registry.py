@@ -227,33 +227,44 @@ class PlateRegistry(RegistryQueries, OperatorTools):
 async def _take_free_room(
     c: AsyncConnection, resort: str, hotel: str, plate_id: str, token: str
 ) -> int | None:
-    """Reserve the lowest free room of `resort`'s `hotel` for `plate_id`; its number or None."""
-    free = (
-        await c.execute(
-            select(rooms.c.room)
-            .where(rooms.c.resort == resort, rooms.c.hotel == hotel, rooms.c.state == "free")
-            .order_by(rooms.c.room)
-            .limit(1)
-        )
-    ).first()
-    if free is None:
-        return None
-    try:
-        result = await c.execute(
-            update(rooms)
-            .where(
-                rooms.c.resort == resort,
-                rooms.c.hotel == hotel,
-                rooms.c.room == free.room,
-                rooms.c.state == "free",
+    """Reserve the lowest free room of `resort`'s `hotel` for `plate_id`; its number, or None
+    when the hotel has no free room.
+
+    The update only takes a room that is still free; when a concurrent store took it first (on
+    PostgreSQL the update waits for that transaction, then matches nothing), look again.
+    """
+    while True:
+        free = (
+            await c.execute(
+                select(rooms.c.room)
+                .where(rooms.c.resort == resort, rooms.c.hotel == hotel, rooms.c.state == "free")
+                .order_by(rooms.c.room)
+                .limit(1)
             )
-            .values(
-                state="reserved", plate_id=plate_id, handoff="store", token=token, changed_at=now()
+        ).first()
+        if free is None:
+            return None
+        try:
+            result = await c.execute(
+                update(rooms)
+                .where(
+                    rooms.c.resort == resort,
+                    rooms.c.hotel == hotel,
+                    rooms.c.room == free.room,
+                    rooms.c.state == "free",
+                )
+                .values(
+                    state="reserved",
+                    plate_id=plate_id,
+                    handoff="store",
+                    token=token,
+                    changed_at=now(),
+                )
             )
-        )
-    except IntegrityError as exc:
-        raise PlateError(f"plate {plate_id} is already in the fleet") from exc
-    return int(free.room) if result.rowcount == 1 else None
+        except IntegrityError as exc:
+            raise PlateError(f"plate {plate_id} is already in the fleet") from exc
+        if result.rowcount == 1:
+            return int(free.room)
 
 
 def _describe(candidates: Sequence[Candidate]) -> str:

@@ -6,8 +6,10 @@ import datetime
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.errors import PlateError
 from fleet.core.plates.model import Plate, Reservation, RoomRecord
 from fleet.core.plates.schema import history, plates, rooms
 
@@ -58,13 +60,20 @@ async def room_of(c: AsyncConnection, plate_id: str) -> RoomRecord | None:
 
 
 async def upsert_plate(c: AsyncConnection, plate: Plate) -> None:
-    """Record `plate`; what is known about a plate seen before is only replaced, never erased."""
+    """Record `plate`; what is known about a plate seen before is only replaced, never erased.
+
+    Raises:
+        PlateError: a concurrent transaction recorded the same new plate first.
+    """
     known = (
         await c.execute(select(plates.c.plate_id).where(plates.c.plate_id == plate.plate_id))
     ).first()
     values = {"labware": plate.labware, "owner": plate.owner, "metadata": plate.metadata}
     if known is None:
-        await c.execute(insert(plates).values(plate_id=plate.plate_id, **values))
+        try:
+            await c.execute(insert(plates).values(plate_id=plate.plate_id, **values))
+        except IntegrityError as exc:  # a concurrent store of the same new plate came first
+            raise PlateError(f"plate {plate.plate_id} is already in the fleet") from exc
     elif plate.labware or plate.owner or plate.metadata:
         await c.execute(update(plates).where(plates.c.plate_id == plate.plate_id).values(**values))
 

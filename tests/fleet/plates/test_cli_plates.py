@@ -1,4 +1,6 @@
-"""`fleet plates ...` end to end on an SQLite registry in a temporary state directory."""
+"""`fleet plates ...` end to end: on the default SQLite registry in a temporary state directory,
+and on a PostgreSQL database (URL in the inventory, password from the environment) when
+`FLEET_TEST_DATABASE_URL` names a server."""
 
 from __future__ import annotations
 
@@ -6,18 +8,27 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
 
 from fleet.cli import main
 from tests.support.inventories import write_inventory
+from tests.support.registry_db import inventory_registry
+
+pytestmark = pytest.mark.registry
 
 
 @pytest.fixture
-def inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry_db: URL) -> Path:
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    options = {}
+    if registry_db.get_backend_name() != "sqlite":  # the default: plates.db in the state dir
+        options["registry"], password = inventory_registry(registry_db, "PLATES_TEST_PASSWORD")
+        monkeypatch.setenv("PLATES_TEST_PASSWORD", password or "")
     return write_inventory(
         tmp_path / "lab.yaml",
         "pl",
         [{"name": "pl-a", "rooms_per_hotel": 2}, {"name": "pl-b", "rooms_per_hotel": 2}],
+        **options,
     )
 
 
@@ -31,7 +42,7 @@ def test_a_registry_that_was_never_migrated_is_named_with_the_command_to_run(
     capsys: pytest.CaptureFixture[str], inventory: Path
 ) -> None:
     code, _, err = fleet(capsys, inventory, "where", "P1")
-    assert code == 3
+    assert code == 3, err
     assert err.strip().endswith("this fleet needs 0001_plate_registry: run `fleet plates migrate`")
     assert len(err.strip().splitlines()) == 1
 

@@ -13,6 +13,8 @@ from fleet.core.errors import PlateError
 from fleet.core.plates import Plate, PlateRegistry
 from fleet.core.plates.schema import rooms
 
+pytestmark = pytest.mark.registry
+
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
@@ -132,6 +134,27 @@ def test_concurrent_stores_never_share_a_room(registry: PlateRegistry) -> None:
     assert len(places) == 9
     with pytest.raises(PlateError, match="no free room"):
         run(registry.reserve_store(Plate("C9"), [("ra", ["A", "B"]), ("rb", ["A"])], who="t"))
+
+
+def test_concurrent_stores_of_one_plate_put_it_in_one_room(registry: PlateRegistry) -> None:
+    async def store_twice(plate: str) -> list[Any]:
+        return await asyncio.gather(
+            *(
+                registry.reserve_store(Plate(plate), [(resort, ["A"])], who=resort)
+                for resort in ("ra", "rb")
+            ),
+            return_exceptions=True,
+        )
+
+    for plate in ("NEW", "NEW"):  # a plate never seen, then one the registry knows
+        outcomes = run(store_twice(plate))
+        held = [o for o in outcomes if not isinstance(o, BaseException)]
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(held) == 1 and len(refused) == 1, outcomes
+        assert isinstance(refused[0], PlateError), refused
+        assert "plate NEW is already in" in str(refused[0])
+        assert run(registry.where("NEW")).resort == held[0].resort
+        run(registry.abort(held[0], who="t"))
 
 
 def test_a_physical_count_replaces_the_occupancy_all_or_nothing(registry: PlateRegistry) -> None:
