@@ -85,6 +85,7 @@ def test_status_shows_free_rooms_and_says_in_one_line_when_they_are_unknown(
 
     from fleet.cli import main
     from fleet.core.inventory import load_inventory
+    from fleet.core.plates.database import head_revision
     from fleet.core.provision import provision
     from tests.support.inventories import write_inventory
 
@@ -104,7 +105,7 @@ def test_status_shows_free_rooms_and_says_in_one_line_when_they_are_unknown(
     assert "ROOMS FREE" in out and "fsr-b" in out
     assert err.strip().splitlines() == [
         f"fleet: warning: free rooms unknown: plate registry at sqlite+aiosqlite:///{db} is at "
-        "schema none, this fleet needs 0001_plate_registry: run `fleet plates migrate`"
+        f"schema none, this fleet needs {head_revision()}: run `fleet plates migrate`"
     ]
     assert main(["plates", "migrate", "--inventory", path]) == 0
     count = tmp_path / "count.csv"

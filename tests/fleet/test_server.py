@@ -149,6 +149,8 @@ def test_up_is_idempotent_auth_is_enforced_and_down_stops_it(
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.settings import temporary_settings
 
+    from fleet.core.plates.database import head_revision
+
     state = str(tmp_path / "state")
     secret = "lab:s3cret-token"
     auth = _auth_file(tmp_path, secret)
@@ -161,7 +163,7 @@ def test_up_is_idempotent_auth_is_enforced_and_down_stops_it(
         out = capsys.readouterr().out
         assert "started" in out
         # the inventory's plate registry is migrated first (one line)
-        assert out.splitlines()[0] == f"{registry}: schema none -> 0001_plate_registry"
+        assert out.splitlines()[0] == f"{registry}: schema none -> {head_revision()}"
         info = server.ServerInfo.load(Path(state) / "server" / "server.json")
         assert info is not None and info.auth_file == str(auth)
         assert f"export PREFECT_API_URL={info.api_url}" in out
@@ -172,7 +174,7 @@ def test_up_is_idempotent_auth_is_enforced_and_down_stops_it(
         assert main(up) == 0
         out = capsys.readouterr().out
         assert "already running" in out and f"pid {info.pid}" in out
-        assert out.splitlines()[0] == f"{registry}: schema 0001_plate_registry, up to date"
+        assert out.splitlines()[0] == f"{registry}: schema {head_revision()}, up to date"
 
         assert main(["server", "status", "--state-dir", state, "--json"]) == 0
         status = json.loads(capsys.readouterr().out)

@@ -1,5 +1,8 @@
 """A fresh, migrated plate registry for each test (two resorts, hotels A and B): on SQLite, and
-on PostgreSQL too when `FLEET_TEST_DATABASE_URL` names a server (`scripts/with-postgres.sh`)."""
+on PostgreSQL too when `FLEET_TEST_DATABASE_URL` names a server (`scripts/with-postgres.sh`).
+
+Every test of this directory carries the `registry` marker (`make test-postgres` selects it).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,13 @@ from fleet.core.plates.database import upgrade
 from tests.support.registry_db import BACKENDS, registry_database
 
 LAYOUT = [("ra", ("A", "B"), 3), ("rb", ("A", "B"), 3)]
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.registry)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,8 +13,6 @@ from fleet.core.errors import PlateError
 from fleet.core.plates import Plate, PlateRegistry
 from fleet.core.plates.schema import rooms
 
-pytestmark = pytest.mark.registry
-
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
