@@ -3,7 +3,9 @@
     python -m fleet.demo --inventory inventory/demo.yaml     # make demo
     python -m fleet.demo --down                              # make demo-down
 
-1. Starts (or reuses) the local Prefect server with SQLite and the UI (`fleet.core.server`),
+1. Migrates the plate registry (as `fleet server up` does; the inventory's, by default an SQLite
+   file in the state directory), starts (or reuses) the local Prefect server with SQLite and the
+   UI (`fleet.core.server`),
    validates and provisions the inventory (`fleet.core.provision`), starts one `device-agent run`
    subprocess per resort (each starts its own pty emulator; logs and pids under `<state>/demo/`)
    and waits until every agent reports online (`fleet.demo.processes`).
@@ -11,8 +13,9 @@
    each a tracked flow run): a batch of hotel activations across the fleet (by name and by
    selector) with live progress; a reservation held across two steps while a second scheduler
    waits for the resort; an emergency stop during a move (`fleet.core.estop`), the refused next
-   move, `estop-clear` and a good move. It prints a final table and writes
-   `<state>/demo/report.json`.
+   move, `estop-clear` and a good move; three plates stored with a simulated arm confirming each
+   hand-off, one retrieved, the occupancy printed (`fleet.demo.plates`). It prints a final table
+   and writes `<state>/demo/report.json`.
 3. Prints the Prefect UI address. On a terminal it keeps everything running until Ctrl-C; otherwise
    (CI) it stops the agents (SIGTERM: they drain) and the server it started at the end.
 
@@ -132,19 +135,24 @@ def _write_report(
 
 
 def _print_statuses(inv: Any, console: Console) -> None:
-    from fleet.core.status import read_status
+    from fleet.core.status import read_free_rooms, read_status
 
-    for s in read_status(inv):
+    rows, no_rooms = read_free_rooms(inv, read_status(inv))
+    for s in rows:
         where = f"{s.position:.1f} deg" if s.position is not None else "?"
         flags = ", ".join(f for f, on in (("e-stopped", s.estopped), ("faulted", s.faulted)) if on)
+        rooms = f", {s.rooms_free}/{s.rooms_total} rooms free" if s.rooms_total else ""
         console.line(
             f"  {s.name}: {'online' if s.online else 'OFFLINE'}, at {where} "
-            f"(hotel {s.active_hotel or '-'}){', ' + flags if flags else ''}"
+            f"(hotel {s.active_hotel or '-'}){rooms}{', ' + flags if flags else ''}"
         )
+    if no_rooms:
+        console.line(f"  (free rooms unknown: {no_rooms})")
 
 
 def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) -> int:
     """Start the fleet, run the scenario, report; stop what it started unless kept running."""
+    from fleet.core.plates.config import migrate_registry
     from fleet.core.provision import provision
     from fleet.core.server import api_settings, server_up
 
@@ -162,6 +170,7 @@ def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) 
     procs: dict[str, Any] = {}
     began = time.monotonic()
     try:
+        console.line(asyncio.run(migrate_registry(inv, state)).describe())  # as `fleet server up`
         console.line(f"state directory {state}; starting the local Prefect server (SQLite, UI)")
         info, started = server_up(state, ui=True)
         record.server_started = record.server_started or started
@@ -179,7 +188,7 @@ def run_demo(args: argparse.Namespace, inv: Any, state: Path, console: Console) 
             async def fleet_main() -> list[Row]:
                 await wait_online(inv, procs, record, console, ONLINE_TIMEOUT)
                 record.save(state_path)
-                return await run_scenario(inv, console)
+                return await run_scenario(inv, console, info.ui_url if info else None)
 
             rows = asyncio.run(fleet_main())
             console.line("== fleet status ==")

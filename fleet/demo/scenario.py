@@ -1,9 +1,10 @@
-"""The demo's lab-scheduler scenario: batch, reservation, e-stop; its rows and final table.
+"""The demo's lab-scheduler scenario: batch, reservation, e-stop, plates; its rows and final table.
 
 Everything goes through the scheduler API (`fleet.client.AsyncFleetClient`): real parent flows run
 in this process, each a tracked flow run on the server. `run_scenario(inv, console)` returns one
 `Row` per operation; the intentional e-stop failures carry `expected_failure=True`. The steps
-assume the resorts of `inventory/demo.yaml` (names, labels, a six-hotel resort-b).
+assume the resorts of `inventory/demo.yaml` (names, labels, a six-hotel resort-b). The plate step
+is `fleet.demo.plates`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ __all__ = [
     "BATCH_PLAN",
     "Console",
     "Row",
+    "call_row",
     "format_table",
     "run_scenario",
+    "say_row",
     "scenario_batch",
     "scenario_estop",
     "scenario_reservation",
@@ -76,7 +79,7 @@ class Row:
     """One operation of the scenario, as shown in the final table.
 
     Attributes:
-        step: "batch", "reserve" or "e-stop".
+        step: "batch", "reserve", "e-stop" or "plates".
         operation: what was asked (`activate_hotel B on resort-a`).
         resort: the resort it ran on (selectors resolved).
         state: Completed, Failed, Crashed, ...
@@ -149,7 +152,7 @@ def format_table(rows: Sequence[Row]) -> str:
 # --------------------------------------------------------------------------- steps
 
 
-async def _call(
+async def call_row(
     step: str,
     operation: str,
     resort: str | None,
@@ -176,7 +179,7 @@ async def _call(
     return row
 
 
-def _say_row(console: Console, row: Row, prefix: str = "") -> None:
+def say_row(console: Console, row: Row, prefix: str = "") -> None:
     took = f" in {_seconds(row.duration)}" if row.duration is not None else ""
     error = f": {_short_error(row.error)}" if row.error else ""
     console.line(f"{prefix}{row.operation} -> {row.resort or '?'}: {row.state}{took}{error}")
@@ -194,14 +197,14 @@ async def scenario_batch(client: Any, console: Console) -> list[Row]:
         elif result.state != "Pending":
             row = Row("batch", result.operation, result.resort, result.state, result.duration)
             row.error = result.error
-            _say_row(console, row, tag)
+            say_row(console, row, tag)
 
     began = time.monotonic()
     try:
         report = await client.batch(list(BATCH_PLAN), max_concurrency=3, on_progress=progress)
     except FleetError as exc:
         row = Row("batch", "fleet-batch", None, "Failed", time.monotonic() - began, str(exc))
-        _say_row(console, row)
+        say_row(console, row)
         return [row]
     done = sum(r.state == "Completed" for r in report.results)
     console.line(f"batch: {done} of {total} completed, makespan {report.makespan:.1f} s")
@@ -230,7 +233,7 @@ async def scenario_reservation(inv: Any, console: Console) -> list[Row]:
             )
             asked = time.monotonic()
             second = asyncio.create_task(
-                _call(
+                call_row(
                     "reserve",
                     f"activate_hotel A on {name} (2nd scheduler)",
                     name,
@@ -238,15 +241,15 @@ async def scenario_reservation(inv: Any, console: Console) -> list[Row]:
                 )
             )
             console.line(f"a second scheduler asks for {name} hotel A: it has to wait")
-            row = await _call(
+            row = await call_row(
                 "reserve", f"activate_hotel F on {name} (reserved)", name, held.activate_hotel("F")
             )
-            _say_row(console, row, "  ")
+            say_row(console, row, "  ")
             rows.append(row)
             console.line("  the arm picks the plate from hotel F (1 s) ...")
             await asyncio.sleep(1.0)
-            row = await _call("reserve", f"go_home on {name} (reserved)", name, held.go_home())
-            _say_row(console, row, "  ")
+            row = await call_row("reserve", f"go_home on {name} (reserved)", name, held.go_home())
+            say_row(console, row, "  ")
             rows.append(row)
             still_waiting = not second.done()
             console.line(
@@ -261,12 +264,12 @@ async def scenario_reservation(inv: Any, console: Console) -> list[Row]:
         released = time.monotonic()
     except FleetError as exc:
         row = Row("reserve", "reserve", None, "Failed", time.monotonic() - began, str(exc))
-        _say_row(console, row)
+        say_row(console, row)
         return [*rows, row]
     row = await second
     if not still_waiting and row.state == "Completed":
         row.state, row.error = "Failed", "ran while the resort was reserved (lock not honoured)"
-    _say_row(console, row, f"  released; the 2nd scheduler waited {released - asked:.1f} s: ")
+    say_row(console, row, f"  released; the 2nd scheduler waited {released - asked:.1f} s: ")
     rows.append(row)
     return rows
 
@@ -298,7 +301,7 @@ async def scenario_estop(client: Any, inv: Any, console: Console) -> list[Row]:
     position = status.position if status is not None and status.position is not None else 0.0
     target = round((position + 180.0) % 360.0, 1)
     move = asyncio.create_task(
-        _call(
+        call_row(
             "e-stop",
             f"move_to_angle {target:g} on {name}",
             name,
@@ -327,17 +330,17 @@ async def scenario_estop(client: Any, inv: Any, console: Console) -> list[Row]:
     if row.state == "Completed":
         console.line(f"  (the move finished before the stop reached {name})")
         row.expected_failure = False
-    _say_row(console, row, "  interrupted move: ")
+    say_row(console, row, "  interrupted move: ")
     rows.insert(0, row)
 
-    refused = await _call(
+    refused = await call_row(
         "e-stop",
         f"activate_hotel B on {name} (while e-stopped)",
         name,
         client.activate_hotel(name, "B"),
         expect_failure=True,
     )
-    _say_row(console, refused, "  next move: ")
+    say_row(console, refused, "  next move: ")
     rows.append(refused)
 
     try:
@@ -348,23 +351,25 @@ async def scenario_estop(client: Any, inv: Any, console: Console) -> list[Row]:
     console.line(f"  estop-clear {name}: acknowledged in {acks[0].latency * 1000:.0f} ms")
     rows.append(Row("e-stop", f"estop-clear {name}", name, "Completed", round(acks[0].latency, 3)))
     await _wait_status(inv, name, lambda s: not s.estopped, 10.0)
-    row = await _call(
+    row = await call_row(
         "e-stop",
         f"activate_hotel B on {name} (after clear)",
         name,
         client.activate_hotel(name, "B"),
     )
-    _say_row(console, row, "  ")
+    say_row(console, row, "  ")
     rows.append(row)
     return rows
 
 
-async def run_scenario(inv: Any, console: Console) -> list[Row]:
-    """The whole lab-scheduler scenario (batch, reservation, e-stop); rows in order."""
+async def run_scenario(inv: Any, console: Console, ui_url: str | None = None) -> list[Row]:
+    """The whole lab-scheduler scenario (batch, reservation, e-stop, plates); rows in order."""
     from fleet.client import AsyncFleetClient
+    from fleet.demo.plates import scenario_plates
 
     client = AsyncFleetClient(inv, lock_timeout=120.0)
     rows = await scenario_batch(client, console)
     rows += await scenario_reservation(inv, console)
     rows += await scenario_estop(client, inv, console)
+    rows += await scenario_plates(client, inv, console, ui_url)
     return rows

@@ -103,7 +103,7 @@ def test_demo_runs_the_scenario_and_leaves_nothing_running(tmp_path: Path) -> No
     report = json.loads((state / "demo" / "report.json").read_text())
     assert [r["operation"] for r in table] == [r["operation"] for r in report["rows"]]
     assert sum(r["step"] == "batch" for r in table) == 12
-    assert {r["step"] for r in table} == {"batch", "reserve", "e-stop"}
+    assert {r["step"] for r in table} == {"batch", "reserve", "e-stop", "plates"}
     not_completed = [r for r in table if r["state"] != "Completed"]
     # Only the intentional e-stop failures: the move the stop interrupted (if the stop caught it
     # moving) and the move refused while the latch was set.
@@ -117,6 +117,22 @@ def test_demo_runs_the_scenario_and_leaves_nothing_running(tmp_path: Path) -> No
     assert waiting["state"] == "Completed"
     assert "second scheduler still waiting" in out
     assert "Prefect UI: http://127.0.0.1:" in out
+    # the plate step: three stores and a retrieve, each confirmed by the simulated arm
+    plates = [r["operation"] for r in table if r["step"] == "plates"]
+    assert plates == [
+        "store DEMO-0001 in resort-a hotel D",
+        "store DEMO-0002 in resort-b hotel F",
+        "store DEMO-0003 in resort-c hotel D",
+        "retrieve DEMO-0002",
+    ]
+    for plate in ("DEMO-0001", "DEMO-0002", "DEMO-0003"):
+        assert f"arm$ fleet plates confirm {plate}  -> {plate}: confirm sent" in out
+    listed = [line.strip() for line in out.splitlines() if line.startswith("    DEMO-")]
+    assert listed == [
+        "DEMO-0001: resort-a hotel D room 1 (occupied)",
+        "DEMO-0003: resort-c hotel D room 1 (occupied)",
+    ]
+    assert "/artifacts/key/plates-resort-a" in out
     assert report["ok"] is True
 
     processes = report["processes"]
