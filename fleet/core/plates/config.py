@@ -123,20 +123,24 @@ async def migrate_registry(
 
 
 async def _checked(url: str) -> PlateRegistry:
-    """A registry on `url` that is migrated to this version's schema."""
-    registry = _connect(url)
-    try:
-        revision = await current_revision(registry.engine)
-    except Exception as exc:
+    """A registry on `url` that is migrated to this version's schema (an SQLite file that does
+    not exist is not created)."""
+    revision = None
+    sqlite_file = Path(make_url(url).database or DEFAULT_FILE) if url.startswith("sqlite") else None
+    if sqlite_file is None or sqlite_file.exists():
+        registry = _connect(url)
+        try:
+            revision = await current_revision(registry.engine)
+        except Exception as exc:
+            await registry.close()
+            raise _unavailable(url, exc) from exc
+        if revision == head_revision():
+            return registry
         await registry.close()
-        raise _unavailable(url, exc) from exc
-    if revision != head_revision():
-        await registry.close()
-        raise RegistryUnavailableError(
-            f"plate registry at {_shown(url)} is at schema {revision or 'none'}, this fleet needs "
-            f"{head_revision()}: run `fleet plates migrate`"
-        )
-    return registry
+    raise RegistryUnavailableError(
+        f"plate registry at {_shown(url)} is at schema {revision or 'none'}, this fleet needs "
+        f"{head_revision()}: run `fleet plates migrate`"
+    )
 
 
 async def open_registry(

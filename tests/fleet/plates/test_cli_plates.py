@@ -141,6 +141,7 @@ def test_status_rows_get_the_free_rooms_or_the_reason_they_are_unknown(
     same, why = read_free_rooms(inv, rows)
     assert same == rows
     assert why is not None and why.endswith("run `fleet plates migrate`")
+    assert not (tmp_path / "state").exists()  # reading created no registry file
 
     fleet(capsys, inventory, "migrate")
     count = tmp_path / "count.csv"
