@@ -66,6 +66,23 @@ def presented(client: FleetClient, plate: str) -> Any:
     return asyncio.run(wait())
 
 
+def occupancy_cell(resort: str, hotel: str, room: int) -> str:
+    """The cell of `resort`'s latest occupancy artifact for `hotel`, `room`."""
+    import json
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from resort_common import names
+
+    key = ArtifactFilterKey(any_=[names.occupancy_artifact_key(resort)])
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=key))
+    data = max(found, key=lambda a: a.created).data
+    table = json.loads(data) if isinstance(data, str) else data
+    return str(table[room - 1][hotel])
+
+
 def store_in_background(client: FleetClient, plate: str, resort: str) -> tuple[Any, dict]:
     outcome: dict[str, Any] = {}
 
@@ -106,6 +123,8 @@ def test_a_killed_waiter_leaves_its_presented_room_uncertain_within_the_lease(la
     )
     measured("hand-off waiter kill -9 -> room uncertain", time.monotonic() - killed, LEASE + 15)
     assert (room["resort"], room["plate"], room["handoff"]) == ("cp-c", "K1", "store")
+    # the registry noticed: the resort's occupancy artifact shows the room as uncertain
+    assert occupancy_cell("cp-c", room["hotel"], room["room"]) == "? K1"
     code = fleet_main(["plates", "confirm", "K1", "--wait", "0", "--inventory",
                        str(lab.inventory_path)])  # fmt: skip
     assert code == 2  # nothing to confirm: an operator has to look

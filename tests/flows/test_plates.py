@@ -137,8 +137,10 @@ def test_a_store_nobody_confirms_leaves_the_room_uncertain_until_resolved(fleet:
     assert code == 2, err
     assert "no confirmation within 2 s; pt-b hotel B room 1 is uncertain" in err
     assert where(fleet, "P3")["state"] == "uncertain"
+    assert [row["B"] for row in occupancy("pt-b")][:1] == ["? P3"]
     assert cli(fleet, "resolve", "pt-b", "B", "1", "--occupied", "P3")[0] == 0
     assert where(fleet, "P3")["state"] == "occupied"
+    assert [row["B"] for row in occupancy("pt-b")][:1] == ["P3"]  # the operator's change too
 
 
 def test_retrieve_presents_the_room_and_frees_it_on_confirm(fleet: Fleet) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from fleet.core.errors import InventoryError, RegistryUnavailableError
 from fleet.core.plates.database import current_revision, head_revision
+from fleet.core.plates.notices import OnChange
 from fleet.core.plates.registry import PlateRegistry
 
 if TYPE_CHECKING:
@@ -54,9 +55,13 @@ def room_layout(inv: Inventory) -> list[tuple[str, tuple[str, ...], int]]:
 
 
 async def open_registry(
-    inv: Inventory, state: str | os.PathLike[str] | None = None
+    inv: Inventory,
+    state: str | os.PathLike[str] | None = None,
+    *,
+    on_change: OnChange | None = None,
 ) -> PlateRegistry:
-    """The registry of `inv`, migrated and with a room row for every room of the inventory.
+    """The registry of `inv`, migrated and with a room row for every room of the inventory;
+    `on_change` is told about each change (`fleet.core.plates.notices`).
 
     Raises:
         RegistryUnavailableError: the database has not been migrated to this version's schema (run
@@ -81,5 +86,6 @@ async def open_registry(
             f"plate registry at {where} is at schema {revision or 'none'}, this fleet needs "
             f"{head_revision()}: run `fleet plates migrate`"
         )
+    registry.on_change = on_change
     await registry.sync_rooms(room_layout(inv))
     return registry
