@@ -11,7 +11,11 @@ resort's occupancy artifact (`names.occupancy_artifact_key`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from prefect import flow
@@ -21,6 +25,7 @@ from fleet.core import locks
 from fleet.core.alerts import lock_held_after
 from fleet.core.errors import PlateError
 from fleet.core.identity import who_am_i
+from fleet.core.inventory.fleet_block import HANDOFF_LEASE
 from fleet.core.plates import Plate, PlateRegistry, Reservation, RoomRecord
 from fleet.core.plates.config import open_registry
 from fleet.core.selection import select_resort
@@ -31,7 +36,7 @@ from flows.requests import as_selector, load_fleet_inventory
 from resort_common import names
 
 if TYPE_CHECKING:
-    from fleet.core.inventory import Inventory
+    from fleet.core.inventory import Inventory, Resort
 
 __all__ = [
     "DEFAULT_HANDOFF_TIMEOUT",
@@ -40,6 +45,8 @@ __all__ = [
     "retrieve_plate",
     "store_plate",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: seconds a hand-off waits for its confirmation before the room is left `uncertain`
 DEFAULT_HANDOFF_TIMEOUT = 600.0
@@ -62,9 +69,13 @@ async def store_plate(
     timeout: float = DEFAULT_HANDOFF_TIMEOUT,
     inventory: str | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    reservation: str | None = None,
 ) -> dict[str, Any]:
     """Store `plate` in a free room of `resort` (or of one chosen by `selector`), optionally in
     `hotel`, and wait up to `timeout` s for the hand-off's confirmation.
+
+    `reservation` is the lease id of the resort's lock the caller already holds (the client's
+    `reserve()`): the hand-off then runs under it instead of taking the lock.
 
     Returns:
         The room as it is after the hand-off (`plate, resort, hotel, room, state`).
@@ -86,8 +97,9 @@ async def store_plate(
                 [(target.name, hotels)],
                 who=who_am_i(),
                 flow_run_id=_run_id(),
+                lease=_lease(inv),
             )
-            return await _hand_off(inv, registry, held, timeout, lock_timeout)
+            return await _hand_off(inv, registry, held, timeout, lock_timeout, reservation)
         finally:
             await registry.close()
 
@@ -98,8 +110,10 @@ async def retrieve_plate(
     timeout: float = DEFAULT_HANDOFF_TIMEOUT,
     inventory: str | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    reservation: str | None = None,
 ) -> dict[str, Any]:
-    """Present the room holding `plate` and wait up to `timeout` s for its removal.
+    """Present the room holding `plate` and wait up to `timeout` s for its removal
+    (`reservation` as for `store_plate`).
 
     Returns:
         The room as it is after the hand-off.
@@ -108,66 +122,130 @@ async def retrieve_plate(
     async with parent_heartbeat(inv):
         registry = await open_registry(inv)
         try:
-            held = await registry.reserve_retrieve(plate, who=who_am_i(), flow_run_id=_run_id())
-            return await _hand_off(inv, registry, held, timeout, lock_timeout)
+            held = await registry.reserve_retrieve(
+                plate, who=who_am_i(), flow_run_id=_run_id(), lease=_lease(inv)
+            )
+            return await _hand_off(inv, registry, held, timeout, lock_timeout, reservation)
         finally:
             await registry.close()
 
 
 async def _hand_off(
-    inv: Inventory, registry: PlateRegistry, held: Reservation, timeout: float, lock_timeout: float
+    inv: Inventory,
+    registry: PlateRegistry,
+    held: Reservation,
+    timeout: float,
+    lock_timeout: float,
+    reservation: str | None,
 ) -> dict[str, Any]:
-    """Present `held`'s room under the resort's lock, wait for the decision, commit it."""
-    from prefect.flow_runs import pause_flow_run
+    """Present `held`'s room under the resort's lock, wait for the decision, commit it.
 
+    The room's lease is renewed all along (`fleet.core.plates.leases`): if this process dies,
+    the registry ends the hand-off once the lease runs out.
+    """
     resort = inv.resort(held.resort)
     presented = False
     who = who_am_i()
-    try:
-        async with locks.resort_lock(
-            resort.name, timeout=lock_timeout, held_alert_after=lock_held_after(inv)
-        ) as lock:
-            await dispatch(
-                inv,
-                resort,
-                "activate-hotel",
-                {"hotel": held.hotel},
-                step=f"present-{held.kind}",
-                held=lock,
-            )
-            presented = True
-            await publish_occupancy(registry, resort.name)
-            # `pause_flow_run` is sync-compatible: inside a flow's event loop it is a coroutine
-            answer = await cast(
-                Awaitable[HandoffDecision | None],
-                pause_flow_run(
-                    wait_for_input=HandoffDecision,
-                    timeout=max(1, int(timeout)),
-                    poll_interval=1,
-                    key=f"handoff-{held.token}",
-                ),
-            )
-    except BaseException as exc:
-        from prefect.exceptions import FlowPauseTimeout
+    async with _renewing(registry, held, _lease(inv)):
+        try:
+            async with _resort_held(inv, resort, reservation, lock_timeout) as hold:
+                await dispatch(
+                    inv,
+                    resort,
+                    "activate-hotel",
+                    {"hotel": held.hotel},
+                    step=f"present-{held.kind}",
+                    **hold,
+                )
+                presented = True
+                await registry.mark_presented(held)
+                await publish_occupancy(registry, resort.name)
+                answer = await _decision(held, timeout)
+        except BaseException as exc:
+            from prefect.exceptions import FlowPauseTimeout
 
-        if presented:
-            room = await registry.interrupt(held, who=who, flow_run_id=_run_id())
+            end = registry.interrupt if presented else registry.abort
+            room = await end(held, who=who, flow_run_id=_run_id())
+            await publish_occupancy(registry, resort.name)
+            if isinstance(exc, FlowPauseTimeout):
+                raise PlateError(
+                    f"plate {held.plate}: no confirmation within {timeout:g} s; "
+                    f"{room.resort} hotel {room.hotel} room {room.room} is uncertain "
+                    "(look, then `fleet plates resolve`)"
+                ) from None
+            raise
+        if answer is not None and answer.decision == "confirm":
+            room = await registry.complete(held, who=who, flow_run_id=_run_id())
         else:
             room = await registry.abort(held, who=who, flow_run_id=_run_id())
-        await publish_occupancy(registry, resort.name)
-        if isinstance(exc, FlowPauseTimeout):
-            raise PlateError(
-                f"plate {held.plate}: no confirmation within {timeout:g} s; "
-                f"{room.resort} hotel {room.hotel} room {room.room} is uncertain "
-                "(look, then `fleet plates resolve`)"
-            ) from None
-        raise
-    if answer is not None and answer.decision == "confirm":
-        room = await registry.complete(held, who=who, flow_run_id=_run_id())
-    else:
-        room = await registry.abort(held, who=who, flow_run_id=_run_id())
     await publish_occupancy(registry, resort.name)
     return room.to_dict()
+
+
+@asynccontextmanager
+async def _resort_held(
+    inv: Inventory, resort: Resort, reservation: str | None, lock_timeout: float
+) -> AsyncIterator[dict[str, Any]]:
+    """The resort's lock for the hand-off: the caller's (`reservation`, checked alive) or one
+    taken here; yields the `dispatch` keyword that names it."""
+    if reservation is not None:
+        await locks.verify_lease(resort.name, reservation)
+        yield {"lease": reservation}
+        return
+    async with locks.resort_lock(
+        resort.name, timeout=lock_timeout, held_alert_after=lock_held_after(inv)
+    ) as lock:
+        yield {"held": lock}
+
+
+async def _decision(held: Reservation, timeout: float) -> HandoffDecision | None:
+    """Pause this run until someone resumes it with a `HandoffDecision` (or `timeout` s pass)."""
+    from prefect.flow_runs import pause_flow_run
+
+    # `pause_flow_run` is sync-compatible: inside a flow's event loop it is a coroutine
+    return await cast(
+        Awaitable[HandoffDecision | None],
+        pause_flow_run(
+            wait_for_input=HandoffDecision,
+            timeout=max(1, int(timeout)),
+            poll_interval=1,
+            key=f"handoff-{held.token}",
+        ),
+    )
+
+
+@asynccontextmanager
+async def _renewing(
+    registry: PlateRegistry, held: Reservation, lease: float
+) -> AsyncIterator[None]:
+    """Renew `held`'s lease every third of `lease` while the body runs."""
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                alive = await registry.renew(held, lease)
+            except Exception as exc:  # the database away for a moment: the next renewal may do
+                logger.warning("plate %s: renewing its hand-off failed: %s", held.plate, exc)
+                continue
+            if not alive:
+                logger.error(
+                    "plate %s: its hand-off ended without this run (lease expired)", held.plate
+                )
+                return
+
+    task = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _lease(inv: Inventory) -> float:
+    settings = inv.fleet.registry
+    return float(settings.handoff_lease) if settings is not None else HANDOFF_LEASE
 
 
 async def publish_occupancy(registry: PlateRegistry, resort: str) -> None:

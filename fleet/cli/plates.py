@@ -2,7 +2,7 @@
 
 fleet plates store PLATE [--resort R | --label L] [--hotel H] [--timeout S] [--json]
 fleet plates retrieve PLATE [--timeout S] [--json]
-fleet plates confirm PLATE | fleet plates abort PLATE   # end a waiting hand-off
+fleet plates confirm|abort PLATE [--wait S]   # decide a waiting hand-off
 fleet plates migrate                          # create or upgrade the registry's schema
 fleet plates where PLATE [--json]             # exit 1 when the plate is not in the fleet
 fleet plates list [--resort R] [--free] [--json]
@@ -21,9 +21,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import UUID
 
 from fleet.cli.ops import load_cli_inventory
+from fleet.client.handoffs import DEFAULT_PRESENT_WAIT
 from fleet.core.errors import PlateError
 from fleet.core.identity import who_am_i
 from fleet.core.plates import PlateRegistry, RoomRecord
@@ -63,6 +63,14 @@ def register(subparsers: Any) -> None:
     ):
         p = verb(name, _decide, text)
         p.add_argument("plate", metavar="PLATE")
+        p.add_argument(
+            "--wait",
+            type=float,
+            default=DEFAULT_PRESENT_WAIT,
+            metavar="S",
+            help="seconds to wait for the plate's room to be presented "
+            f"(default {DEFAULT_PRESENT_WAIT:g})",
+        )
     verb("migrate", _migrate, "create or upgrade the registry's database schema")
     p = verb("where", _where, "the room a plate is in (exit 1 when it is not in the fleet)")
     p.add_argument("plate", metavar="PLATE")
@@ -155,19 +163,14 @@ def _retrieve(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
-    from prefect.flow_runs import resume_flow_run
-
+    from fleet.client.handoffs import send_decision
     from fleet.core.server import api_settings
 
+    if args.wait < 0:
+        raise PlateError(f"--wait: must be a number of seconds from 0, got {args.wait:g}")
     inv = load_cli_inventory(args)
-    found = _with_registry(args, lambda _inv, reg: reg.handoff_run(args.plate))
-    if found is None:
-        raise PlateError(f"plate {args.plate}: no hand-off of it is in progress")
-    room, run_id = found
-    if run_id is None:
-        raise PlateError(f"plate {args.plate}: its hand-off has no waiting flow run to resume")
     with api_settings(inv):
-        resume_flow_run(UUID(run_id), run_input={"decision": args.plates_verb})
+        room = asyncio.run(send_decision(inv, args.plate, args.plates_verb, wait=args.wait))
     print(f"{args.plate}: {args.plates_verb} sent to the hand-off at {_line(room)}")
     return 0
 

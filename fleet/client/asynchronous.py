@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fleet.client import verbs
+from fleet.client.handoffs import DEFAULT_PRESENT_WAIT, Handoff, presenting, send_decision
 from fleet.client.launch import start_parent
 from fleet.client.verbs import (
     SelectorLike,
@@ -46,6 +47,39 @@ class Reservation:
     move_to_angle = reservation_method(verbs.move_to_angle)
     set_speed = reservation_method(verbs.set_speed)
     recover = reservation_method(verbs.recover)
+
+    async def store_plate(
+        self, plate: str, *, hotel: str | None = None, timeout: float = 600.0, **about: Any
+    ) -> dict[str, Any]:
+        """`AsyncFleetClient.store_plate` in the reserved resort, under the held lock."""
+        return await self.client._store(plate, self.resort, None, hotel, timeout, self, about)
+
+    async def retrieve_plate(self, plate: str, *, timeout: float = 600.0) -> dict[str, Any]:
+        """`AsyncFleetClient.retrieve_plate` of a plate in the reserved resort, under the lock."""
+        return await self.client._retrieve(plate, timeout, self)
+
+    def presenting_store(
+        self, plate: str, *, hotel: str | None = None, wait: float = DEFAULT_PRESENT_WAIT,
+        timeout: float = 600.0, **about: Any,
+    ) -> AbstractAsyncContextManager[Handoff]:  # fmt: skip
+        """`AsyncFleetClient.presenting_store` in the reserved resort, under the held lock."""
+        return presenting(
+            self.client.inventory,
+            plate,
+            lambda: self.client._store(plate, self.resort, None, hotel, timeout, self, about),
+            wait=wait,
+        )
+
+    def presenting_retrieve(
+        self, plate: str, *, wait: float = DEFAULT_PRESENT_WAIT, timeout: float = 600.0
+    ) -> AbstractAsyncContextManager[Handoff]:
+        """`AsyncFleetClient.presenting_retrieve` under the held lock."""
+        return presenting(
+            self.client.inventory,
+            plate,
+            lambda: self.client._retrieve(plate, timeout, self),
+            wait=wait,
+        )
 
 
 class AsyncFleetClient:
@@ -231,6 +265,141 @@ class AsyncFleetClient:
         finally:
             self._reserved.pop(target.name, None)
             await locks.release(held)
+
+    async def store_plate(
+        self,
+        plate: str,
+        resort: str | None = None,
+        *,
+        selector: SelectorLike | None = None,
+        hotel: str | None = None,
+        labware: str | None = None,
+        owner: str | None = None,
+        timeout: float = 600.0,
+    ) -> dict[str, Any]:
+        """Store `plate` in a free room (of `resort`, or one chosen by `selector`; in `hotel`):
+        present the room and wait up to `timeout` s for the hand-off's decision, made elsewhere
+        (`confirm_handoff` in another process, `fleet plates confirm`, the Prefect UI).
+
+        Returns:
+            The room after the hand-off (`plate, resort, hotel, room, state`): `occupied` when
+            confirmed, `free` when aborted.
+
+        Raises:
+            PlateError: bad plate id, the plate already in the fleet, no free room, or no
+                decision within `timeout` (the room is then `uncertain`).
+        """
+        about = {"labware": labware, "owner": owner}
+        return await self._store(plate, resort, selector, hotel, timeout, None, about)
+
+    async def retrieve_plate(self, plate: str, *, timeout: float = 600.0) -> dict[str, Any]:
+        """Present the room holding `plate` and wait up to `timeout` s for the hand-off's
+        decision (as `store_plate`). Returns the room after it (`free` when confirmed)."""
+        return await self._retrieve(plate, timeout, None)
+
+    def presenting_store(
+        self,
+        plate: str,
+        resort: str | None = None,
+        *,
+        selector: SelectorLike | None = None,
+        hotel: str | None = None,
+        labware: str | None = None,
+        owner: str | None = None,
+        wait: float = DEFAULT_PRESENT_WAIT,
+        timeout: float = 600.0,
+    ) -> AbstractAsyncContextManager[Handoff]:
+        """Store `plate` in two phases: `async with client.presenting_store(...) as handoff:`
+        enters once the room is presented (within `wait` s; `handoff.room` says where), the
+        body puts the plate in, and the exit confirms the hand-off (or aborts it when the body
+        raises; the body may also call `handoff.confirm()` / `handoff.abort()` itself).
+        `handoff.result` is then the room after the hand-off.
+        """
+        about = {"labware": labware, "owner": owner}
+        return presenting(
+            self.inventory,
+            plate,
+            lambda: self._store(plate, resort, selector, hotel, timeout, None, about),
+            wait=wait,
+        )
+
+    def presenting_retrieve(
+        self, plate: str, *, wait: float = DEFAULT_PRESENT_WAIT, timeout: float = 600.0
+    ) -> AbstractAsyncContextManager[Handoff]:
+        """Retrieve `plate` in two phases (as `presenting_store`)."""
+        return presenting(
+            self.inventory, plate, lambda: self._retrieve(plate, timeout, None), wait=wait
+        )
+
+    async def confirm_handoff(
+        self, plate: str, *, wait: float = DEFAULT_PRESENT_WAIT
+    ) -> dict[str, Any]:
+        """Confirm `plate`'s hand-off waiting in any process (after up to `wait` s for its room
+        to be presented); returns the room it was sent to."""
+        return (await self._decide(plate, "confirm", wait)).to_dict()
+
+    async def abort_handoff(
+        self, plate: str, *, wait: float = DEFAULT_PRESENT_WAIT
+    ) -> dict[str, Any]:
+        """Abort `plate`'s waiting hand-off (as `confirm_handoff`)."""
+        return (await self._decide(plate, "abort", wait)).to_dict()
+
+    async def where_plate(self, plate: str) -> dict[str, Any] | None:
+        """The room recording `plate` (`plate, resort, hotel, room, state`), or None."""
+        from fleet.core.plates.config import open_registry
+
+        registry = await open_registry(self.inventory)
+        try:
+            room = await registry.where(plate)
+        finally:
+            await registry.close()
+        return room.to_dict() if room is not None else None
+
+    async def _decide(self, plate: str, decision: Any, wait: float) -> Any:
+        return await send_decision(self.inventory, plate, decision, wait=wait)
+
+    async def _store(
+        self,
+        plate: str,
+        resort: str | None,
+        selector: SelectorLike | None,
+        hotel: str | None,
+        timeout: float,
+        held: Reservation | None,
+        about: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        from flows.plates import store_plate
+
+        result: dict[str, Any] = await start_parent(
+            self.inventory,
+            store_plate,
+            plate=plate,
+            resort=resort,
+            selector=selector_dict(selector),
+            hotel=hotel,
+            timeout=timeout,
+            inventory=self._path,
+            lock_timeout=self.lock_timeout,
+            reservation=held.lease_id if held else self._reservation(resort),
+            **about,
+        )
+        return result
+
+    async def _retrieve(
+        self, plate: str, timeout: float, held: Reservation | None
+    ) -> dict[str, Any]:
+        from flows.plates import retrieve_plate
+
+        result: dict[str, Any] = await start_parent(
+            self.inventory,
+            retrieve_plate,
+            plate=plate,
+            timeout=timeout,
+            inventory=self._path,
+            lock_timeout=self.lock_timeout,
+            reservation=held.lease_id if held else None,
+        )
+        return result
 
     async def estop(
         self, resorts: Sequence[str] | None = None, reason: str = "fleet client"

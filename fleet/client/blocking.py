@@ -3,7 +3,9 @@
 `blocking_forms` gives the class every public coroutine method of `AsyncFleetClient` (or
 `Reservation`) under the same name, run to completion (`flows.prefect_adapter.run_sync`), with
 the async method's signature and docstring. Only what is not a coroutine method is written here:
-`validate` and the context manager `reserve`.
+`validate` and the context managers (`reserve`, `presenting_store`, `presenting_retrieve`),
+whose async forms run on the same background loop as every blocking call (`sync_context`), so a
+hand-off's flow goes on running while the `with` body runs.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fleet.client.asynchronous import AsyncFleetClient, Reservation
+from fleet.client.handoffs import DEFAULT_PRESENT_WAIT, Handoff
 from fleet.client.verbs import SelectorLike
 from flows.prefect_adapter import run_sync
 
-__all__ = ["FleetClient", "SyncReservation"]
+__all__ = ["FleetClient", "SyncHandoff", "SyncReservation", "sync_context"]
 
 R = TypeVar("R")
 C = TypeVar("C", bound=object)
@@ -47,6 +50,45 @@ def blocking_forms(async_class: type, target: str) -> Callable[[type[C]], type[C
     return derive
 
 
+@contextmanager
+def sync_context(manager: AbstractAsyncContextManager[R]) -> Iterator[R]:
+    """The async context `manager` entered and exited from synchronous code."""
+    value = run_sync(manager.__aenter__())
+    try:
+        yield value
+    except BaseException as exc:
+        if not run_sync(manager.__aexit__(type(exc), exc, exc.__traceback__)):
+            raise
+    else:
+        run_sync(manager.__aexit__(None, None, None))
+
+
+@blocking_forms(Handoff, "_handoff")
+class SyncHandoff:
+    """Blocking view of a presented `Handoff` (`confirm()`, `abort()`, `room`, `result`)."""
+
+    if TYPE_CHECKING:  # the blocking forms are set by `blocking_forms`, not written here
+
+        def __getattr__(self, name: str) -> Callable[..., Any]: ...
+
+    def __init__(self, handoff: Handoff) -> None:
+        self._handoff = handoff
+        self.plate = handoff.plate
+        self.room = handoff.room
+        self.run_id = handoff.run_id
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The room after the hand-off, once it ended."""
+        return self._handoff.result
+
+
+@contextmanager
+def _sync_handoff(manager: AbstractAsyncContextManager[Handoff]) -> Iterator[SyncHandoff]:
+    with sync_context(manager) as handoff:
+        yield SyncHandoff(handoff)
+
+
 @blocking_forms(Reservation, "_reservation")
 class SyncReservation:
     """Blocking view of a `Reservation`."""
@@ -64,6 +106,19 @@ class SyncReservation:
     def lease_id(self) -> str:
         """The lease of the held lock."""
         return self._reservation.lease_id
+
+    def presenting_store(
+        self, plate: str, *, wait: float = DEFAULT_PRESENT_WAIT, **options: Any
+    ) -> AbstractContextManager[SyncHandoff]:
+        """Blocking `Reservation.presenting_store`."""
+        return _sync_handoff(self._reservation.presenting_store(plate, wait=wait, **options))
+
+    def presenting_retrieve(
+        self, plate: str, *, wait: float = DEFAULT_PRESENT_WAIT, timeout: float = 600.0
+    ) -> AbstractContextManager[SyncHandoff]:
+        """Blocking `Reservation.presenting_retrieve`."""
+        manager = self._reservation.presenting_retrieve(plate, wait=wait, timeout=timeout)
+        return _sync_handoff(manager)
 
 
 @blocking_forms(AsyncFleetClient, "_async")
@@ -93,12 +148,17 @@ class FleetClient:
         timeout: float | None = None,
     ) -> Iterator[SyncReservation]:
         """Hold a resort across several operations (see `AsyncFleetClient.reserve`)."""
-        manager = self._async.reserve(resort, selector=selector, timeout=timeout)
-        reservation = run_sync(manager.__aenter__())
-        try:
-            yield SyncReservation(self, reservation)
-        except BaseException as exc:
-            run_sync(manager.__aexit__(type(exc), exc, exc.__traceback__))
-            raise
-        else:
-            run_sync(manager.__aexit__(None, None, None))
+        with sync_context(self._async.reserve(resort, selector=selector, timeout=timeout)) as held:
+            yield SyncReservation(self, held)
+
+    def presenting_store(
+        self, plate: str, resort: str | None = None, **options: Any
+    ) -> AbstractContextManager[SyncHandoff]:
+        """Store a plate in two phases (see `AsyncFleetClient.presenting_store`)."""
+        return _sync_handoff(self._async.presenting_store(plate, resort, **options))
+
+    def presenting_retrieve(
+        self, plate: str, *, wait: float = DEFAULT_PRESENT_WAIT, timeout: float = 600.0
+    ) -> AbstractContextManager[SyncHandoff]:
+        """Retrieve a plate in two phases (see `AsyncFleetClient.presenting_retrieve`)."""
+        return _sync_handoff(self._async.presenting_retrieve(plate, wait=wait, timeout=timeout))

@@ -16,6 +16,7 @@ import pytest
 
 from fleet.cli import main as fleet_main
 from resort_common import names
+from tests.support.controller import running_controller
 from tests.support.fleet_harness import Fleet, start_fleet
 from tests.support.waiting import wait_for
 
@@ -169,3 +170,29 @@ def test_bad_requests_move_nothing_and_change_nothing(fleet: Fleet) -> None:
     assert code == 2 and "plate P9 is not in the fleet" in err
     assert len(emu.writes()) == before
     assert cli(fleet, "list", "--json")[1] == rooms_before
+
+
+def test_a_store_started_from_its_deployment_waits_and_is_confirmed_from_a_shell(
+    fleet: Fleet,
+) -> None:
+    """What the Prefect UI's "Run" of `fleet-store-plate/<fleet>` does: `fleet controller` runs
+    the provisioned parent deployment, the run pauses with the room presented, a confirm from
+    another process ends it."""
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    log = fleet.inventory_path.parent / "controller-plates.log"
+    with running_controller(fleet.inventory_path, log):
+        run = run_deployment(
+            names.parent_deployment_name("fleet-store-plate", fleet.inventory),
+            parameters={"plate": "D1", "resort": "pt-b", "hotel": "D"},
+            timeout=0,
+            as_subflow=False,
+        )
+        wait_for(lambda: waiting_for_confirmation(fleet, "D1"), 90, 0.2, "D1 presented")
+        assert cli(fleet, "confirm", "D1")[0] == 0
+        run = run_coro_as_sync(wait_for_flow_run(run.id, timeout=60))
+    assert run.state.is_completed(), (run.state, log.read_text(errors="replace")[-2000:])
+    found = where(fleet, "D1")
+    assert (found["resort"], found["hotel"], found["state"]) == ("pt-b", "D", "occupied")

@@ -30,6 +30,9 @@ __all__ = [
 DEFAULT_PARENT_HEARTBEAT = 30.0
 #: a parent run silent for this many intervals is marked Crashed
 MISSED_BEATS = 4
+
+#: default `fleet.registry.handoff_lease`: the resort lock's lease (`fleet.core.locks.lease`)
+HANDOFF_LEASE = 120.0
 #: seconds between two agent heartbeats (`fleet.agent_heartbeat`)
 DEFAULT_AGENT_HEARTBEAT = 15.0
 #: an agent silent for this many heartbeats is offline (default of `alerts.offline_after`)
@@ -124,6 +127,15 @@ class RegistrySettings(BaseModel):
         default=None,
         pattern=_ENV_NAME,
         description="Name of the environment variable holding the database password.",
+    )
+    handoff_lease: float = Field(
+        default=HANDOFF_LEASE,
+        ge=10.0,
+        le=3600.0,
+        description="Seconds a hand-off's room stays reserved without a sign of life from the "
+        "flow run waiting on it (renewed every third of it). A waiter that died is noticed "
+        "within this time: its room becomes uncertain (free again if it was never presented). "
+        "Default: the resort lock's lease.",
     )
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fleet.core.errors import PlateError
+from fleet.core.plates.leases import HandoffLeases
 from fleet.core.plates.model import Plate, RoomRecord, check_plate_id
 from fleet.core.plates.rows import log_change, now, record, room_key, room_of, upsert_plate, where
 from fleet.core.plates.schema import rooms
@@ -19,7 +20,7 @@ __all__ = ["OperatorTools"]
 Counted = tuple[str, str, int, Plate]
 
 
-class OperatorTools:
+class OperatorTools(HandoffLeases):
     """Changes an operator makes after looking at the hardware (part of `PlateRegistry`)."""
 
     engine: AsyncEngine
@@ -35,6 +36,7 @@ class OperatorTools:
         """
         if occupied_by is not None:
             check_plate_id(occupied_by)
+        await self.expire_handoffs(who=who)
         async with self.engine.begin() as c:
             row = (
                 await c.execute(
@@ -84,6 +86,7 @@ class OperatorTools:
                 in progress (nothing changed).
         """
         listed = _check_count(occupied)
+        await self.expire_handoffs(who=who)
         async with self.engine.begin() as c:
             current = {
                 (r.resort, r.hotel, r.room): record(r) for r in await c.execute(select(rooms))

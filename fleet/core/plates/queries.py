@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fleet.core.plates.leases import HandoffLeases
 from fleet.core.plates.model import HistoryEntry, Plate, RoomRecord, RoomState, check_plate_id
 from fleet.core.plates.rows import aware, now, record, room_of
 from fleet.core.plates.schema import history, plates, rooms
@@ -12,14 +13,17 @@ from fleet.core.plates.schema import history, plates, rooms
 __all__ = ["RegistryQueries"]
 
 
-class RegistryQueries:
-    """Read-only queries (part of `PlateRegistry`); none of them changes anything."""
+class RegistryQueries(HandoffLeases):
+    """Queries (part of `PlateRegistry`): none changes anything, except that each first ends the
+    hand-offs whose waiter is gone (`HandoffLeases.expire_handoffs`), so no answer shows one as
+    in progress."""
 
     engine: AsyncEngine
 
     async def where(self, plate_id: str) -> RoomRecord | None:
         """The room recording `plate_id` (`occupied`, `reserved` or `uncertain`), or None."""
         check_plate_id(plate_id)
+        await self.expire_handoffs()
         async with self.engine.connect() as c:
             return await room_of(c, plate_id)
 
@@ -32,6 +36,7 @@ class RegistryQueries:
             query = query.where(rooms.c.resort == resort)
         if state is not None:
             query = query.where(rooms.c.state == state)
+        await self.expire_handoffs()
         async with self.engine.connect() as c:
             return [record(r) for r in await c.execute(query)]
 
@@ -51,19 +56,12 @@ class RegistryQueries:
         None when no hand-off of the plate is in progress (its room is not `reserved`).
         """
         check_plate_id(plate_id)
+        await self.expire_handoffs()
         async with self.engine.connect() as c:
-            room = await room_of(c, plate_id)
-            if room is None or room.state != "reserved":
-                return None
-            row = (
-                await c.execute(
-                    select(history.c.flow_run_id)
-                    .where(history.c.plate_id == plate_id, history.c.action.like("reserve-%"))
-                    .order_by(history.c.id.desc())
-                    .limit(1)
-                )
-            ).first()
-        return room, (row.flow_run_id if row is not None else None)
+            row = (await c.execute(select(rooms).where(rooms.c.plate_id == plate_id))).first()
+        if row is None or row.state != "reserved":
+            return None
+        return record(row), row.waiter_run
 
     async def history(self, plate_id: str) -> list[HistoryEntry]:
         """Every change that involved `plate_id`, oldest first."""

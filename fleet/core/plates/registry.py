@@ -18,7 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fleet.core.errors import PlateError
+from fleet.core.inventory.fleet_block import HANDOFF_LEASE
 from fleet.core.plates.database import create_engine
+from fleet.core.plates.leases import ABORTED, ENDED, lease_end
 from fleet.core.plates.model import Plate, Reservation, RoomRecord, RoomState, check_plate_id
 from fleet.core.plates.operator_tools import OperatorTools
 from fleet.core.plates.queries import RegistryQueries
@@ -34,10 +36,6 @@ Candidate = tuple[str, Sequence[str]]
 _COMPLETED: dict[str, dict[str, Any]] = {
     "store": {"state": "occupied"},
     "retrieve": {"state": "free", "plate_id": None},
-}
-_ABORTED: dict[str, dict[str, Any]] = {
-    "store": {"state": "free", "plate_id": None},
-    "retrieve": {"state": "occupied"},
 }
 
 
@@ -89,8 +87,10 @@ class PlateRegistry(RegistryQueries, OperatorTools):
         *,
         who: str,
         flow_run_id: str | None = None,
+        lease: float = HANDOFF_LEASE,
     ) -> Reservation:
-        """Hold the first free room among `candidates` for storing `plate`.
+        """Hold the first free room among `candidates` for storing `plate`, for `lease` seconds
+        unless renewed (`renew`); `flow_run_id` is the run that waits on the hand-off.
 
         Raises:
             PlateError: bad plate id, the plate is already in the fleet, or no candidate has a
@@ -99,6 +99,7 @@ class PlateRegistry(RegistryQueries, OperatorTools):
         check_plate_id(plate.plate_id)
         if not candidates:
             raise PlateError("no resort to store the plate in")
+        await self.expire_handoffs(who=who)
         async with self.engine.begin() as c:
             here = await room_of(c, plate.plate_id)
             if here is not None:
@@ -106,10 +107,11 @@ class PlateRegistry(RegistryQueries, OperatorTools):
                     f"plate {plate.plate_id} is already in {where(here)} ({here.state})"
                 )
             await upsert_plate(c, plate)
-            token = uuid.uuid4().hex
+            token, until = uuid.uuid4().hex, lease_end(lease)
             for resort, hotels in candidates:
                 for hotel in hotels:
-                    room = await _take_free_room(c, resort, hotel, plate.plate_id, token)
+                    holder = {"token": token, "waiter_run": flow_run_id, "lease_until": until}
+                    room = await _take_free_room(c, resort, hotel, plate.plate_id, holder)
                     if room is None:
                         continue
                     held = Reservation("store", plate.plate_id, resort, hotel, room, token)
@@ -121,14 +123,20 @@ class PlateRegistry(RegistryQueries, OperatorTools):
         raise PlateError(f"no free room in {_describe(candidates)}")
 
     async def reserve_retrieve(
-        self, plate_id: str, *, who: str, flow_run_id: str | None = None
+        self,
+        plate_id: str,
+        *,
+        who: str,
+        flow_run_id: str | None = None,
+        lease: float = HANDOFF_LEASE,
     ) -> Reservation:
-        """Hold the room `plate_id` occupies for taking it out.
+        """Hold the room `plate_id` occupies for taking it out (lease as for `reserve_store`).
 
         Raises:
             PlateError: bad or unknown plate id, or its room is not `occupied` (nothing changed).
         """
         check_plate_id(plate_id)
+        await self.expire_handoffs(who=who)
         async with self.engine.begin() as c:
             here = await room_of(c, plate_id)
             if here is None:
@@ -139,7 +147,15 @@ class PlateRegistry(RegistryQueries, OperatorTools):
             result = await c.execute(
                 update(rooms)
                 .where(room_key(here), rooms.c.state == "occupied")
-                .values(state="reserved", handoff="retrieve", token=token, changed_at=now())
+                .values(
+                    state="reserved",
+                    handoff="retrieve",
+                    token=token,
+                    waiter_run=flow_run_id,
+                    lease_until=lease_end(lease),
+                    presented=False,
+                    changed_at=now(),
+                )
             )
             if result.rowcount != 1:
                 raise PlateError(f"plate {plate_id}: its room changed meanwhile, try again")
@@ -167,7 +183,7 @@ class PlateRegistry(RegistryQueries, OperatorTools):
     ) -> RoomRecord:
         """The hand-off did not happen: the room is as it was before the reservation."""
         return await self._end(
-            reservation, _ABORTED[reservation.kind], f"{reservation.kind}-aborted", who, flow_run_id
+            reservation, ABORTED[reservation.kind], f"{reservation.kind}-aborted", who, flow_run_id
         )
 
     async def interrupt(
@@ -203,8 +219,8 @@ class PlateRegistry(RegistryQueries, OperatorTools):
                     rooms.c.state == "reserved",
                     rooms.c.token == reservation.token,
                 )
-                .values(**values, handoff=None if to_state != "uncertain" else reservation.kind,
-                        token=None, changed_at=now())
+                .values(**values, **ENDED, changed_at=now(),
+                        handoff=None if to_state != "uncertain" else reservation.kind)
             )  # fmt: skip
             if result.rowcount != 1:
                 raise PlateError(
@@ -225,7 +241,7 @@ class PlateRegistry(RegistryQueries, OperatorTools):
 
 
 async def _take_free_room(
-    c: AsyncConnection, resort: str, hotel: str, plate_id: str, token: str
+    c: AsyncConnection, resort: str, hotel: str, plate_id: str, holder: dict[str, Any]
 ) -> int | None:
     """Reserve the lowest free room of `resort`'s `hotel` for `plate_id`; its number or None."""
     free = (
@@ -248,7 +264,12 @@ async def _take_free_room(
                 rooms.c.state == "free",
             )
             .values(
-                state="reserved", plate_id=plate_id, handoff="store", token=token, changed_at=now()
+                state="reserved",
+                plate_id=plate_id,
+                handoff="store",
+                presented=False,
+                changed_at=now(),
+                **holder,
             )
         )
     except IntegrityError as exc:

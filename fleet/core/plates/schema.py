@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -42,6 +43,11 @@ rooms = Table(
     Column("handoff", String(10)),
     Column("token", String(64)),
     Column("changed_at", DateTime(timezone=True), nullable=False),
+    # a hand-off in progress: the flow run waiting on it, until when it is known alive, and
+    # whether the room was presented (then nobody knows what is in it once the waiter is gone)
+    Column("waiter_run", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("presented", Boolean, nullable=False, default=False),
     UniqueConstraint("plate_id", name="plate_registry_one_room_per_plate"),
     CheckConstraint(
         "(state = 'free' AND plate_id IS NULL AND handoff IS NULL)"
