@@ -14,11 +14,9 @@ UI selectors used (Prefect 3.9.1's UI; a Prefect upgrade that breaks one fails h
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,6 +26,7 @@ import pytest
 from fleet.cli import main as fleet_main
 from resort_common import names
 from tests.support.browser import headless_chromium, screenshot_on_failure
+from tests.support.cli import in_background, run_fleet
 from tests.support.fleet_harness import Fleet, start_fleet
 from tests.support.prefect_server import PrefectServer, prefect_pointed_at, start_prefect_server
 from tests.support.waiting import wait_for
@@ -78,21 +77,7 @@ def ui_url(server: PrefectServer, path: str) -> str:
 
 def cli(fleet: Fleet, *argv: str) -> tuple[int, str, str]:
     """Run `fleet plates ...`; its exit code, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = fleet_main(["plates", *argv, "--inventory", str(fleet.inventory_path)])
-    return code, out.getvalue(), err.getvalue()
-
-
-def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        outcome["result"] = call()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
+    return run_fleet(["plates", *argv, "--inventory", str(fleet.inventory_path)])
 
 
 def where(fleet: Fleet, plate: str) -> dict[str, Any] | None:

@@ -7,8 +7,6 @@ an SQLite file of the test's own.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 
 from fleet.cli import main as fleet_main
 from resort_common import names
+from tests.support.cli import in_background, run_fleet
 from tests.support.controller import running_controller
 from tests.support.fleet_harness import Fleet, start_fleet
 from tests.support.waiting import wait_for
@@ -41,24 +40,7 @@ def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def cli(fleet: Fleet, *argv: str) -> tuple[int, str, str]:
     """Run `fleet plates ...`; its exit code, stdout and stderr."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = fleet_main(["plates", *argv, "--inventory", str(fleet.inventory_path)])
-    return code, out.getvalue(), err.getvalue()
-
-
-def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        outcome["result"] = call()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
+    return run_fleet(["plates", *argv, "--inventory", str(fleet.inventory_path)])
 
 
 def where(fleet: Fleet, plate: str) -> dict[str, Any] | None:
