@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # No Prefect server, no agents, no slow tests: what to run after every edit.
@@ -40,10 +41,10 @@ test-fast: lint
 	$(BIN)/python -m pytest -m "not orchestration and not slow and not chaos and not ansible" $(PYTEST_ARGS)
 
 # The orchestration tests on the shared server fixture, against PostgreSQL, and the plate
-# registry's tests on a PostgreSQL database of their own. The chaos suite and the demo start their
-# own (SQLite) servers, so they are not repeated here.
+# registry's tests on a PostgreSQL database of their own. The chaos suite, the demo and the browser
+# tests start their own (SQLite) servers, so they are not repeated here.
 test-postgres: $(STAMP)
-	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m "(orchestration or registry) and not chaos and not slow" $(PYTEST_ARGS)
+	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m "(orchestration or registry) and not chaos and not slow and not browser" $(PYTEST_ARGS)
 
 test-ansible: $(STAMP)
 	bash ansible/tests/run.sh

@@ -6,7 +6,7 @@ confirmed or aborted: `fleet plates confirm|abort PLATE` from any shell, the Pyt
 Prefect UI's resume form of the paused run. Confirm commits the room (`occupied`), abort leaves it
 as it was; a timeout, or a failure after the hotel was presented, leaves it `uncertain` for an
 operator to resolve. `fleet-retrieve-plate` is the same in reverse. Each change republishes the
-resort's occupancy artifact (`names.occupancy_artifact_key`).
+resort's occupancy artifact (`fleet.core.plates.occupancy`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from fleet.core.alerts import lock_held_after
 from fleet.core.errors import PlateError
 from fleet.core.identity import who_am_i
 from fleet.core.inventory.fleet_block import HANDOFF_LEASE
-from fleet.core.plates import Plate, PlateRegistry, Reservation, RoomRecord
+from fleet.core.plates import Plate, PlateRegistry, Reservation
 from fleet.core.plates.config import open_registry
+from fleet.core.plates.occupancy import publish_changed
 from fleet.core.selection import select_resort
 from fleet.core.watchdog import parent_heartbeat
 from flows.dispatch import dispatch
 from flows.operations import DEFAULT_LOCK_TIMEOUT
 from flows.requests import as_selector, load_fleet_inventory
-from resort_common import names
 
 if TYPE_CHECKING:
     from fleet.core.inventory import Inventory, Resort
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_HANDOFF_TIMEOUT",
     "HandoffDecision",
-    "publish_occupancy",
     "retrieve_plate",
     "store_plate",
 ]
@@ -90,7 +89,7 @@ async def store_plate(
                     f"hotel: {target.name} has hotels {', '.join(hotels)}, got {hotel!r}"
                 )
             hotels = [hotel]
-        registry = await open_registry(inv)
+        registry = await open_registry(inv, on_change=publish_changed)
         try:
             held = await registry.reserve_store(
                 Plate(plate, labware=labware, owner=owner),
@@ -120,7 +119,7 @@ async def retrieve_plate(
     """
     inv = load_fleet_inventory(inventory)
     async with parent_heartbeat(inv):
-        registry = await open_registry(inv)
+        registry = await open_registry(inv, on_change=publish_changed)
         try:
             held = await registry.reserve_retrieve(
                 plate, who=who_am_i(), flow_run_id=_run_id(), lease=_lease(inv)
@@ -159,14 +158,12 @@ async def _hand_off(
                 )
                 presented = True
                 await registry.mark_presented(held)
-                await publish_occupancy(registry, resort.name)
                 answer = await _decision(held, timeout)
         except BaseException as exc:
             from prefect.exceptions import FlowPauseTimeout
 
             end = registry.interrupt if presented else registry.abort
             room = await end(held, who=who, flow_run_id=_run_id())
-            await publish_occupancy(registry, resort.name)
             if isinstance(exc, FlowPauseTimeout):
                 raise PlateError(
                     f"plate {held.plate}: no confirmation within {timeout:g} s; "
@@ -178,7 +175,6 @@ async def _hand_off(
             room = await registry.complete(held, who=who, flow_run_id=_run_id())
         else:
             room = await registry.abort(held, who=who, flow_run_id=_run_id())
-    await publish_occupancy(registry, resort.name)
     return room.to_dict()
 
 
@@ -246,38 +242,6 @@ async def _renewing(
 def _lease(inv: Inventory) -> float:
     settings = inv.fleet.registry
     return float(settings.handoff_lease) if settings is not None else HANDOFF_LEASE
-
-
-async def publish_occupancy(registry: PlateRegistry, resort: str) -> None:
-    """The resort's plates as a table artifact: one row per room, one column per hotel."""
-    from prefect.artifacts import acreate_table_artifact
-
-    rooms = await registry.rooms(resort=resort)
-    hotels = list(dict.fromkeys(r.hotel for r in rooms))
-    by_room: dict[int, dict[str, str]] = {}
-    for r in rooms:
-        by_room.setdefault(r.room, {"room": str(r.room)})[r.hotel] = _cell(r)
-    table = [
-        {"room": row["room"], **{h: row.get(h, "") for h in hotels}}
-        for _, row in sorted(by_room.items())
-    ]
-    free = sum(1 for r in rooms if r.state == "free")
-    await acreate_table_artifact(
-        key=names.occupancy_artifact_key(resort),
-        table=table,
-        description=f"Plates in {resort}: {free} of {len(rooms)} rooms free "
-        "(reserved: a hand-off in progress; ?: uncertain, resolve with `fleet plates resolve`).",
-    )
-
-
-def _cell(room: RoomRecord) -> str:
-    if room.state == "free":
-        return ""
-    if room.state == "reserved":
-        return f"{room.plate} ({room.handoff})"
-    if room.state == "uncertain":
-        return f"? {room.plate or ''}".strip()
-    return room.plate or ""
 
 
 def _run_id() -> str | None:

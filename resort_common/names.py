@@ -67,6 +67,8 @@ PARENT_FLOWS: dict[str, str] = {
     "fleet-set-speed": "flows.maintenance:set_speed",
     "fleet-reserve": "flows.parent:reserve",
     "fleet-batch": "flows.batch:run_batch",
+    "fleet-store-plate": "flows.plates:store_plate",
+    "fleet-retrieve-plate": "flows.plates:retrieve_plate",
 }
 
 

@@ -188,19 +188,37 @@ def _room_number(text: str) -> int:
 def _with_registry(
     args: argparse.Namespace, use: Callable[[Any, PlateRegistry], Awaitable[T]]
 ) -> T:
-    """Run `use(inventory, registry)` on the inventory's registry (migrated, rooms in sync)."""
+    """Run `use(inventory, registry)` on the inventory's registry (migrated, rooms in sync);
+    each change is shown in the resorts' occupancy artifacts when the fleet's server answers."""
     from fleet.core.plates.config import open_registry
 
     inv = load_cli_inventory(args)
 
     async def run() -> T:
-        registry = await open_registry(inv)
+        registry = await open_registry(inv, on_change=_artifact_publisher(inv))
         try:
             return await use(inv, registry)
         finally:
             await registry.close()
 
     return asyncio.run(run())
+
+
+def _artifact_publisher(inv: Any) -> Callable[[Any, list[str]], Awaitable[None]]:
+    """An `on_change` hook: publish the changed resorts' occupancy artifacts on the fleet's
+    server; when none answers, say so in one line (the registry is the record)."""
+    from fleet.core.errors import FleetError
+    from fleet.core.plates.occupancy import publish_changed
+    from fleet.core.server import api_settings
+
+    async def publish(registry: Any, resorts: list[str]) -> None:
+        try:
+            with api_settings(inv):
+                await publish_changed(registry, resorts)
+        except FleetError as exc:
+            print(f"fleet: warning: occupancy artifact not updated: {exc}", file=sys.stderr)
+
+    return publish
 
 
 def _migrate(args: argparse.Namespace) -> int:

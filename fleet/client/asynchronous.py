@@ -347,8 +347,9 @@ class AsyncFleetClient:
     async def where_plate(self, plate: str) -> dict[str, Any] | None:
         """The room recording `plate` (`plate, resort, hotel, room, state`), or None."""
         from fleet.core.plates.config import open_registry
+        from fleet.core.plates.occupancy import publish_changed
 
-        registry = await open_registry(self.inventory)
+        registry = await open_registry(self.inventory, on_change=publish_changed)
         try:
             room = await registry.where(plate)
         finally:

@@ -80,8 +80,9 @@ async def wait_presented(
             ended, or the room was not presented within `wait` s.
     """
     from fleet.core.plates.config import open_registry
+    from fleet.core.plates.occupancy import publish_changed
 
-    registry = await open_registry(inv)
+    registry = await open_registry(inv, on_change=publish_changed)
     try:
         return await _until_paused(registry, plate, time.monotonic() + wait, wait, running)
     finally:

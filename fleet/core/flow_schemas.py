@@ -2,7 +2,8 @@
 
 `fleet` must not import `flows`, so provisioning cannot ask Prefect for the real flows' schemas.
 These are kept equal to `prefect.utilities.callables.parameter_schema(flow)` of the flows in
-`flows/device.py`, `flows/parent.py`, `flows/maintenance.py` and `flows/batch.py` (descriptions
+`flows/device.py`, `flows/parent.py`, `flows/maintenance.py`, `flows/batch.py` and
+`flows/plates.py` (descriptions
 aside) by `tests/flows/test_flow_schemas.py`. The server validates run parameters against them
 (`enforce_parameter_schema`), so a bad parameter fails when the run is created, not on the Pi.
 """
@@ -25,6 +26,7 @@ _OPT_OBJECT = {"anyOf": [{"additionalProperties": True, "type": "object"}, {"typ
 _OPT_STRINGS = {"anyOf": [{"items": {"type": "string"}, "type": "array"}, {"type": "null"}]}
 _OBJECTS = {"items": {"additionalProperties": True, "type": "object"}, "type": "array"}
 _LOCK_TIMEOUT = 300.0
+_HANDOFF_TIMEOUT = 600.0
 
 
 def _schema(*params: tuple[str, dict[str, Any], Any]) -> dict[str, Any]:
@@ -105,6 +107,25 @@ PARENT_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
         ("max_concurrency", _INTEGER, 8),
         ("fail_fast", _BOOLEAN, False),
         ("lock_timeout", _NUMBER, _LOCK_TIMEOUT),
+    ),
+    "fleet-store-plate": _schema(
+        ("plate", _STRING, _REQUIRED),
+        ("resort", _OPT_STRING, None),
+        ("selector", _OPT_OBJECT, None),
+        ("hotel", _OPT_STRING, None),
+        ("labware", _OPT_STRING, None),
+        ("owner", _OPT_STRING, None),
+        ("timeout", _NUMBER, _HANDOFF_TIMEOUT),
+        ("inventory", _OPT_STRING, None),
+        ("lock_timeout", _NUMBER, _LOCK_TIMEOUT),
+        _RESERVATION,
+    ),
+    "fleet-retrieve-plate": _schema(
+        ("plate", _STRING, _REQUIRED),
+        ("timeout", _NUMBER, _HANDOFF_TIMEOUT),
+        ("inventory", _OPT_STRING, None),
+        ("lock_timeout", _NUMBER, _LOCK_TIMEOUT),
+        _RESERVATION,
     ),
 }
 

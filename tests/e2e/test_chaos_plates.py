@@ -22,7 +22,7 @@ import pytest
 
 from fleet.cli import main as fleet_main
 from fleet.client import FleetClient
-from tests.support.chaos import measured, restart_server
+from tests.support.chaos import measured, read_run, restart_server
 from tests.support.fleet_harness import Fleet, start_fleet
 from tests.support.prefect_server import PrefectServer
 from tests.support.waiting import wait_for
@@ -42,6 +42,7 @@ def lab(chaos_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -
         3,
         instant=False,
         speed=270.0,
+        parent_heartbeat=5.0,  # the watchdog closes a dead waiter's run 20 s after its last beat
         fleet_options={
             "registry": {"url": f"sqlite+aiosqlite:///{tmp / 'plates.db'}", "handoff_lease": LEASE}
         },
@@ -63,6 +64,23 @@ def presented(client: FleetClient, plate: str) -> Any:
     import asyncio
 
     return asyncio.run(wait())
+
+
+def occupancy_cell(resort: str, hotel: str, room: int) -> str:
+    """The cell of `resort`'s latest occupancy artifact for `hotel`, `room`."""
+    import json
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from resort_common import names
+
+    key = ArtifactFilterKey(any_=[names.occupancy_artifact_key(resort)])
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=key))
+    data = max(found, key=lambda a: a.created).data
+    table = json.loads(data) if isinstance(data, str) else data
+    return str(table[room - 1][hotel])
 
 
 def store_in_background(client: FleetClient, plate: str, resort: str) -> tuple[Any, dict]:
@@ -89,7 +107,7 @@ def test_a_killed_waiter_leaves_its_presented_room_uncertain_within_the_lease(la
         env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
     )  # fmt: skip
     try:
-        presented(client, "K1")
+        _, run_id = presented(client, "K1")
         os.killpg(proc.pid, signal.SIGKILL)
         killed = time.monotonic()
         proc.wait(10)
@@ -105,12 +123,24 @@ def test_a_killed_waiter_leaves_its_presented_room_uncertain_within_the_lease(la
     )
     measured("hand-off waiter kill -9 -> room uncertain", time.monotonic() - killed, LEASE + 15)
     assert (room["resort"], room["plate"], room["handoff"]) == ("cp-c", "K1", "store")
+    # the registry noticed: the resort's occupancy artifact shows the room as uncertain
+    assert occupancy_cell("cp-c", room["hotel"], room["room"]) == "? K1"
     code = fleet_main(["plates", "confirm", "K1", "--wait", "0", "--inventory",
                        str(lab.inventory_path)])  # fmt: skip
     assert code == 2  # nothing to confirm: an operator has to look
     assert fleet_main(["plates", "resolve", "cp-c", room["hotel"], str(room["room"]), "--empty",
                        "--inventory", str(lab.inventory_path)]) == 0  # fmt: skip
     assert client.where_plate("K1") is None
+    # and the dead waiter's run was closed by the fleet's watchdog (a parent flow like the others)
+    from fleet.core import watchdog
+
+    bound = watchdog.window(lab.inventory.fleet.parent_heartbeat) + 30
+    wait_for(
+        lambda: read_run(run_id).state_name == "Crashed",
+        max(bound - (time.monotonic() - killed), 1.0),
+        0.5,
+        "the killed waiter's run Crashed by the watchdog",
+    )
 
 
 def test_an_agent_restarted_while_a_room_is_presented_does_not_end_the_hand_off(

@@ -27,6 +27,7 @@ from fleet.client import AsyncFleetClient, FleetClient
 from fleet.core import locks
 from fleet.core.errors import DeviceBusyError, DeviceSelectionError, PlanError
 from resort_common import names
+from tests.support.controller import running_controller
 from tests.support.fleet_harness import start_fleet
 from tests.support.waiting import wait_for
 
@@ -386,19 +387,8 @@ def test_controller_runs_parent_deployments_triggered_through_prefect(fleet) -> 
     from prefect.flow_runs import wait_for_flow_run
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    inv = str(fleet.inventory_path)
     log = fleet.inventory_path.parent / "controller.log"
-    env = dict(os.environ, PREFECT_WORKER_QUERY_SECONDS="1")
-    with log.open("wb") as out:
-        controller = subprocess.Popen(
-            [str(Path(sys.executable).with_name("fleet")), "controller", "--inventory", inv],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=str(REPO),
-            start_new_session=True,
-        )
-    try:
+    with running_controller(fleet.inventory_path, log):
         deployment = names.parent_deployment_name("fleet-activate-hotel", fleet.inventory)
         run = run_deployment(
             deployment, parameters={"resort": "pp-c", "hotel": "C"}, timeout=0, as_subflow=False
@@ -407,9 +397,3 @@ def test_controller_runs_parent_deployments_triggered_through_prefect(fleet) -> 
         assert run.state.is_completed(), (run.state, log.read_text(errors="replace")[-2000:])
         # the agent publishes its status after the device run ends (debounced): wait for it
         wait_status(FleetClient(fleet.inventory_path), "pp-c", active_hotel="C")
-    finally:
-        os.killpg(controller.pid, signal.SIGTERM)
-        try:
-            controller.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(controller.pid, signal.SIGKILL)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ import pytest
 
 from fleet.cli import main as fleet_main
 from resort_common import names
+from tests.support.cli import in_background, run_fleet
+from tests.support.controller import running_controller
 from tests.support.fleet_harness import Fleet, start_fleet
 from tests.support.registry_db import BACKENDS, inventory_registry, registry_database
 from tests.support.waiting import wait_for
@@ -48,24 +49,7 @@ def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def cli(fleet: Fleet, *argv: str) -> tuple[int, str, str]:
     """Run `fleet plates ...`; its exit code, stdout and stderr."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = fleet_main(["plates", *argv, "--inventory", str(fleet.inventory_path)])
-    return code, out.getvalue(), err.getvalue()
-
-
-def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        outcome["result"] = call()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
+    return run_fleet(["plates", *argv, "--inventory", str(fleet.inventory_path)])
 
 
 def where(fleet: Fleet, plate: str) -> dict[str, Any] | None:
@@ -144,8 +128,10 @@ def test_a_store_nobody_confirms_leaves_the_room_uncertain_until_resolved(fleet:
     assert code == 2, err
     assert "no confirmation within 2 s; pt-b hotel B room 1 is uncertain" in err
     assert where(fleet, "P3")["state"] == "uncertain"
+    assert [row["B"] for row in occupancy("pt-b")][:1] == ["? P3"]
     assert cli(fleet, "resolve", "pt-b", "B", "1", "--occupied", "P3")[0] == 0
     assert where(fleet, "P3")["state"] == "occupied"
+    assert [row["B"] for row in occupancy("pt-b")][:1] == ["P3"]  # the operator's change too
 
 
 def test_retrieve_presents_the_room_and_frees_it_on_confirm(fleet: Fleet) -> None:
@@ -177,3 +163,29 @@ def test_bad_requests_move_nothing_and_change_nothing(fleet: Fleet) -> None:
     assert code == 2 and "plate P9 is not in the fleet" in err
     assert len(emu.writes()) == before
     assert cli(fleet, "list", "--json")[1] == rooms_before
+
+
+def test_a_store_started_from_its_deployment_waits_and_is_confirmed_from_a_shell(
+    fleet: Fleet,
+) -> None:
+    """What the Prefect UI's "Run" of `fleet-store-plate/<fleet>` does: `fleet controller` runs
+    the provisioned parent deployment, the run pauses with the room presented, a confirm from
+    another process ends it."""
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    log = fleet.inventory_path.parent / "controller-plates.log"
+    with running_controller(fleet.inventory_path, log):
+        run = run_deployment(
+            names.parent_deployment_name("fleet-store-plate", fleet.inventory),
+            parameters={"plate": "D1", "resort": "pt-b", "hotel": "D"},
+            timeout=0,
+            as_subflow=False,
+        )
+        wait_for(lambda: waiting_for_confirmation(fleet, "D1"), 90, 0.2, "D1 presented")
+        assert cli(fleet, "confirm", "D1")[0] == 0
+        run = run_coro_as_sync(wait_for_flow_run(run.id, timeout=60))
+    assert run.state.is_completed(), (run.state, log.read_text(errors="replace")[-2000:])
+    found = where(fleet, "D1")
+    assert (found["resort"], found["hotel"], found["state"]) == ("pt-b", "D", "occupied")

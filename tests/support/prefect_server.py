@@ -1,9 +1,8 @@
 """Start a real Prefect server on a free loopback port with its own PREFECT_HOME (for tests).
 
 A thin wrapper over `fleet.core.server` (the same environment `fleet server up` uses: filesystem
-lease
-storage, 1 s slot-wait cap, analytics and UI off), without the state file: the session fixture
-owns the process.
+lease storage, 1 s slot-wait cap, analytics off, the UI off unless asked for), without the state
+file: the session fixture owns the process.
 """
 
 from __future__ import annotations
@@ -52,21 +51,25 @@ class PrefectServer:
                 self.process.wait(5)
 
 
-def server_env(home: Path, port: int, database_url: str | None = None) -> dict[str, str]:
+def server_env(
+    home: Path, port: int, database_url: str | None = None, *, ui: bool = False
+) -> dict[str, str]:
     """Environment for a test server (and its clients): own home, filesystem lease storage."""
-    return fleet_server.server_env(home, port, database_url)
+    return fleet_server.server_env(home, port, database_url, ui=ui)
 
 
 def start_prefect_server(
-    home: Path, *, database_url: str | None = None, timeout: float = 90.0
+    home: Path, *, database_url: str | None = None, ui: bool = False, timeout: float = 90.0
 ) -> PrefectServer:
     """Start `prefect server start` and wait until `/api/health` answers.
+
+    `ui=True` also serves the Prefect UI (at the API URL without `/api`).
 
     Raises:
         fleet.core.errors.ServerError: (a RuntimeError) it exited or did not become healthy.
     """
     home.mkdir(parents=True, exist_ok=True)
-    env = server_env(home, free_port(), database_url)
+    env = server_env(home, free_port(), database_url, ui=ui)
     log_path = home / "server.log"
     proc = fleet_server.start_server_process(env, log_path)
     fleet_server.wait_healthy(env["PREFECT_API_URL"], proc, log_path, timeout)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from fleet.core.errors import InventoryError, RegistryUnavailableError
 from fleet.core.plates.database import current_revision, head_revision, upgrade
+from fleet.core.plates.notices import OnChange
 from fleet.core.plates.registry import PlateRegistry
 
 if TYPE_CHECKING:
@@ -144,15 +145,20 @@ async def _checked(url: str) -> PlateRegistry:
 
 
 async def open_registry(
-    inv: Inventory, state: str | os.PathLike[str] | None = None
+    inv: Inventory,
+    state: str | os.PathLike[str] | None = None,
+    *,
+    on_change: OnChange | None = None,
 ) -> PlateRegistry:
-    """The registry of `inv`, migrated and with a room row for every room of the inventory.
+    """The registry of `inv`, migrated and with a room row for every room of the inventory;
+    `on_change` is told about each change (`fleet.core.plates.notices`).
 
     Raises:
         RegistryUnavailableError: the database has not been migrated to this version's schema (run
             `fleet plates migrate`), or it cannot be reached.
     """
     registry = await _checked(registry_url(inv, state))
+    registry.on_change = on_change
     try:
         await registry.sync_rooms(room_layout(inv))
     except BaseException:

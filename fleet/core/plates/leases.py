@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fleet.core.plates.model import Reservation, RoomRecord
+from fleet.core.plates.notices import ChangeNotices
 from fleet.core.plates.rows import log_change, now, record, room_key
 from fleet.core.plates.schema import rooms
 
@@ -42,7 +43,7 @@ def lease_end(seconds: float) -> datetime.datetime:
     return now() + datetime.timedelta(seconds=seconds)
 
 
-class HandoffLeases:
+class HandoffLeases(ChangeNotices):
     """The leases of hand-offs in progress (part of `PlateRegistry`)."""
 
     engine: AsyncEngine
@@ -102,4 +103,5 @@ class HandoffLeases:
                     who, row.waiter_run, plate=row.plate_id,
                 )  # fmt: skip
                 changed.append(record((await c.execute(select(rooms).where(room_key(held)))).one()))
+        await self._changed(r.resort for r in changed)
         return changed

@@ -73,7 +73,9 @@ class OperatorTools(HandoffLeases):
                 None,
                 plate=occupied_by or current.plate,
             )
-            return record((await c.execute(select(rooms).where(room_key(current)))).one())
+            resolved = record((await c.execute(select(rooms).where(room_key(current)))).one())
+        await self._changed([resolved.resort])
+        return resolved
 
     async def replace_occupancy(self, occupied: Sequence[Counted], *, who: str) -> int:
         """A physical count: exactly these rooms hold these plates, every other room is free.
@@ -123,6 +125,7 @@ class OperatorTools(HandoffLeases):
                         c, "counted-empty", before, before.state, "free", who, None,
                         plate=before.plate,
                     )  # fmt: skip
+        await self._changed(resort for resort, _, _ in current)
         return len(occupied)
 
 

@@ -22,6 +22,7 @@ from fleet.core.inventory.fleet_block import HANDOFF_LEASE
 from fleet.core.plates.database import create_engine
 from fleet.core.plates.leases import ABORTED, ENDED, lease_end
 from fleet.core.plates.model import Plate, Reservation, RoomRecord, RoomState, check_plate_id
+from fleet.core.plates.notices import OnChange
 from fleet.core.plates.operator_tools import OperatorTools
 from fleet.core.plates.queries import RegistryQueries
 from fleet.core.plates.rows import log_change, now, record, room_key, room_of, upsert_plate, where
@@ -45,14 +46,23 @@ class PlateRegistry(RegistryQueries, OperatorTools):
     Args:
         url: SQLAlchemy async URL, e.g. `sqlite+aiosqlite:///.fleet-state/plates.db`.
         engine: an engine to use instead of creating one from `url`.
+        on_change: told which resorts' rooms changed after each change
+            (`fleet.core.plates.notices`).
     """
 
-    def __init__(self, url: str | None = None, *, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        engine: AsyncEngine | None = None,
+        on_change: OnChange | None = None,
+    ) -> None:
         if engine is None:
             if url is None:
                 raise ValueError("PlateRegistry needs a url or an engine")
             engine = create_engine(url)
         self.engine = engine
+        self.on_change = on_change
 
     async def close(self) -> None:
         """Release the engine's connections."""
@@ -62,6 +72,7 @@ class PlateRegistry(RegistryQueries, OperatorTools):
         """Add the free rooms of each `(resort, hotels, rooms_per_hotel)` that are missing.
 
         Rooms never disappear here (a plate may still be in one); returns how many were added.
+        `on_change` is not told: new rooms are free, and every registry open adds the missing.
         """
         stamp = now()
         async with self.engine.begin() as c:
@@ -78,7 +89,7 @@ class PlateRegistry(RegistryQueries, OperatorTools):
             ]
             if new:
                 await c.execute(insert(rooms), new)
-        return len(new)
+        return len(new)  # free rooms added: nothing to tell (`on_change` is about hand-offs)
 
     async def reserve_store(
         self,
@@ -107,20 +118,16 @@ class PlateRegistry(RegistryQueries, OperatorTools):
                     f"plate {plate.plate_id} is already in {where(here)} ({here.state})"
                 )
             await upsert_plate(c, plate)
-            token, until = uuid.uuid4().hex, lease_end(lease)
-            for resort, hotels in candidates:
-                for hotel in hotels:
-                    holder = {"token": token, "waiter_run": flow_run_id, "lease_until": until}
-                    room = await _take_free_room(c, resort, hotel, plate.plate_id, holder)
-                    if room is None:
-                        continue
-                    held = Reservation("store", plate.plate_id, resort, hotel, room, token)
-                    await log_change(
-                        c, "reserve-store", held, "free", "reserved", who, flow_run_id,
-                        plate=held.plate,
-                    )  # fmt: skip
-                    return held
-        raise PlateError(f"no free room in {_describe(candidates)}")
+            holder = {"token": uuid.uuid4().hex, "waiter_run": flow_run_id,
+                      "lease_until": lease_end(lease)}  # fmt: skip
+            held = await _reserve_first_free(c, plate.plate_id, candidates, holder)
+            if held is None:
+                raise PlateError(f"no free room in {_describe(candidates)}")
+            await log_change(
+                c, "reserve-store", held, "free", "reserved", who, flow_run_id, plate=held.plate
+            )
+        await self._changed([held.resort])
+        return held
 
     async def reserve_retrieve(
         self,
@@ -164,7 +171,8 @@ class PlateRegistry(RegistryQueries, OperatorTools):
                 c, "reserve-retrieve", held, "occupied", "reserved", who, flow_run_id,
                 plate=plate_id,
             )  # fmt: skip
-            return held
+        await self._changed([held.resort])
+        return held
 
     async def complete(
         self, reservation: Reservation, *, who: str, flow_run_id: str | None = None
@@ -237,7 +245,21 @@ class PlateRegistry(RegistryQueries, OperatorTools):
                 c, action, reservation, "reserved", to_state, who, flow_run_id,
                 plate=reservation.plate,
             )  # fmt: skip
-            return record((await c.execute(select(rooms).where(room_key(reservation)))).one())
+            room = record((await c.execute(select(rooms).where(room_key(reservation)))).one())
+        await self._changed([room.resort])
+        return room
+
+
+async def _reserve_first_free(
+    c: AsyncConnection, plate_id: str, candidates: Sequence[Candidate], holder: dict[str, Any]
+) -> Reservation | None:
+    """Reserve the first free room among `candidates` for storing `plate_id`, or None."""
+    for resort, hotels in candidates:
+        for hotel in hotels:
+            room = await _take_free_room(c, resort, hotel, plate_id, holder)
+            if room is not None:
+                return Reservation("store", plate_id, resort, hotel, room, holder["token"])
+    return None
 
 
 async def _take_free_room(

@@ -1,0 +1,37 @@
+"""`fleet controller` as a subprocess: it serves the provisioned parent deployments."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["running_controller"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def running_controller(inventory_path: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `fleet controller --inventory ...` (queue polled every second) for the block; its
+    output goes to `log`. Stopped with SIGTERM (SIGKILL after 30 s) on exit."""
+    env = dict(os.environ, PREFECT_WORKER_QUERY_SECONDS="1")
+    with log.open("wb") as out:
+        controller = subprocess.Popen(
+            [str(Path(sys.executable).with_name("fleet")), "controller", "--inventory",
+             str(inventory_path)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO), start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield controller
+    finally:
+        os.killpg(controller.pid, signal.SIGTERM)
+        try:
+            controller.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(controller.pid, signal.SIGKILL)
+            controller.wait(10)
