@@ -124,6 +124,21 @@ def test_up_refuses_a_plate_registry_out_of_reach_and_starts_nothing(
     assert not server.server_dir(state).exists()
 
 
+def test_up_without_an_inventory_says_the_registry_was_not_migrated(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    clean_env.chdir(tmp_path)  # no inventory/demo.yaml here
+    clean_env.delenv("FLEET_INVENTORY", raising=False)
+    loose = _auth_file(tmp_path, "lab:secret", mode=0o644)  # then stops before a server starts
+    assert main(["server", "up", "--state-dir", str(tmp_path / "state"), "--auth-file", str(loose)])
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "plate registry: no inventory (--inventory or $FLEET_INVENTORY): not migrated"
+    ]
+    assert "must be 0600" in err
+    assert not (tmp_path / "state" / "plates.db").exists()
+
+
 def test_api_resolution_order(tmp_path: Path, clean_env: pytest.MonkeyPatch):
     class _Fleet:
         api_url = "http://inventory.example:4200/api"
