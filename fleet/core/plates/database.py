@@ -30,9 +30,9 @@ def create_engine(url: str) -> AsyncEngine:
     """An async engine for `url`; on SQLite, foreign keys on and a 30 s wait for the write lock.
 
     On PostgreSQL every transaction opens its own connection (no pool): an asyncpg connection
-    belongs to the event loop that opened it, and one registry is used from several loops (each
-    `asyncio.run` of the CLI, Prefect's sync wrappers). The registry's traffic is a few statements
-    per hand-off.
+    belongs to the event loop that opened it, and a registry may be used from more than one loop
+    (a caller's `asyncio.run` per operation, Prefect's sync wrappers): a pooled connection would
+    then fail in the next loop. The registry's traffic is a few statements per hand-off.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
