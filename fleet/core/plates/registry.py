@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -87,9 +87,10 @@ class PlateRegistry(RegistryQueries, OperatorTools):
                 for n in range(1, count + 1)
                 if (resort, hotel, n) not in existing
             ]
-            if new:
-                await c.execute(insert(rooms), new)
-        return len(new)  # free rooms added: nothing to tell (`on_change` is about hand-offs)
+            if new:  # another process may add the same rooms meanwhile: theirs stand
+                result = await c.execute(_insert_missing(c.dialect.name), new)
+                return max(result.rowcount, 0)
+        return 0  # free rooms added: nothing to tell (`on_change` is about hand-offs)
 
     async def reserve_store(
         self,
@@ -248,6 +249,17 @@ class PlateRegistry(RegistryQueries, OperatorTools):
             room = record((await c.execute(select(rooms).where(room_key(reservation)))).one())
         await self._changed([room.resort])
         return room
+
+
+def _insert_missing(dialect: str) -> Any:
+    """INSERT into `rooms` that skips rows whose room already exists (SQLite, PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(rooms).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(rooms).on_conflict_do_nothing()
 
 
 async def _reserve_first_free(
