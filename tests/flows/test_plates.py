@@ -16,7 +16,8 @@ from fleet.cli import main as fleet_main
 from resort_common import names
 from tests.support.cli import in_background, run_fleet
 from tests.support.controller import running_controller
-from tests.support.fleet_harness import Fleet, start_fleet
+from tests.support.fleet_harness import Fleet
+from tests.support.plates import occupancy, start_plate_fleet
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.orchestration
@@ -24,16 +25,9 @@ pytestmark = pytest.mark.orchestration
 
 @pytest.fixture(scope="module")
 def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    tmp = Path(tmp_path_factory.mktemp("plates"))
-    lab = start_fleet(
-        tmp,
-        "pt",
-        2,
-        instant=False,
-        speed=270.0,
-        fleet_options={"registry": {"url": f"sqlite+aiosqlite:///{tmp / 'plates.db'}"}},
+    lab = start_plate_fleet(
+        Path(tmp_path_factory.mktemp("plates")), "pt", 2, instant=False, speed=270.0
     )
-    assert fleet_main(["plates", "migrate", "--inventory", str(lab.inventory_path)]) == 0
     yield lab
     lab.stop()
 
@@ -59,21 +53,6 @@ def waiting_for_confirmation(fleet: Fleet, plate: str) -> bool:
     run_id = json.loads(out)[-1]["flow_run_id"]
     with get_client(sync_client=True) as client:
         return bool(client.read_flow_run(run_id).state.is_paused())
-
-
-def occupancy(resort: str) -> list[dict[str, Any]]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[names.occupancy_artifact_key(resort)])
-            ),
-        )
-    latest = max(found, key=lambda a: a.created)
-    data = latest.data
-    return json.loads(data) if isinstance(data, str) else data
 
 
 def test_store_waits_for_confirm_then_the_plate_is_in_its_room(fleet: Fleet) -> None:

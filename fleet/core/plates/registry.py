@@ -25,7 +25,16 @@ from fleet.core.plates.model import Plate, Reservation, RoomRecord, RoomState, c
 from fleet.core.plates.notices import OnChange
 from fleet.core.plates.operator_tools import OperatorTools
 from fleet.core.plates.queries import RegistryQueries
-from fleet.core.plates.rows import log_change, now, record, room_key, room_of, upsert_plate, where
+from fleet.core.plates.rows import (
+    log_change,
+    now,
+    record,
+    room_key,
+    room_of,
+    still_held,
+    upsert_plate,
+    where,
+)
 from fleet.core.plates.schema import plates, rooms
 
 __all__ = ["Candidate", "PlateRegistry"]
@@ -223,11 +232,7 @@ class PlateRegistry(RegistryQueries, OperatorTools):
         async with self.engine.begin() as c:
             result = await c.execute(
                 update(rooms)
-                .where(
-                    room_key(reservation),
-                    rooms.c.state == "reserved",
-                    rooms.c.token == reservation.token,
-                )
+                .where(still_held(reservation))
                 .values(**values, **ENDED, changed_at=now(),
                         handoff=None if to_state != "uncertain" else reservation.kind)
             )  # fmt: skip

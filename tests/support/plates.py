@@ -1,0 +1,45 @@
+"""Plate-registry test helpers: a test fleet with a registry of its own, its occupancy artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.support.fleet_harness import Fleet, start_fleet
+
+__all__ = ["occupancy", "start_plate_fleet"]
+
+
+def start_plate_fleet(
+    tmp: Path, prefix: str, count: int, *, registry: dict[str, Any] | None = None, **options: Any
+) -> Fleet:
+    """`start_fleet` with the plate registry in an SQLite file under `tmp` (plus `registry`
+    settings), migrated with `fleet plates migrate`."""
+    from fleet.cli import main as fleet_main
+
+    settings = {"url": f"sqlite+aiosqlite:///{tmp / 'plates.db'}", **(registry or {})}
+    fleet_options = {**options.pop("fleet_options", {}), "registry": settings}
+    lab = start_fleet(tmp, prefix, count, fleet_options=fleet_options, **options)
+    try:
+        assert fleet_main(["plates", "migrate", "--inventory", str(lab.inventory_path)]) == 0
+    except BaseException:
+        lab.stop()
+        raise
+    return lab
+
+
+def occupancy(resort: str) -> list[dict[str, Any]]:
+    """The table of `resort`'s latest occupancy artifact (rows of room, hotel columns)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from resort_common import names
+
+    key = ArtifactFilterKey(any_=[names.occupancy_artifact_key(resort)])
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=key))
+    data = max(found, key=lambda a: a.created).data
+    table = json.loads(data) if isinstance(data, str) else data
+    assert isinstance(table, list)
+    return table
