@@ -118,7 +118,9 @@ def _phases(calls: list[tuple[float, float, dict[str, Any]]]) -> dict[str, dict[
             flow_filter=FlowFilter(name=FlowFilterName(any_=["fleet-activate-hotel"])), limit=200
         )
         for called, returned, out in calls:
-            parent = next(p for p in parents if called <= p.created.timestamp() <= returned)
+            parent = next(
+                p for p in parents if p.created and called <= p.created.timestamp() <= returned
+            )
             child = client.read_flow_run(out["flow_run_id"])
             parent_states = client.read_flow_run_states(parent.id)
             child_states = client.read_flow_run_states(child.id)
