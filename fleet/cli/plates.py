@@ -113,26 +113,27 @@ def _handoff_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the room as JSON")
 
 
-def _run_handoff(args: argparse.Namespace, flow: Any, **parameters: Any) -> int:
-    from fleet.client.launch import start_parent
+def _run_handoff(args: argparse.Namespace, kind: str, **target: Any) -> int:
+    """Check the request (no server needed), then run the hand-off and print the room."""
+    from fleet.client import AsyncFleetClient
     from fleet.core.server import api_settings
 
-    if args.timeout <= 0:
+    if not args.timeout > 0:
         raise PlateError(f"--timeout: must be a number of seconds above 0, got {args.timeout:g}")
     inv = load_cli_inventory(args)
-    print(f"{args.plate}: waiting for `fleet plates confirm|abort {args.plate}`", file=sys.stderr)
+    client = AsyncFleetClient(inv, lock_timeout=args.lock_timeout)
+    resort, hotel = target.get("resort"), target.get("hotel")
+    asyncio.run(
+        client.check_handoff(kind, args.plate, resort=resort, hotel=hotel, timeout=args.timeout)
+    )
     with api_settings(inv):
-        room = asyncio.run(
-            start_parent(
-                inv,
-                flow,
-                plate=args.plate,
-                timeout=args.timeout,
-                lock_timeout=args.lock_timeout,
-                inventory=str(inv.path),
-                **parameters,
-            )
+        print(
+            f"{args.plate}: waiting for `fleet plates confirm|abort {args.plate}`", file=sys.stderr
         )
+        if kind == "store":
+            room = asyncio.run(client.store_plate(args.plate, timeout=args.timeout, **target))
+        else:
+            room = asyncio.run(client.retrieve_plate(args.plate, timeout=args.timeout))
     if args.json:
         print(json.dumps(room))
     else:
@@ -142,14 +143,11 @@ def _run_handoff(args: argparse.Namespace, flow: Any, **parameters: Any) -> int:
 
 
 def _store(args: argparse.Namespace) -> int:
-    from flows.plates import store_plate
-
-    selector = {"labels": args.label} if args.label else None
     return _run_handoff(
         args,
-        store_plate,
+        "store",
         resort=args.resort,
-        selector=selector,
+        selector={"labels": args.label} if args.label else None,
         hotel=args.hotel,
         labware=args.labware,
         owner=args.owner,
@@ -157,9 +155,7 @@ def _store(args: argparse.Namespace) -> int:
 
 
 def _retrieve(args: argparse.Namespace) -> int:
-    from flows.plates import retrieve_plate
-
-    return _run_handoff(args, retrieve_plate)
+    return _run_handoff(args, "retrieve")
 
 
 def _decide(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from fleet.client.verbs import (
 )
 from fleet.core import locks
 from fleet.core.alerts import lock_held_after
-from fleet.core.errors import PlanError
+from fleet.core.errors import PlanError, PlateError
 from fleet.core.plan import Plan, load_plan, parse_plan, validate_plan
 from fleet.core.selection import Selector
 from resort_common import names
@@ -356,6 +356,36 @@ class AsyncFleetClient:
             await registry.close()
         return room.to_dict() if room is not None else None
 
+    async def check_handoff(
+        self,
+        kind: str,
+        plate: str,
+        *,
+        resort: str | None = None,
+        hotel: str | None = None,
+        timeout: float = 600.0,
+    ) -> None:
+        """Check a `store` or `retrieve` request against the inventory and the registry, without
+        a server; `store_plate` and `retrieve_plate` run it first.
+
+        Raises:
+            PlateError: the request cannot succeed now (nothing was changed or moved).
+            RegistryUnavailableError: the registry cannot be read.
+        """
+        from fleet.core.plates.config import open_registry
+        from fleet.core.plates.requests import check_request, check_with_registry
+
+        if not timeout > 0:
+            raise PlateError(f"timeout: must be a number of seconds above 0, got {timeout:g}")
+        check_request(self.inventory, plate, resort=resort, hotel=hotel)
+        registry = await open_registry(self.inventory)
+        try:
+            await check_with_registry(
+                registry, self.inventory, kind, plate, resort=resort, hotel=hotel
+            )
+        finally:
+            await registry.close()
+
     async def _decide(self, plate: str, decision: Any, wait: float) -> Any:
         return await send_decision(self.inventory, plate, decision, wait=wait)
 
@@ -371,6 +401,7 @@ class AsyncFleetClient:
     ) -> dict[str, Any]:
         from flows.plates import store_plate
 
+        await self.check_handoff("store", plate, resort=resort, hotel=hotel, timeout=timeout)
         result: dict[str, Any] = await start_parent(
             self.inventory,
             store_plate,
@@ -391,6 +422,7 @@ class AsyncFleetClient:
     ) -> dict[str, Any]:
         from flows.plates import retrieve_plate
 
+        await self.check_handoff("retrieve", plate, timeout=timeout)
         result: dict[str, Any] = await start_parent(
             self.inventory,
             retrieve_plate,

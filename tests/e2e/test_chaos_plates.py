@@ -23,7 +23,8 @@ import pytest
 from fleet.cli import main as fleet_main
 from fleet.client import FleetClient
 from tests.support.chaos import measured, read_run, restart_server
-from tests.support.fleet_harness import Fleet, start_fleet
+from tests.support.fleet_harness import Fleet
+from tests.support.plates import occupancy, start_plate_fleet
 from tests.support.prefect_server import PrefectServer
 from tests.support.waiting import wait_for
 
@@ -35,19 +36,15 @@ LEASE = 10.0
 
 @pytest.fixture(scope="module")
 def lab(chaos_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    tmp = Path(tmp_path_factory.mktemp("chaos-plates"))
-    fleet = start_fleet(
-        tmp,
+    fleet = start_plate_fleet(
+        Path(tmp_path_factory.mktemp("chaos-plates")),
         "cp",
         3,
+        registry={"handoff_lease": LEASE},
         instant=False,
         speed=270.0,
         parent_heartbeat=5.0,  # the watchdog closes a dead waiter's run 20 s after its last beat
-        fleet_options={
-            "registry": {"url": f"sqlite+aiosqlite:///{tmp / 'plates.db'}", "handoff_lease": LEASE}
-        },
     )
-    assert fleet_main(["plates", "migrate", "--inventory", str(fleet.inventory_path)]) == 0
     yield fleet
     fleet.stop()
 
@@ -64,23 +61,6 @@ def presented(client: FleetClient, plate: str) -> Any:
     import asyncio
 
     return asyncio.run(wait())
-
-
-def occupancy_cell(resort: str, hotel: str, room: int) -> str:
-    """The cell of `resort`'s latest occupancy artifact for `hotel`, `room`."""
-    import json
-
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from resort_common import names
-
-    key = ArtifactFilterKey(any_=[names.occupancy_artifact_key(resort)])
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=key))
-    data = max(found, key=lambda a: a.created).data
-    table = json.loads(data) if isinstance(data, str) else data
-    return str(table[room - 1][hotel])
 
 
 def store_in_background(client: FleetClient, plate: str, resort: str) -> tuple[Any, dict]:
@@ -124,7 +104,7 @@ def test_a_killed_waiter_leaves_its_presented_room_uncertain_within_the_lease(la
     measured("hand-off waiter kill -9 -> room uncertain", time.monotonic() - killed, LEASE + 15)
     assert (room["resort"], room["plate"], room["handoff"]) == ("cp-c", "K1", "store")
     # the registry noticed: the resort's occupancy artifact shows the room as uncertain
-    assert occupancy_cell("cp-c", room["hotel"], room["room"]) == "? K1"
+    assert occupancy("cp-c")[room["room"] - 1][room["hotel"]] == "? K1"
     code = fleet_main(["plates", "confirm", "K1", "--wait", "0", "--inventory",
                        str(lab.inventory_path)])  # fmt: skip
     assert code == 2  # nothing to confirm: an operator has to look

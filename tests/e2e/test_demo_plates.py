@@ -1,8 +1,9 @@
 """The demo's plate step (`fleet.demo.plates`) on a real server with real agents: stores confirmed
 by the simulated arm (`fleet plates confirm` in a process of its own), a retrieve, the occupancy.
 
-Fleet `dpl`: two timed pty emulators at 270 deg/s, the registry in an SQLite file of the test's
-own. `make demo` runs the same step on `inventory/demo.yaml` (tests/e2e/test_demo.py).
+Fleet `dpl`: two timed pty emulators at 270 deg/s, the registry of its own (`tests.support.plates`:
+SQLite, or PostgreSQL under `make test-postgres`). `make demo` runs the same step on
+`inventory/demo.yaml` (tests/e2e/test_demo.py).
 """
 
 from __future__ import annotations
@@ -30,24 +31,13 @@ def test_demo_plate_ids_skip_the_plates_in_the_fleet() -> None:
 def test_the_arm_confirms_each_hand_off_and_the_occupancy_is_printed(
     prefect_server: Any, tmp_path: Path
 ) -> None:
-    from fleet.cli import main as fleet_main
     from fleet.client import AsyncFleetClient
     from fleet.demo.plates import scenario_plates
     from fleet.demo.scenario import Console
-    from tests.support.fleet_harness import start_fleet
+    from tests.support.plates import start_plate_fleet
 
-    db = tmp_path / "plates.db"
-    lab = start_fleet(
-        tmp_path,
-        "dpl",
-        2,
-        instant=False,
-        speed=270.0,
-        fleet_options={"registry": {"url": f"sqlite+aiosqlite:///{db}"}},
-    )
+    lab = start_plate_fleet(tmp_path, "dpl", 2, instant=False, speed=270.0)
     try:
-        inventory = ["--inventory", str(lab.inventory_path)]
-        assert fleet_main(["plates", "migrate", *inventory]) == 0
         out = io.StringIO()
         client = AsyncFleetClient(lab.inventory, lock_timeout=60.0)
         rows = asyncio.run(

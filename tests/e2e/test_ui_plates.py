@@ -23,11 +23,11 @@ from uuid import UUID
 
 import pytest
 
-from fleet.cli import main as fleet_main
 from resort_common import names
 from tests.support.browser import headless_chromium, screenshot_on_failure
 from tests.support.cli import in_background, run_fleet
-from tests.support.fleet_harness import Fleet, start_fleet
+from tests.support.fleet_harness import Fleet
+from tests.support.plates import start_plate_fleet
 from tests.support.prefect_server import PrefectServer, prefect_pointed_at, start_prefect_server
 from tests.support.waiting import wait_for
 
@@ -50,15 +50,8 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServe
 
 @pytest.fixture(scope="module")
 def fleet(ui_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    tmp = Path(tmp_path_factory.mktemp("ui-fleet"))
-    lab = start_fleet(
-        tmp,
-        "ui",
-        1,
-        fleet_options={"registry": {"url": f"sqlite+aiosqlite:///{tmp / 'plates.db'}"}},
-    )
+    lab = start_plate_fleet(Path(tmp_path_factory.mktemp("ui-fleet")), "ui", 1)
     try:
-        assert fleet_main(["plates", "migrate", "--inventory", str(lab.inventory_path)]) == 0
         yield lab
     finally:
         lab.stop()

@@ -16,7 +16,8 @@ import pytest
 from fleet.cli import main as fleet_main
 from fleet.client import FleetClient
 from fleet.core.errors import DeviceBusyError, PlateError
-from tests.support.fleet_harness import Fleet, start_fleet
+from tests.support.fleet_harness import Fleet
+from tests.support.plates import start_plate_fleet
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.orchestration
@@ -24,17 +25,10 @@ pytestmark = pytest.mark.orchestration
 
 @pytest.fixture(scope="module")
 def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    tmp = Path(tmp_path_factory.mktemp("plates-client"))
-    lab = start_fleet(
-        tmp,
-        "pc",
-        2,
-        instant=False,
-        speed=270.0,
+    lab = start_plate_fleet(
+        Path(tmp_path_factory.mktemp("plates-client")), "pc", 2, instant=False, speed=270.0,
         labels={"pc-a": ["cold"], "pc-b": ["cold"]},
-        fleet_options={"registry": {"url": f"sqlite+aiosqlite:///{tmp / 'plates.db'}"}},
-    )
-    assert fleet_main(["plates", "migrate", "--inventory", str(lab.inventory_path)]) == 0
+    )  # fmt: skip
     yield lab
     lab.stop()
 

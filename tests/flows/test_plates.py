@@ -1,15 +1,13 @@
 """Plate hand-offs on a real server with real agents: store, confirm, abort, time out, retrieve.
 
 Fleet `pt`: pt-a and pt-b, timed pty emulators at 270 deg/s, 20 rooms per hotel, the registry in
-an SQLite file of the module's own, or in a fresh database on the PostgreSQL server of
-`FLEET_TEST_DATABASE_URL` when it is set (`make test-postgres`: the Prefect server is there too).
+an SQLite file of the module's own, or in a new database on the PostgreSQL server of
+`FLEET_TEST_DATABASE_URL` when it is set (`make test-postgres`; `tests.support.plates`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +17,20 @@ from fleet.cli import main as fleet_main
 from resort_common import names
 from tests.support.cli import in_background, run_fleet
 from tests.support.controller import running_controller
-from tests.support.fleet_harness import Fleet, start_fleet
-from tests.support.registry_db import BACKENDS, inventory_registry, registry_database
+from tests.support.fleet_harness import Fleet
+from tests.support.plates import occupancy, start_plate_fleet
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.orchestration
 
-#: the environment variable the inventory's `registry.password_env` names
-PASSWORD_ENV = "PT_REGISTRY_PASSWORD"
-
 
 @pytest.fixture(scope="module")
-def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    tmp = Path(tmp_path_factory.mktemp("plates"))
-    with registry_database(BACKENDS[-1], tmp) as url:
-        registry, password = inventory_registry(url, PASSWORD_ENV)
-        if password:  # on PostgreSQL, from the environment
-            os.environ[PASSWORD_ENV] = password
-        lab = start_fleet(
-            tmp, "pt", 2, instant=False, speed=270.0, fleet_options={"registry": registry}
-        )
-        try:
-            assert fleet_main(["plates", "migrate", "--inventory", str(lab.inventory_path)]) == 0
-            yield lab
-        finally:
-            lab.stop()
-            os.environ.pop(PASSWORD_ENV, None)
+def fleet(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    lab = start_plate_fleet(
+        Path(tmp_path_factory.mktemp("plates")), "pt", 2, instant=False, speed=270.0
+    )
+    yield lab
+    lab.stop()
 
 
 def cli(fleet: Fleet, *argv: str) -> tuple[int, str, str]:
@@ -68,21 +54,6 @@ def waiting_for_confirmation(fleet: Fleet, plate: str) -> bool:
     run_id = json.loads(out)[-1]["flow_run_id"]
     with get_client(sync_client=True) as client:
         return bool(client.read_flow_run(run_id).state.is_paused())
-
-
-def occupancy(resort: str) -> list[dict[str, Any]]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[names.occupancy_artifact_key(resort)])
-            ),
-        )
-    latest = max(found, key=lambda a: a.created)
-    data = latest.data
-    return json.loads(data) if isinstance(data, str) else data
 
 
 def test_store_waits_for_confirm_then_the_plate_is_in_its_room(fleet: Fleet) -> None:

@@ -16,7 +16,7 @@ import signal
 import string
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ class Fleet:
     emulators: dict[str, EmulatorProcess]
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     agent_logs: dict[str, Path] = field(default_factory=dict)
+    #: called at the end of `stop` (e.g. dropping the fleet's registry database)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -96,6 +98,8 @@ class Fleet:
                 proc.wait(5)
         for emu in self.emulators.values():
             emu.stop()
+        while self.on_stop:
+            self.on_stop.pop()()
 
 
 def _wait_online(fleet: Fleet, names: Sequence[str], timeout: float) -> None:

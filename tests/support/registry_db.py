@@ -17,7 +17,14 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["BACKENDS", "DATABASE_ENV", "inventory_registry", "registry_database"]
+__all__ = [
+    "BACKENDS",
+    "DATABASE_ENV",
+    "create_database",
+    "drop_database",
+    "inventory_registry",
+    "registry_database",
+]
 
 DATABASE_ENV = "FLEET_TEST_DATABASE_URL"
 #: the registry backends the tests run on
@@ -41,6 +48,19 @@ async def _admin(server: URL, statement: str) -> None:
         await connection.close()
 
 
+def create_database() -> URL:
+    """A new, empty database on the server of `$FLEET_TEST_DATABASE_URL`; its URL."""
+    server = make_url(os.environ[DATABASE_ENV])
+    name = f"plates_{uuid.uuid4().hex[:16]}"
+    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
+    return server.set(database=name)
+
+
+def drop_database(url: URL) -> None:
+    """Drop the database `create_database` made (connections to it are ended)."""
+    asyncio.run(_admin(url, f'DROP DATABASE "{url.database}" WITH (FORCE)'))
+
+
 @contextlib.contextmanager
 def registry_database(backend: str, directory: Path) -> Iterator[URL]:
     """The URL of an empty registry database: an SQLite file in `directory`, or a new database
@@ -48,13 +68,11 @@ def registry_database(backend: str, directory: Path) -> Iterator[URL]:
     if backend == "sqlite":
         yield make_url(f"sqlite+aiosqlite:///{directory / 'plates.db'}")
         return
-    server = make_url(os.environ[DATABASE_ENV])
-    name = f"plates_{uuid.uuid4().hex[:16]}"
-    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
+    url = create_database()
     try:
-        yield server.set(database=name)
+        yield url
     finally:
-        asyncio.run(_admin(server, f'DROP DATABASE "{name}" WITH (FORCE)'))
+        drop_database(url)
 
 
 def inventory_registry(url: URL, password_env: str) -> tuple[dict[str, str], str | None]:

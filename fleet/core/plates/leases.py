@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fleet.core.plates.model import Reservation, RoomRecord
 from fleet.core.plates.notices import ChangeNotices
-from fleet.core.plates.rows import log_change, now, record, room_key
+from fleet.core.plates.rows import log_change, now, record, room_key, still_held
 from fleet.core.plates.schema import rooms
 
 __all__ = ["ABORTED", "ENDED", "WAITER_LOST", "HandoffLeases", "lease_end"]
@@ -53,13 +53,7 @@ class HandoffLeases(ChangeNotices):
         room's hand-off (ended, or expired because its waiter was silent too long)."""
         async with self.engine.begin() as c:
             result = await c.execute(
-                update(rooms)
-                .where(
-                    room_key(reservation),
-                    rooms.c.state == "reserved",
-                    rooms.c.token == reservation.token,
-                )
-                .values(lease_until=lease_end(seconds))
+                update(rooms).where(still_held(reservation)).values(lease_until=lease_end(seconds))
             )
         return bool(result.rowcount == 1)
 
@@ -68,11 +62,7 @@ class HandoffLeases(ChangeNotices):
         async with self.engine.begin() as c:
             result = await c.execute(
                 update(rooms)
-                .where(
-                    room_key(reservation),
-                    rooms.c.state == "reserved",
-                    rooms.c.token == reservation.token,
-                )
+                .where(still_held(reservation))
                 .values(presented=True, changed_at=now())
             )
         return bool(result.rowcount == 1)

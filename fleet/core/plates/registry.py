@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,7 +25,16 @@ from fleet.core.plates.model import Plate, Reservation, RoomRecord, RoomState, c
 from fleet.core.plates.notices import OnChange
 from fleet.core.plates.operator_tools import OperatorTools
 from fleet.core.plates.queries import RegistryQueries
-from fleet.core.plates.rows import log_change, now, record, room_key, room_of, upsert_plate, where
+from fleet.core.plates.rows import (
+    log_change,
+    now,
+    record,
+    room_key,
+    room_of,
+    still_held,
+    upsert_plate,
+    where,
+)
 from fleet.core.plates.schema import plates, rooms
 
 __all__ = ["Candidate", "PlateRegistry"]
@@ -87,9 +96,10 @@ class PlateRegistry(RegistryQueries, OperatorTools):
                 for n in range(1, count + 1)
                 if (resort, hotel, n) not in existing
             ]
-            if new:
-                await c.execute(insert(rooms), new)
-        return len(new)  # free rooms added: nothing to tell (`on_change` is about hand-offs)
+            if new:  # another process may add the same rooms meanwhile: theirs stand
+                result = await c.execute(_insert_missing(c.dialect.name), new)
+                return max(result.rowcount, 0)
+        return 0  # free rooms added: nothing to tell (`on_change` is about hand-offs)
 
     async def reserve_store(
         self,
@@ -222,11 +232,7 @@ class PlateRegistry(RegistryQueries, OperatorTools):
         async with self.engine.begin() as c:
             result = await c.execute(
                 update(rooms)
-                .where(
-                    room_key(reservation),
-                    rooms.c.state == "reserved",
-                    rooms.c.token == reservation.token,
-                )
+                .where(still_held(reservation))
                 .values(**values, **ENDED, changed_at=now(),
                         handoff=None if to_state != "uncertain" else reservation.kind)
             )  # fmt: skip
@@ -248,6 +254,17 @@ class PlateRegistry(RegistryQueries, OperatorTools):
             room = record((await c.execute(select(rooms).where(room_key(reservation)))).one())
         await self._changed([room.resort])
         return room
+
+
+def _insert_missing(dialect: str) -> Any:
+    """INSERT into `rooms` that skips rows whose room already exists (SQLite, PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(rooms).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(rooms).on_conflict_do_nothing()
 
 
 async def _reserve_first_free(

@@ -13,7 +13,17 @@ from fleet.core.errors import PlateError
 from fleet.core.plates.model import Plate, Reservation, RoomRecord
 from fleet.core.plates.schema import history, plates, rooms
 
-__all__ = ["aware", "log_change", "now", "record", "room_key", "room_of", "upsert_plate", "where"]
+__all__ = [
+    "aware",
+    "log_change",
+    "now",
+    "record",
+    "room_key",
+    "room_of",
+    "still_held",
+    "upsert_plate",
+    "where",
+]
 
 
 def now() -> datetime.datetime:
@@ -50,6 +60,13 @@ def room_key(room: RoomRecord | Reservation) -> Any:
     """The WHERE clause selecting `room`'s row."""
     return and_(
         rooms.c.resort == room.resort, rooms.c.hotel == room.hotel, rooms.c.room == room.room
+    )
+
+
+def still_held(reservation: Reservation) -> Any:
+    """The WHERE clause selecting `reservation`'s room while it is still that hand-off's."""
+    return and_(
+        room_key(reservation), rooms.c.state == "reserved", rooms.c.token == reservation.token
     )
 
 

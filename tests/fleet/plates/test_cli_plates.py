@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL
@@ -153,3 +154,31 @@ def test_status_rows_get_the_free_rooms_or_the_reason_they_are_unknown(
         ("pl-a", 6, 8),
         ("pl-b", 8, 8),
     ]
+
+
+def test_a_store_or_retrieve_that_cannot_succeed_is_refused_before_any_server_is_asked(
+    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """No server is configured here: each refusal comes from the inventory or the registry."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert fleet(capsys, inventory, "migrate")[0] == 0
+    count = tmp_path / "count.csv"
+    count.write_text("resort,hotel,room,plate\npl-a,A,1,P1\npl-a,A,2,P2\n")  # hotel A of pl-a full
+    assert fleet(capsys, inventory, "import", str(count))[0] == 0
+    before = fleet(capsys, inventory, "list", "--json")[1]
+    cases = [
+        ("store P3 --resort nope", "resort: 'nope' is not in the fleet; known: pl-a, pl-b"),
+        ("store P3 --resort pl-a --hotel Z", "hotel: pl-a has hotels A, B, C, D, got 'Z'"),
+        ("store P3 --hotel Z", "hotel: no resort of the fleet has a hotel 'Z'"),
+        ("store bad/id", "plate id 'bad/id': must be 1-64 letters"),
+        ("store P1 --resort pl-b", "plate P1 is already in pl-a hotel A room 1 (occupied)"),
+        ("store P3 --resort pl-a --hotel A", "no free room in pl-a hotel A"),
+        ("store P3 --timeout 0", "--timeout: must be a number of seconds above 0, got 0"),
+        ("retrieve P9", "plate P9 is not in the fleet"),
+    ]
+    for argv, message in cases:
+        code, out, err = fleet(capsys, inventory, *argv.split())
+        assert (code, out) == (2, ""), (argv, err)
+        assert err.startswith(f"fleet: error: {message}"), (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert fleet(capsys, inventory, "list", "--json")[1] == before  # nothing changed

@@ -192,3 +192,26 @@ def test_the_migrations_build_the_schema_the_code_uses(registry: PlateRegistry) 
     # the version table is Alembic's own; everything else must match
     differences = [d for d in run(diff()) if "plate_registry_version" not in repr(d)]
     assert differences == []
+
+
+def test_registries_opened_at_once_on_a_new_database_add_each_room_once(tmp_path: Any) -> None:
+    """Schedulers starting together each open the registry, and each open adds missing rooms."""
+    from fleet.core.plates.database import upgrade
+
+    layout = [("ra", ("A", "B", "C", "D"), 20)]
+
+    async def race(url: str) -> list[int]:
+        opened = [PlateRegistry(url) for _ in range(4)]
+        await upgrade(opened[0].engine)
+        try:
+            return list(await asyncio.gather(*(r.sync_rooms(layout) for r in opened)))
+        finally:
+            for r in opened:
+                await r.close()
+
+    for n in range(5):
+        url = f"sqlite+aiosqlite:///{tmp_path / f'fresh{n}.db'}"
+        assert sum(run(race(url))) == 80  # each room added by exactly one of them
+        check = PlateRegistry(url)
+        assert len(run(check.rooms())) == 80
+        run(check.close())
