@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import Any
 
 from fleet.core.errors import PlanError
 from fleet.core.inventory import INVENTORY_ENV
@@ -85,12 +86,40 @@ def _provision(args: argparse.Namespace) -> int:
     inv = _load(args)
     with api_settings(inv, state=args.state_dir) as target:
         plan = provision(inv, dry_run=args.dry_run, prune=args.prune)
+        published = None if args.dry_run else _publish_occupancy(inv, args.state_dir)
     if args.json:
-        print(json.dumps({**plan.to_dict(), "api_url": target.url}, indent=2))
+        extra = {"occupancy": published} if published is not None else {}
+        print(json.dumps({**plan.to_dict(), "api_url": target.url, **extra}, indent=2))
     else:
         print(f"Prefect API {target.url} ({target.source})")
         print(plan.format(show_unchanged=not args.changes_only))
+        if published is not None:
+            print(published)
     return 0
+
+
+def _publish_occupancy(inv: Any, state: Any) -> str:
+    """Publish every resort's occupancy artifact (so the UI shows each resort's rooms from the
+    start); one line saying what was done, or why not (the registry is not migrated)."""
+    import asyncio
+
+    from fleet.core.errors import FleetError
+    from fleet.core.plates.config import open_registry
+    from fleet.core.plates.occupancy import publish_changed
+
+    async def publish() -> int:
+        registry = await open_registry(inv, state)
+        try:
+            await publish_changed(registry, [r.name for r in inv.resorts])
+        finally:
+            await registry.close()
+        return len(inv.resorts)
+
+    try:
+        count = asyncio.run(publish())
+    except FleetError as exc:
+        return f"plate occupancy artifacts not published: {exc}"
+    return f"plate occupancy artifacts published for {count} resorts"
 
 
 def _drain(args: argparse.Namespace) -> int:

@@ -160,3 +160,11 @@ def test_a_store_started_from_its_deployment_waits_and_is_confirmed_from_a_shell
     assert run.state.is_completed(), (run.state, log.read_text(errors="replace")[-2000:])
     found = where(fleet, "D1")
     assert (found["resort"], found["hotel"], found["state"]) == ("pt-b", "D", "occupied")
+
+
+def test_provision_publishes_every_resorts_occupancy(fleet: Fleet) -> None:
+    """So the UI shows each resort's rooms before any plate moved."""
+    code, out, _ = run_fleet(["provision", "--inventory", str(fleet.inventory_path)])
+    assert code == 0 and "plate occupancy artifacts published for 2 resorts" in out
+    table = occupancy("pt-a")
+    assert len(table) == 20 and list(table[0]) == ["room", "A", "B", "C", "D"]
