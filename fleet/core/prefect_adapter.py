@@ -39,6 +39,7 @@ __all__ = [
     "refresh_global_settings",
     "release_lease",
     "renew_lease_sync",
+    "run_all_services",
 ]
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,18 @@ def create_final_app() -> Any:
     from prefect.server.api.server import create_app
 
     return create_app(final=True)
+
+
+async def run_all_services() -> None:
+    """Run every enabled background service of Prefect's server until cancelled (no API).
+
+    Internal: `prefect.cli._server_utils._run_all_services`, what `prefect server services start`
+    runs. The public alternative, that command, cannot first apply
+    `allow_scheduled_runs_on_sqlalchemy_21` in its process, and the scheduler runs there.
+    """
+    from prefect.cli._server_utils import _run_all_services
+
+    await _run_all_services()
 
 
 def allow_scheduled_runs_on_sqlalchemy_21() -> bool:

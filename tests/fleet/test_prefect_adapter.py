@@ -96,6 +96,12 @@ PINS: list[tuple[str, str, list[str] | None, str]] = [
         None,
         "allow_scheduled_runs_on_sqlalchemy_21, used by fleet/core/_server_main.py",
     ),
+    (
+        "prefect.cli._server_utils",
+        "_run_all_services",
+        [],
+        "run_all_services, used by fleet/core/_services_main.py",
+    ),
 ]
 
 #: pydantic models whose fields the adapter reads or fills: (module, class, fields, used by)
