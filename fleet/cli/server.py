@@ -137,9 +137,13 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    cluster = server.cluster_record(args.state_dir)
     info = server.server_down(args.state_dir)
     if info is None:
         print(f"no Prefect server running (state {server.server_dir(args.state_dir)})")
+    elif cluster is not None:
+        count = len(cluster.processes)
+        print(f"Prefect servers stopped ({count} processes, {cluster.replicas} replicas)")
     else:
         print(f"Prefect server stopped (pid {info.pid}, {info.api_url})")
     return 0

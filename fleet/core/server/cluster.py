@@ -165,35 +165,39 @@ def _record(role: Role, name: str, pid: int, port: int | None, log: Path) -> Clu
     return ClusterProcess(role, name, pid, psutil.Process(pid).create_time(), port, str(log))
 
 
-def _stop_process(proc: ClusterProcess, timeout: float) -> None:
-    """SIGTERM (PostgreSQL: SIGINT, its fast shutdown, to the postmaster alone); SIGKILL after
-    `timeout`."""
-    import psutil
-
-    if not proc.alive():
-        return
-    if proc.role == "postgres":
+def _signal(proc: ClusterProcess, sig: signal.Signals) -> None:
+    if proc.role == "postgres" and sig != signal.SIGKILL:
+        # To the postmaster alone: it shuts its children down itself.
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGINT)
+            os.kill(proc.pid, signal.SIGINT)  # PostgreSQL's fast shutdown
     else:
-        kill_group(proc.pid, signal.SIGTERM)
-    try:
-        psutil.Process(proc.pid).wait(timeout)
-    except psutil.TimeoutExpired:
-        logger.warning("%s (pid %s) did not stop in %s s; killing it", proc.name, proc.pid, timeout)
-        kill_group(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(proc.pid).wait(5)
-    except psutil.Error:
-        pass
+        kill_group(proc.pid, sig)
+
+
+def _wait_stopped(procs: list[ClusterProcess], timeout: float) -> list[ClusterProcess]:
+    """Wait until none of `procs` runs (a zombie counts as stopped: our processes are not
+    children of the caller, and their reaper may take its time); return those still running."""
+    deadline = time.monotonic() + timeout
+    running = [p for p in procs if p.alive()]
+    while running and time.monotonic() < deadline:
+        time.sleep(0.05)
+        running = [p for p in running if p.alive()]
+    return running
 
 
 def stop_cluster(info: ClusterInfo, *, timeout: float = 15.0) -> None:
-    """Stop every process of `info`, clients first (balancer, replicas, services, Redis, PG)."""
+    """Stop every process of `info`, clients first (balancer, replicas and services, Redis,
+    PostgreSQL): SIGTERM (PostgreSQL: SIGINT), SIGKILL to whatever still runs after `timeout`."""
     for role in STOP_ORDER:
-        for proc in info.processes:
-            if proc.role == role:
-                _stop_process(proc, timeout)
+        procs = [p for p in info.processes if p.role == role and p.alive()]
+        for proc in procs:
+            _signal(proc, signal.SIGTERM)
+        for proc in _wait_stopped(procs, timeout):
+            logger.warning(
+                "%s (pid %s) did not stop in %s s; killing it", proc.name, proc.pid, timeout
+            )
+            _signal(proc, signal.SIGKILL)
+            _wait_stopped([proc], 5.0)
 
 
 def _migrate(env: dict[str, str], log_path: Path, timeout: float) -> None:
