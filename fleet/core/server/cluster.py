@@ -253,15 +253,17 @@ def start_cluster(
 
         lb_port = port or free_port()
         api_url = f"http://127.0.0.1:{lb_port}/api"
-        home = directory / "home"
-        home.mkdir(parents=True, exist_ok=True)
 
-        def env_for(own_port: int, *, webserver_only: bool) -> dict[str, str]:
+        def env_for(name: str, own_port: int, *, webserver_only: bool) -> dict[str, str]:
+            # A home per process: the UI's build directory and block-registration memo are
+            # written there at start-up, and the replicas start at once.
+            home = directory / name / "home"
+            home.mkdir(parents=True, exist_ok=True)
             env = server_env(home, own_port, postgres.url, auth_string=auth_string, ui=ui)
             env.update(ha_settings(redis.port, webserver_only=webserver_only))
             return env
 
-        services_env = env_for(lb_port, webserver_only=False)
+        services_env = env_for("services", lb_port, webserver_only=False)
         services_dir = directory / "services"
         services_dir.mkdir(parents=True, exist_ok=True)
         _migrate(services_env, services_dir / "migrate.log", max(timeout, 120.0))
@@ -270,7 +272,7 @@ def start_cluster(
         api_ports = [free_port() for _ in range(replicas)]
         for i, api_port in enumerate(api_ports, start=1):
             log = directory / f"api-{i}" / "server.log"
-            env = env_for(api_port, webserver_only=True)
+            env = env_for(f"api-{i}", api_port, webserver_only=True)
             if i > 1:
                 # Block types are registered by api-1 alone: replicas that register at once
                 # collide on the same rows, and the loser's start-up fails.
@@ -304,7 +306,7 @@ def start_cluster(
         api_url=api_url,
         ui_url=f"http://127.0.0.1:{lb_port}" if ui else None,
         port=lb_port,
-        home=str(home),
+        home=str(directory / "services" / "home"),
         log_path=str(lb_log),
         database=info.database,
         auth_file=auth_file,
