@@ -79,7 +79,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.set_defaults(handler=_status)
 
 
-def _print_info(info: server.ServerInfo, cluster: server.ClusterInfo | None = None) -> None:
+def _print_info(
+    info: server.ServerInfo,
+    cluster: server.ClusterInfo | None = None,
+    health: dict[str, str] | None = None,
+) -> None:
     print(f"  API:  {info.api_url}" + ("  (load balancer)" if cluster else ""))
     if info.ui_url:
         print(f"  UI:   {info.ui_url}")
@@ -89,7 +93,10 @@ def _print_info(info: server.ServerInfo, cluster: server.ClusterInfo | None = No
         print(f"  database {info.database}")
         for proc in cluster.processes:
             port = f" port {proc.port}" if proc.port else ""
-            print(f"  {proc.name:<9} {proc.role:<9} pid {proc.pid}{port}, log {proc.log_path}")
+            state = f"{health[proc.name]}, " if health else ""
+            print(
+                f"  {proc.name:<9} {proc.role:<9} pid {proc.pid}{port}, {state}log {proc.log_path}"
+            )
     if info.auth_file:
         print(f"  clients need the auth string: export FLEET_AUTH_FILE={info.auth_file}")
     print(f"export PREFECT_API_URL={info.api_url}")
@@ -161,12 +168,11 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
     elif info is None and cluster is None:
         print(f"no Prefect server running (state {server.server_dir(args.state_dir)})")
-    else:
-        if info is None:
-            print("Prefect servers not answering through the load balancer")
-        else:
-            print(f"Prefect server running since {time.ctime(info.started_at)}")
-            _print_info(info, cluster)
+    elif info is None:
+        print("Prefect servers not answering through the load balancer:")
         for proc in processes or []:
             print(f"  {proc['name']:<9} {proc['role']:<9} pid {proc['pid']:<8} {proc['health']}")
+    else:
+        print(f"Prefect server running since {time.ctime(info.started_at)}")
+        _print_info(info, cluster, {p["name"]: p["health"] for p in processes or []})
     return 0 if info is not None else EXIT_NOT_RUNNING
