@@ -171,6 +171,18 @@ def test_the_server_still_takes_events_at_post_events() -> None:
     )
 
 
+def test_create_app_still_runs_no_services_when_told_by_the_environment() -> None:
+    from prefect.server.api.server import create_app
+
+    from fleet.core.prefect_adapter import WEBSERVER_ONLY_ENV
+
+    assert WEBSERVER_ONLY_ENV in inspect.getsource(create_app), _where(
+        "prefect.server.api.server",
+        f"create_app no longer reads {WEBSERVER_ONLY_ENV}",
+        "WEBSERVER_ONLY_ENV, used by fleet/core/server/process.py",
+    )
+
+
 def test_the_flow_run_state_hybrid_still_lacks_a_bulk_dml_setter_or_has_ours() -> None:
     """`allow_scheduled_runs_on_sqlalchemy_21` sets it in place."""
     from prefect.server.database import orm_models

@@ -80,11 +80,30 @@ def test_every_shared_state_of_the_servers_is_in_redis() -> None:
         assert settings["PREFECT_SERVER_DOCKET_URL"] == "redis://127.0.0.1:6390/1"
 
 
-def test_the_redis_settings_name_modules_that_exist() -> None:
+def test_the_redis_settings_are_prefect_settings_naming_modules_that_exist(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import importlib
 
+    from prefect.settings import Settings
+
+    for key, value in ha_settings(6390, webserver_only=False).items():
+        monkeypatch.setenv(key, value)
+    server = Settings().server
+    assert server.database.migrate_on_start is False
+    assert server.events.messaging_broker == "prefect_redis.messaging"
+    assert server.events.messaging_cache == "prefect_redis.messaging"
+    assert server.events.causal_ordering == "prefect_redis.ordering"
+    assert server.concurrency.lease_storage == "prefect_redis.lease_storage"
+    assert server.worker_channel.cleanup_queue_storage == "prefect_redis.cleanup_queue"
+    assert server.docket.url == "redis://127.0.0.1:6390/1"
     for module in ("messaging", "ordering", "lease_storage", "cleanup_queue"):
         importlib.import_module(f"prefect_redis.{module}")
+    from prefect_redis.cleanup_queue import RedisWorkerCleanupQueueSettings
+    from prefect_redis.client import RedisMessagingSettings
+
+    assert RedisMessagingSettings().url == "redis://127.0.0.1:6390/0"
+    assert RedisWorkerCleanupQueueSettings().url == "redis://127.0.0.1:6390/0"
 
 
 def test_haproxy_config_balances_the_replicas_and_tunnels_websockets(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from fleet.core import prefect_adapter
 from fleet.core.errors import ServerError
 
 __all__ = [
@@ -105,8 +106,7 @@ def ha_settings(redis_port: int, *, webserver_only: bool) -> dict[str, str]:
         "PREFECT_SERVER_DOCKET_URL": f"{redis}/1",
     }
     if webserver_only:
-        # what `prefect server start --no-services` sets
-        settings["PREFECT__SERVER_WEBSERVER_ONLY"] = "1"
+        settings[prefect_adapter.WEBSERVER_ONLY_ENV] = "1"
     return settings
 
 
