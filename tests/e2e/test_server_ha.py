@@ -73,6 +73,23 @@ def gone(pid: int) -> bool:
         return True
 
 
+def running_under(state: Path) -> list[str]:
+    """Processes (not zombies) whose command line, working directory or PREFECT_HOME lies in
+    `state`: every process of the topology has one of them there."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            home = proc.environ().get("PREFECT_HOME", "")
+        except psutil.Error:
+            continue
+        places = [" ".join(proc.info["cmdline"] or []), proc.info["cwd"] or "", home]
+        if any(str(state) in place for place in places):
+            found.append(f"{proc.info['pid']} {' '.join(proc.info['cmdline'] or [])}")
+    return found
+
+
 def lease_keys(port: int) -> list[str]:
     import redis
 
@@ -117,6 +134,7 @@ def test_two_replicas_up_status_a_real_activation_a_lease_in_redis_and_down(
     balancer = next(p for p in procs if p["role"] == "balancer")
     assert api_url == f"http://127.0.0.1:{balancer['port']}/api"
     redis_port = next(p["port"] for p in procs if p["role"] == "redis")
+    assert len(running_under(state)) >= len(procs)
     pids = [p["pid"] for p in procs]
     pids += [c.pid for p in procs for c in psutil.Process(p["pid"]).children(recursive=True)]
 
@@ -146,9 +164,21 @@ def test_two_replicas_up_status_a_real_activation_a_lease_in_redis_and_down(
     assert "Prefect servers stopped (6 processes, 2 replicas)" in down.stdout
     left = [pid for pid in pids if not gone(pid)]
     assert left == [], [psutil.Process(pid).cmdline() for pid in left]
+    assert running_under(state) == []
     assert not (state / "server" / "cluster.json").exists()
     assert fleet_cli(state, "status", "--json").returncode == 3
     print(
         f"\nha timings: up {up_seconds:.1f} s, activation through the balancer "
         f"{activation_seconds:.2f} s, down {down_seconds:.1f} s"
     )
+
+
+def test_a_start_that_fails_midway_leaves_nothing_running(state: Path) -> None:
+    up = fleet_cli(state, "up", "--replicas", "1", "--no-ui", "--timeout", "1")
+    assert up.returncode == 1
+    assert up.stderr.startswith("fleet: error: prefect server did not become healthy in 1 s; see ")
+    assert "api-1/server.log" in up.stderr
+    assert len(up.stderr.strip().splitlines()) == 1
+    assert running_under(state) == []
+    assert not (state / "server" / "cluster.json").exists()
+    assert not (state / "server" / "server.json").exists()
