@@ -1,10 +1,11 @@
 """`fleet server up --replicas 2`: PostgreSQL, Redis, two API replicas, services, HAProxy.
 
 One test walks the topology's life through the real CLI in subprocesses: up, `status --json`
-(every role present and healthy), a real emulated resort provisioned and driven through the load
-balancer (an activation, and a reservation whose concurrency lease lives in Redis), then down,
-after which none of the processes (nor PostgreSQL's children) runs. `make test-ha` runs it.
-"""
+(every role present and healthy), an event posted to one replica and received by a subscriber of
+the other, a real emulated resort provisioned and driven through the load balancer (an activation,
+and a reservation whose concurrency lease lives in Redis), then down, after which none of the
+processes (nor PostgreSQL's children) runs. Another starts with a timeout too short and checks
+that nothing is left running. `make test-ha` runs them."""
 
 from __future__ import annotations
 
@@ -90,6 +91,45 @@ def running_under(state: Path) -> list[str]:
     return found
 
 
+def event_across(subscribe_to: str, post_to: str, timeout: float = 10.0) -> str:
+    """Post an event to one replica (`POST /events`) while subscribed on another
+    (`/events/out`); return its name once the subscriber has it."""
+    import asyncio
+    import urllib.request
+    import uuid
+    from datetime import UTC, datetime
+
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.settings import temporary_settings
+
+    from fleet.core.prefect_adapter import events_subscriber
+
+    name = f"fleet.test.ha.{uuid.uuid4().hex[:8]}"
+    event = {
+        "id": str(uuid.uuid4()),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": name,
+        "resource": {"prefect.resource.id": "fleet.test.ha"},
+    }
+    request = urllib.request.Request(
+        f"{post_to}/events",
+        data=json.dumps([event]).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+
+    async def run() -> str:
+        with temporary_settings(updates={"api.url": subscribe_to}):
+            flt = EventFilter(event=EventNameFilter(name=[name]))
+            async with events_subscriber(flt) as subscriber:
+                with urllib.request.urlopen(request, timeout=timeout):
+                    pass
+                received = await asyncio.wait_for(anext(subscriber), timeout)
+                return str(received.event)
+
+    return asyncio.run(run())
+
+
 def lease_keys(port: int) -> list[str]:
     import redis
 
@@ -134,6 +174,9 @@ def test_two_replicas_up_status_a_real_activation_a_lease_in_redis_and_down(
     balancer = next(p for p in procs if p["role"] == "balancer")
     assert api_url == f"http://127.0.0.1:{balancer['port']}/api"
     redis_port = next(p["port"] for p in procs if p["role"] == "redis")
+    api_1, api_2 = (f"http://127.0.0.1:{p['port']}/api" for p in procs if p["role"] == "api")
+    # Redis messaging: an event posted to one replica reaches a subscriber of the other.
+    assert event_across(api_1, api_2).startswith("fleet.test.ha.")
     assert len(running_under(state)) >= len(procs)
     pids = [p["pid"] for p in procs]
     pids += [c.pid for p in procs for c in psutil.Process(p["pid"]).children(recursive=True)]
