@@ -4,11 +4,12 @@ Against a fresh local server (SQLite, filesystem leases, 1 s slot-wait cap) with
 emulators (180 deg/s, rectangular profile) and one real agent each:
 
 * single: `FleetClient.activate_hotel` wall time (parent flow run, selection, lock, dispatch,
-  event-driven wait, result) vs the physical move time the driver reported (`duration`), n runs;
+  event-driven wait, result) vs the physical move time the driver reported (`duration`), n runs,
+  and where the time goes: each phase's median and p95 from the runs' states (`bench.phases`);
 * batch: 100 activations spread round-robin over 5 resorts (20 each, consecutive hotels differ)
   with `max_concurrency=5`: makespan vs the busiest resort's summed physical move time.
 
-Env: `BENCH_BATCH_SINGLE_N` (default 10), `BENCH_BATCH_OPS` (default 100).
+Env: `BENCH_BATCH_SINGLE_N` (default 20), `BENCH_BATCH_OPS` (default 100).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def run(results_dir: Path) -> dict[str, Any]:
     from tests.support.fleet_harness import start_fleet
     from tests.support.prefect_server import prefect_pointed_at, start_prefect_server
 
-    single_n = int(os.environ.get("BENCH_BATCH_SINGLE_N", "10"))
+    single_n = int(os.environ.get("BENCH_BATCH_SINGLE_N", "20"))
     ops_n = int(os.environ.get("BENCH_BATCH_OPS", "100"))
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     server = start_prefect_server(work / "home")
@@ -44,12 +45,14 @@ def run(results_dir: Path) -> dict[str, Any]:
         client = FleetClient(fleet.inventory_path)
         client.activate_hotel("bench-a", "A")  # warm-up: imports, first flow registration
 
-        walls, moves = [], []
+        walls, moves, calls = [], [], []
         for i in range(single_n):
-            t0 = time.perf_counter()
+            t0, called = time.perf_counter(), time.time()
             out = client.activate_hotel("bench-a", HOTELS[i % 4])
             walls.append(time.perf_counter() - t0)
             moves.append(float(out["duration"]))
+            calls.append((called, time.time(), out))
+        overheads = sorted(w - m for w, m in zip(walls, moves, strict=True))
         result["single"] = {
             "n": single_n,
             "wall_median_s": round(statistics.median(walls), 3),
@@ -58,6 +61,8 @@ def run(results_dir: Path) -> dict[str, Any]:
                 statistics.median(w - m for w, m in zip(walls, moves, strict=True)), 3
             ),
             "ratio_wall_over_move": round(statistics.median(walls) / statistics.median(moves), 2),
+            "overhead_p95_s": round(overheads[max(0, round(0.95 * len(overheads)) - 1)], 3),
+            "phases_ms": _phases(calls),
         }
 
         resorts = fleet.names
@@ -98,6 +103,31 @@ def run(results_dir: Path) -> dict[str, Any]:
         server.stop()
         pointed.close()
     return result
+
+
+def _phases(calls: list[tuple[float, float, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """The phase table of the single activations (`bench.phases`), from their runs' states."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from bench.phases import activation_phases, phase_table
+
+    rows = []
+    with get_client(sync_client=True) as client:
+        parents = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["fleet-activate-hotel"])), limit=200
+        )
+        for called, returned, out in calls:
+            parent = next(
+                p for p in parents if p.created and called <= p.created.timestamp() <= returned
+            )
+            child = client.read_flow_run(out["flow_run_id"])
+            parent_states = client.read_flow_run_states(parent.id)
+            child_states = client.read_flow_run_states(child.id)
+            rows.append(
+                activation_phases(called, returned, out, parent, parent_states, child, child_states)
+            )
+    return phase_table(rows)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual run

@@ -6,7 +6,8 @@ key is listed under `missing` (the table says why). Not a `bench_*.py` module on
 discovers those as benchmarks.
 
 Keys (seconds, MB, ratios): `dispatch_p50_s`, `dispatch_p95_s`, `stock_dispatch_p50_s`,
-`activation_ratio`, `batch_makespan_ratio`, `estop_p50_s`, `agent_rss_idle_mb`,
+`activation_ratio`, `activation_overhead_p50_s`, `activation_overhead_p95_s`,
+`batch_makespan_ratio`, `estop_p50_s`, `agent_rss_idle_mb`,
 `agent_rss_after_100_runs_mb`, `scale_resorts`, `scale_dispatch_p95_s`, `measured_at`.
 """
 
@@ -29,6 +30,8 @@ SUMMARY_KEYS = (
     "dispatch_p95_s",
     "stock_dispatch_p50_s",
     "activation_ratio",
+    "activation_overhead_p50_s",
+    "activation_overhead_p95_s",
     "batch_makespan_ratio",
     "estop_p50_s",
     "agent_rss_idle_mb",
@@ -69,6 +72,8 @@ _FIGURES: dict[str, tuple[str, Callable[[Mapping[str, Any] | None], Any]]] = {
     "dispatch_p95_s": ("dispatch", lambda d: _get(d, "plate_resort_worker", "p95_s")),
     "stock_dispatch_p50_s": ("dispatch", lambda d: _get(d, "process_worker_default", "median_s")),
     "activation_ratio": ("batch", lambda d: _get(d, "single", "ratio_wall_over_move")),
+    "activation_overhead_p50_s": ("batch", lambda d: _get(d, "single", "overhead_median_s")),
+    "activation_overhead_p95_s": ("batch", lambda d: _get(d, "single", "overhead_p95_s")),
     "batch_makespan_ratio": (
         "batch",
         lambda d: _get(d, "batch", "ratio_makespan_over_busiest_moves"),
@@ -131,6 +136,8 @@ def _baselines(summary: Mapping[str, Any], results: Mapping[str, Any]) -> dict[s
         "dispatch_p95_s": f"stock process worker p50 {num(stock, 's')}",
         "stock_dispatch_p50_s": "(the baseline: Prefect process worker, default settings)",
         "activation_ratio": "1.0 = the physical move time (floor)",
+        "activation_overhead_p50_s": "0 = the physical move time (wall minus move)",
+        "activation_overhead_p95_s": "0 = the physical move time (wall minus move)",
         "batch_makespan_ratio": "1.0 = busiest resort's summed move time (floor)",
         "estop_p50_s": "one SDK round trip "
         + (num(sdk_ms / 1000.0, "s") if sdk_ms is not None else "n/a"),

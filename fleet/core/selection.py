@@ -12,7 +12,7 @@ the live facts from the Prefect server and calls it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -177,11 +177,13 @@ async def queue_load(
     return load
 
 
-async def read_statuses(inventory: Inventory) -> dict[str, Any]:
-    """Resort name -> published status (`fleet.core.status.aread_status`)."""
+async def read_statuses(
+    inventory: Inventory, only: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Resort name -> published status (`fleet.core.status.aread_status`; of `only` these)."""
     from fleet.core.status import aread_status
 
-    statuses: Sequence[Any] = await aread_status(inventory)
+    statuses: Sequence[Any] = await aread_status(inventory, only)
     return {s.name: s for s in statuses}
 
 
@@ -212,7 +214,8 @@ async def select_resort(
             return await select_resort(
                 inventory, resort=resort, selector=selector, client=own, extra_load=extra_load
             )
-    statuses = await read_statuses(inventory)
+    # a named resort: only its own status decides (a fleet of 50 is not read for one activation)
+    statuses = await read_statuses(inventory, [resort] if resort is not None else None)
     load: dict[str, int] = {}
     if selector is not None:
         candidates = [r.name for r in matching_resorts(inventory, selector)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,37 +65,28 @@ def _value(variable: Any) -> Any:
     return getattr(variable, "value", None)
 
 
-async def aread_status(inv: Inventory) -> list[ResortStatus]:
-    """Async form of `read_status`."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import WorkQueueFilter
-    from prefect.exceptions import ObjectNotFound
+async def aread_status(inv: Inventory, only: Collection[str] | None = None) -> list[ResortStatus]:
+    """Async form of `read_status`; `only`: just these resorts (in inventory order).
 
+    The worker list, the queues and each resort's two variables are read concurrently.
+    """
+    from prefect import get_client
+
+    resorts = [r for r in inv.resorts if only is None or r.name in only]
     async with get_client() as client:
-        try:
-            workers = await client.read_workers_for_work_pool(inv.fleet.work_pool, limit=200)
-        except ObjectNotFound:
-            workers = []
-        try:
-            queues = {
-                q.name: q
-                for q in await client.read_work_queues(
-                    inv.fleet.work_pool, work_queue_filter=WorkQueueFilter(), limit=200, offset=0
-                )
-            }
-        except ObjectNotFound:
-            queues = {}
-        variables = await asyncio.gather(
+        workers, queues, *variables = await asyncio.gather(
+            _workers(client, inv.fleet.work_pool),
+            _queues(client, inv.fleet.work_pool),
             *(
                 client.read_variable_by_name(name)
-                for r in inv.resorts
+                for r in resorts
                 for name in (names.status_variable_name(r), names.estop_variable_name(r))
-            )
+            ),
         )
     by_worker = {w.name: w for w in workers}
     now = datetime.datetime.now(datetime.UTC)
     result = []
-    for i, resort in enumerate(inv.resorts):
+    for i, resort in enumerate(resorts):
         status = AgentStatus.parse(_value(variables[2 * i])) or AgentStatus(name=resort.name)
         latch = EstopLatch.parse(_value(variables[2 * i + 1])) or EstopLatch()
         worker = by_worker.get(names.worker_name(resort))
@@ -127,6 +119,28 @@ async def aread_status(inv: Inventory) -> list[ResortStatus]:
             )
         )
     return result
+
+
+async def _workers(client: Any, pool: str) -> list[Any]:
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return list(await client.read_workers_for_work_pool(pool, limit=200))
+    except ObjectNotFound:
+        return []
+
+
+async def _queues(client: Any, pool: str) -> dict[str, Any]:
+    from prefect.client.schemas.filters import WorkQueueFilter
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        found = await client.read_work_queues(
+            pool, work_queue_filter=WorkQueueFilter(), limit=200, offset=0
+        )
+    except ObjectNotFound:
+        return {}
+    return {q.name: q for q in found}
 
 
 def read_status(inv: Inventory) -> list[ResortStatus]:

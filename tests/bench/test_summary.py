@@ -15,7 +15,7 @@ DISPATCH = {
     "plate_resort_worker_with_20_agents": {"p95_s": 1.7},
 }
 BATCH = {
-    "single": {"ratio_wall_over_move": 5.25},
+    "single": {"ratio_wall_over_move": 5.25, "overhead_median_s": 0.6, "overhead_p95_s": 0.7},
     "batch": {"ratio_makespan_over_busiest_moves": 18.3},
 }
 
@@ -26,6 +26,7 @@ def test_full_run_has_exactly_the_keys() -> None:
     assert tuple(doc) == SUMMARY_KEYS
     assert doc["dispatch_p50_s"] == 0.9 and doc["stock_dispatch_p50_s"] == 17.5
     assert doc["activation_ratio"] == 5.25 and doc["batch_makespan_ratio"] == 18.3
+    assert (doc["activation_overhead_p50_s"], doc["activation_overhead_p95_s"]) == (0.6, 0.7)
     assert doc["scale_resorts"] == 21 and doc["scale_dispatch_p95_s"] == 1.7
     assert doc["measured_at"] == "2026-01-02T03:04:05+00:00"
 
@@ -33,5 +34,10 @@ def test_full_run_has_exactly_the_keys() -> None:
 def test_missing_benchmark_gives_nulls_and_a_list() -> None:
     doc = build_summary({"dispatch": DISPATCH})
     assert doc["activation_ratio"] is None and doc["batch_makespan_ratio"] is None
-    assert doc["missing"] == ["activation_ratio", "batch_makespan_ratio"]
+    assert doc["missing"] == [
+        "activation_ratio",
+        "activation_overhead_p50_s",
+        "activation_overhead_p95_s",
+        "batch_makespan_ratio",
+    ]
     assert doc["dispatch_p95_s"] == 2.5

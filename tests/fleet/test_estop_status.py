@@ -62,6 +62,17 @@ def test_status_of_offline_fleet(inv: Any) -> None:
     assert all(not r.online and not r.connected and r.queue_paused is False for r in rows)
 
 
+def test_the_status_of_named_resorts_reads_only_theirs(inv: Any) -> None:
+    """Selecting a named resort reads its own status, not the whole fleet's."""
+    from fleet.core.selection import read_statuses
+    from fleet.core.status import aread_status, read_status
+
+    full = {r.name: r for r in read_status(inv)}
+    assert asyncio.run(aread_status(inv, ["r2"])) == [full["r2"]]
+    assert asyncio.run(aread_status(inv, [])) == []
+    assert list(asyncio.run(read_statuses(inv, ["r1"]))) == ["r1"]
+
+
 def test_cli_arguments_and_errors(inv: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from fleet.cli import main
 
