@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo demo-down test test-fast test-postgres test-ansible test-chaos lint bench clean
+.PHONY: help venv demo demo-down test test-fast test-postgres test-ha test-ansible test-chaos lint bench clean
 
 help:
 	@echo "make demo        local Prefect server + emulated fleet from inventory/demo.yaml + a real batch"
 	@echo "make test        lint, import contracts and the test suite (what CI runs)"
 	@echo "make test-fast   lint and the unit tests (about a minute): the inner loop"
 	@echo "make test-ansible  ansible-lint and a real rollout to fake Pis"
+	@echo "make test-ha     fleet server up --replicas 2 (PostgreSQL, Redis, HAProxy) with a real fleet"
 	@echo "make bench       benchmarks -> bench/results/*.json"
 	@echo "make lint        ruff, mypy and the import-linter contract"
 
@@ -44,7 +45,12 @@ test-fast: lint
 # registry's tests on a PostgreSQL database of their own. The chaos suite, the demo and the browser
 # tests start their own (SQLite) servers, so they are not repeated here.
 test-postgres: $(STAMP)
-	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m "(orchestration or registry) and not chaos and not slow and not browser" $(PYTEST_ARGS)
+	bash scripts/with-postgres.sh $(BIN)/python -m pytest -m "(orchestration or registry) and not chaos and not slow and not browser and not ha" $(PYTEST_ARGS)
+
+# Several servers behind a load balancer (`fleet server up --replicas 2`); the `ha` marker is left
+# out of every other selection (pyproject's addopts).
+test-ha: $(STAMP)
+	$(BIN)/python -m pytest -m ha $(PYTEST_ARGS)
 
 test-ansible: $(STAMP)
 	bash ansible/tests/run.sh

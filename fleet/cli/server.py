@@ -1,4 +1,5 @@
-"""`fleet server up|down|status`: the embedded local Prefect server (see `fleet.core.server`).
+"""`fleet server up|down|status`: the embedded local Prefect server, or several of them behind a
+load balancer (`--replicas N`); see `fleet.core.server`.
 
 `fleet server up` also migrates the inventory's plate registry (`fleet.core.plates.config`).
 """
@@ -67,6 +68,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="PostgreSQL (postgresql+asyncpg://...) instead of the local SQLite file",
     )
     up.add_argument(
+        "--replicas",
+        type=int,
+        metavar="N",
+        help=(
+            "several servers instead of one: PostgreSQL, Redis, N API replicas, one services "
+            "process and an HAProxy load balancer (whose URL clients use), all on this machine"
+        ),
+    )
+    up.add_argument(
         "--timeout", type=float, default=90.0, help="seconds to wait for health (default 90)"
     )
     up.set_defaults(handler=_up)
@@ -77,15 +87,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     status = verbs.add_parser("status", help="is it running, and where (exit 3 when not)")
     common(status)
-    status.add_argument("--json", action="store_true", help="print the record as JSON")
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print the record as JSON (with several servers: every process, its role and health)",
+    )
     status.set_defaults(handler=_status)
 
 
-def _print_info(info: server.ServerInfo) -> None:
-    print(f"  API:  {info.api_url}")
+def _print_info(
+    info: server.ServerInfo,
+    cluster: server.ClusterInfo | None = None,
+    health: dict[str, str] | None = None,
+) -> None:
+    print(f"  API:  {info.api_url}" + ("  (load balancer)" if cluster else ""))
     if info.ui_url:
         print(f"  UI:   {info.ui_url}")
-    print(f"  pid {info.pid}, database {info.database}, log {info.log_path}")
+    if cluster is None:
+        print(f"  pid {info.pid}, database {info.database}, log {info.log_path}")
+    else:
+        print(f"  database {info.database}")
+        for proc in cluster.processes:
+            port = f" port {proc.port}" if proc.port else ""
+            state = f"{health[proc.name]}, " if health else ""
+            print(
+                f"  {proc.name:<9} {proc.role:<9} pid {proc.pid}{port}, {state}log {proc.log_path}"
+            )
     if info.auth_file:
         print(f"  clients need the auth string: export FLEET_AUTH_FILE={info.auth_file}")
     print(f"export PREFECT_API_URL={info.api_url}")
@@ -95,11 +122,22 @@ def _up(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 < args.port < 65536:
         print(f"fleet: error: --port {args.port}: must be 1-65535", file=sys.stderr)
         return 2
+    if args.replicas is not None and args.replicas < 1:
+        print(f"fleet: error: --replicas {args.replicas}: must be at least 1", file=sys.stderr)
+        return 2
+    if args.replicas is not None and args.database_url:
+        print(
+            "fleet: error: --database-url with --replicas: not supported (it runs its own "
+            "PostgreSQL)",
+            file=sys.stderr,
+        )
+        return 2
     from fleet.core.server_db import sqlite_revision
 
     _migrate_registry(args)  # before the server starts: a registry out of reach starts nothing
     home = server.server_home(args.state_dir)
-    before = None if args.database_url else sqlite_revision(home)
+    sqlite = not args.database_url and args.replicas is None
+    before = sqlite_revision(home) if sqlite else None
     started_at = time.monotonic()
     info, started = server.server_up(
         args.state_dir,
@@ -107,16 +145,18 @@ def _up(args: argparse.Namespace) -> int:
         ui=not args.no_ui,
         auth_file=args.auth_file,
         database_url=args.database_url,
+        replicas=args.replicas,
         timeout=args.timeout,
     )
     if started:
-        print(f"Prefect server started in {time.monotonic() - started_at:.1f} s")
-        after = None if args.database_url else sqlite_revision(home)
+        what = f"Prefect servers ({args.replicas} replicas)" if args.replicas else "Prefect server"
+        print(f"{what} started in {time.monotonic() - started_at:.1f} s")
+        after = sqlite_revision(home) if sqlite else None
         if before is not None and after is not None and after != before:
             print(f"  database upgraded by Prefect's migrations: revision {before} -> {after}")
     else:
         print("Prefect server already running")
-    _print_info(info)
+    _print_info(info, server.cluster_record(args.state_dir))
     return 0
 
 
@@ -136,9 +176,13 @@ def _migrate_registry(args: argparse.Namespace) -> None:
 
 
 def _down(args: argparse.Namespace) -> int:
+    cluster = server.cluster_record(args.state_dir)
     info = server.server_down(args.state_dir)
     if info is None:
         print(f"no Prefect server running (state {server.server_dir(args.state_dir)})")
+    elif cluster is not None:
+        count = len(cluster.processes)
+        print(f"Prefect servers stopped ({count} processes, {cluster.replicas} replicas)")
     else:
         print(f"Prefect server stopped (pid {info.pid}, {info.api_url})")
     return 0
@@ -146,11 +190,21 @@ def _down(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     info = server.server_status(args.state_dir)
+    cluster = server.cluster_record(args.state_dir)
+    processes = server.cluster_status(cluster) if cluster is not None else None
     if args.json:
-        print(json.dumps({"running": info is not None, **(asdict(info) if info else {})}))
-    elif info is None:
+        doc: dict[str, object] = {"running": info is not None, **(asdict(info) if info else {})}
+        if cluster is not None:
+            doc["replicas"] = cluster.replicas
+            doc["processes"] = processes
+        print(json.dumps(doc))
+    elif info is None and cluster is None:
         print(f"no Prefect server running (state {server.server_dir(args.state_dir)})")
+    elif info is None:
+        print("Prefect servers not answering through the load balancer:")
+        for proc in processes or []:
+            print(f"  {proc['name']:<9} {proc['role']:<9} pid {proc['pid']:<8} {proc['health']}")
     else:
         print(f"Prefect server running since {time.ctime(info.started_at)}")
-        _print_info(info)
+        _print_info(info, cluster, {p["name"]: p["health"] for p in processes or []})
     return 0 if info is not None else EXIT_NOT_RUNNING

@@ -2,7 +2,10 @@
 
 `python -m fleet.core._server_main` is what `fleet server up` and the test fixtures start instead of
 `prefect server start`. It serves exactly the app `prefect server start` serves
-(`fleet.core.prefect_adapter.create_final_app`), with ASGI wrappers around it. A 503 without a
+(`fleet.core.prefect_adapter.create_final_app`), with ASGI wrappers around it. With
+`PREFECT__SERVER_WEBSERVER_ONLY=1` (the API replicas of `fleet server up --replicas N`) that app
+runs no background services, as with `prefect server start --no-services`; they run once, in
+`fleet.core._services_main`. A 503 without a
 `Retry-After` header gets one: ``0.1`` s when 503s are rare, growing by 0.1 s with each other
 503 of the last second (up to 2 s), so a lock storm still backs off.
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from prefect.events.filters import EventFilter
 
 __all__ = [
+    "WEBSERVER_ONLY_ENV",
     "allow_scheduled_runs_on_sqlalchemy_21",
     "create_final_app",
     "drain_queued_logs_and_events",
@@ -39,6 +40,7 @@ __all__ = [
     "refresh_global_settings",
     "release_lease",
     "renew_lease_sync",
+    "run_all_services",
 ]
 
 logger = logging.getLogger(__name__)
@@ -184,6 +186,25 @@ def create_final_app() -> Any:
     from prefect.server.api.server import create_app
 
     return create_app(final=True)
+
+
+#: Internal: the variable `prefect server start --no-services` sets for its server process, read by
+#: `prefect.server.api.server.create_app` (a replica then runs no background services). The
+#: public alternative, `prefect server start --no-services`, cannot serve the wrapped app of
+#: `fleet.core._server_main`.
+WEBSERVER_ONLY_ENV = "PREFECT__SERVER_WEBSERVER_ONLY"
+
+
+async def run_all_services() -> None:
+    """Run every enabled background service of Prefect's server until cancelled (no API).
+
+    Internal: `prefect.cli._server_utils._run_all_services`, what `prefect server services start`
+    runs. The public alternative, that command, cannot first apply
+    `allow_scheduled_runs_on_sqlalchemy_21` in its process, and the scheduler runs there.
+    """
+    from prefect.cli._server_utils import _run_all_services
+
+    await _run_all_services()
 
 
 def allow_scheduled_runs_on_sqlalchemy_21() -> bool:

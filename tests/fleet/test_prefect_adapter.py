@@ -96,6 +96,12 @@ PINS: list[tuple[str, str, list[str] | None, str]] = [
         None,
         "allow_scheduled_runs_on_sqlalchemy_21, used by fleet/core/_server_main.py",
     ),
+    (
+        "prefect.cli._server_utils",
+        "_run_all_services",
+        [],
+        "run_all_services, used by fleet/core/_services_main.py",
+    ),
 ]
 
 #: pydantic models whose fields the adapter reads or fills: (module, class, fields, used by)
@@ -162,6 +168,18 @@ def test_the_server_still_takes_events_at_post_events() -> None:
     routes = {(r.path, m) for r in events.router.routes for m in getattr(r, "methods", None) or ()}
     assert ("/events", "POST") in routes, _where(
         "prefect.server.api.events", "router: POST /events", "post_events, fleet/core/watchdog.py"
+    )
+
+
+def test_create_app_still_runs_no_services_when_told_by_the_environment() -> None:
+    from prefect.server.api.server import create_app
+
+    from fleet.core.prefect_adapter import WEBSERVER_ONLY_ENV
+
+    assert WEBSERVER_ONLY_ENV in inspect.getsource(create_app), _where(
+        "prefect.server.api.server",
+        f"create_app no longer reads {WEBSERVER_ONLY_ENV}",
+        "WEBSERVER_ONLY_ENV, used by fleet/core/server/process.py",
     )
 
 

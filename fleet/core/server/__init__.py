@@ -1,7 +1,9 @@
 """The fleet's Prefect server: the embedded local one (up/down/status) and which API to talk to.
 
 Modules: `lifecycle` (`server_up`, `server_down`, `server_status`), `state` (the state directory
-and the `server.json` record), `process` (a server process's environment, start and health),
+and the `server.json` record), `cluster` (several servers: PostgreSQL from `postgres`, Redis from
+`redis_server`, API replicas, a services process, HAProxy from `balancer`; `cluster.json`),
+`process` (a server process's environment, start and health),
 `auth` (the basic-auth string), `api` (`resolve_api`, `check_api`, `api_settings`) and
 `environment` (`prefect_environment`, Prefect's environment for a block, process-wide). The server
 process itself is `fleet.core._server_main`; `fleet.core.server_db` reads its database revision.
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 from fleet.core.server.api import ApiTarget, api_settings, check_api, resolve_api
 from fleet.core.server.auth import ENV_AUTH_FILE, read_auth_file
+from fleet.core.server.cluster import ClusterInfo, ClusterProcess, cluster_status
 from fleet.core.server.environment import prefect_environment
 from fleet.core.server.lifecycle import (
+    cluster_record,
     flush_prefect_clients,
     server_down,
     server_status,
@@ -38,9 +42,13 @@ __all__ = [
     "ENV_STATE_DIR",
     "STATE_FILE",
     "ApiTarget",
+    "ClusterInfo",
+    "ClusterProcess",
     "ServerInfo",
     "api_settings",
     "check_api",
+    "cluster_record",
+    "cluster_status",
     "flush_prefect_clients",
     "free_port",
     "prefect_environment",

@@ -3,23 +3,23 @@
 `fleet server up` starts Prefect's server detached, on a free loopback port, with SQLite and its
 own `PREFECT_HOME` under the project state directory (`.fleet-state/server`, or
 `$FLEET_STATE_DIR/server`, or `--state-dir DIR/server`), waits until `/api/health` answers and
-records pid, URL and log file in `server.json` next to it.
+records pid, URL and log file in `server.json` next to it. With `--replicas N` it starts the
+multi-server topology of `fleet.core.server.cluster` instead, and `server.json` names its balancer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from fleet.core import prefect_adapter
 from fleet.core.errors import ServerError
 from fleet.core.server.auth import read_auth_file
+from fleet.core.server.cluster import CLUSTER_FILE, ClusterInfo, start_cluster, stop_cluster
 from fleet.core.server.process import (
     free_port,
     health,
@@ -28,34 +28,26 @@ from fleet.core.server.process import (
     start_server_process,
     wait_healthy,
 )
-from fleet.core.server.state import STATE_FILE, ServerInfo, server_dir, server_home
+from fleet.core.server.state import (
+    STATE_FILE,
+    ServerInfo,
+    locked,
+    mask_url,
+    server_dir,
+    server_home,
+)
 
-__all__ = ["flush_prefect_clients", "server_down", "server_status", "server_up"]
+__all__ = [
+    "cluster_record",
+    "flush_prefect_clients",
+    "server_down",
+    "server_status",
+    "server_up",
+]
 
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "server.log"
-
-
-def _mask(url: str) -> str:
-    """Mask the password of a database URL."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def server_status(state: str | os.PathLike[str] | None = None) -> ServerInfo | None:
@@ -66,6 +58,11 @@ def server_status(state: str | os.PathLike[str] | None = None) -> ServerInfo | N
     return info
 
 
+def cluster_record(state: str | os.PathLike[str] | None = None) -> ClusterInfo | None:
+    """The recorded multi-server topology (`cluster.json`), running or not; None without one."""
+    return ClusterInfo.load(server_dir(state) / CLUSTER_FILE)
+
+
 def server_up(
     state: str | os.PathLike[str] | None = None,
     *,
@@ -73,9 +70,14 @@ def server_up(
     ui: bool = True,
     auth_file: str | os.PathLike[str] | None = None,
     database_url: str | None = None,
+    replicas: int | None = None,
     timeout: float = 90.0,
 ) -> tuple[ServerInfo, bool]:
     """Start the local server unless it already runs.
+
+    With `replicas`, the multi-server topology instead (`fleet.core.server.cluster`): its own
+    PostgreSQL and Redis, `replicas` API processes, one services process and a load balancer,
+    whose URL the returned record names.
 
     Args:
         state: project state directory (default: see `state_dir`).
@@ -83,19 +85,34 @@ def server_up(
         ui: serve the Prefect UI too.
         auth_file: file (mode 0600) holding an auth string the server will require.
         database_url: PostgreSQL URL (`postgresql+asyncpg://...`) instead of SQLite.
+        replicas: start this many API replicas behind a load balancer (see above).
         timeout: seconds to wait for `/api/health`.
 
     Returns:
         The server's record and whether this call started it (False: it was already running).
 
     Raises:
-        ServerError: it did not start (the message names the log file).
+        ServerError: it did not start (the message names the log file), or a server of the
+        other kind (single process / several replicas) already runs.
     """
     directory = server_dir(state)
-    with _locked(directory):
+    with locked(directory):
         running = server_status(state)
+        cluster = ClusterInfo.load(directory / CLUSTER_FILE)
         if running is not None:
+            running_replicas = cluster.replicas if cluster is not None else None
+            if replicas is not None and running_replicas != replicas:
+                what = f"{running_replicas} replicas" if running_replicas else "a single server"
+                raise ServerError(
+                    f"a Prefect server already runs here ({what}, {running.api_url}); "
+                    "stop it first with `fleet server down`"
+                )
             return running, False
+        if cluster is not None:
+            # Left over (a part died or the machine rebooted): stop what still runs.
+            logger.warning("the recorded servers do not answer; stopping what is left of them")
+            stop_cluster(cluster)
+            (directory / CLUSTER_FILE).unlink(missing_ok=True)
         old = ServerInfo.load(directory / STATE_FILE)
         if old is not None and old.process_alive():
             # Alive but not answering: a hung server. Replace it.
@@ -103,6 +120,19 @@ def server_up(
             _stop(old, 10.0)
         auth_path = Path(auth_file).expanduser().resolve() if auth_file else None
         auth_string = read_auth_file(auth_path) if auth_path else None
+        if replicas is not None:
+            if database_url:
+                raise ServerError("--database-url with --replicas: not supported (own PostgreSQL)")
+            _, record = start_cluster(
+                directory,
+                replicas,
+                port=port,
+                ui=ui,
+                auth_string=auth_string,
+                auth_file=str(auth_path) if auth_path else None,
+                timeout=timeout,
+            )
+            return record, True
         port = port or free_port()
         home = server_home(state)
         home.mkdir(parents=True, exist_ok=True)
@@ -126,7 +156,7 @@ def server_up(
             port=port,
             home=str(home),
             log_path=str(log_path),
-            database=_mask(database_url) if database_url else "sqlite",
+            database=mask_url(database_url) if database_url else "sqlite",
             auth_file=str(auth_path) if auth_path else None,
             started_at=time.time(),
         )
@@ -171,13 +201,22 @@ def server_down(
 
     Queued logs and events of this process are flushed to it first.
 
+    The multi-server topology is stopped as a whole, clients of a process first.
+
     Returns:
         The record of the server that was stopped, or None when none was running.
     """
     flush_prefect_clients()
     directory = server_dir(state)
-    with _locked(directory):
+    with locked(directory):
         info = ServerInfo.load(directory / STATE_FILE)
+        cluster = ClusterInfo.load(directory / CLUSTER_FILE)
+        if cluster is not None:
+            alive = any(p.alive() for p in cluster.processes)
+            stop_cluster(cluster, timeout=timeout)
+            (directory / CLUSTER_FILE).unlink(missing_ok=True)
+            (directory / STATE_FILE).unlink(missing_ok=True)
+            return info if alive else None
         if info is None:
             return None
         alive = info.process_alive()

@@ -18,11 +18,13 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from fleet.core import prefect_adapter
 from fleet.core.errors import ServerError
 
 __all__ = [
     "LEASE_STORAGE",
     "free_port",
+    "ha_settings",
     "health",
     "kill_group",
     "server_env",
@@ -83,12 +85,40 @@ def server_env(
     return env
 
 
-def start_server_process(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start Prefect's server (`fleet.core._server_main`) detached, output to `log_path`."""
+def ha_settings(redis_port: int, *, webserver_only: bool) -> dict[str, str]:
+    """Settings of an API replica (`webserver_only`) or the services process of several servers.
+
+    Everything shared lives in Redis (database 0: messaging, causal ordering, leases, the worker
+    cleanup queue; database 1: Docket), so that an event posted through one replica reaches a
+    subscriber on another and a limit holds across processes. The database is migrated once,
+    before they start (`prefect server database upgrade`), never by each of them.
+    """
+    redis = f"redis://127.0.0.1:{redis_port}"
+    settings = {
+        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
+        "PREFECT_SERVER_EVENTS_MESSAGING_BROKER": "prefect_redis.messaging",
+        "PREFECT_SERVER_EVENTS_MESSAGING_CACHE": "prefect_redis.messaging",
+        "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+        "PREFECT_SERVER_WORKER_CHANNEL_CLEANUP_QUEUE_STORAGE": "prefect_redis.cleanup_queue",
+        "PREFECT_REDIS_MESSAGING_URL": f"{redis}/0",
+        "PREFECT_REDIS_WORKER_CLEANUP_QUEUE_URL": f"{redis}/0",
+        "PREFECT_SERVER_DOCKET_URL": f"{redis}/1",
+    }
+    if webserver_only:
+        settings[prefect_adapter.WEBSERVER_ONLY_ENV] = "1"
+    return settings
+
+
+def start_server_process(
+    env: Mapping[str, str], log_path: Path, *, module: str = "fleet.core._server_main"
+) -> subprocess.Popen[bytes]:
+    """Start Prefect's server (`module`: `fleet.core._server_main`, or `_services_main` for the
+    background services alone) detached, output to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "fleet.core._server_main"],
+            [sys.executable, "-m", module],
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,

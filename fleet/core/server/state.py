@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +14,8 @@ __all__ = [
     "ENV_STATE_DIR",
     "STATE_FILE",
     "ServerInfo",
+    "locked",
+    "mask_url",
     "server_dir",
     "server_home",
     "state_dir",
@@ -39,6 +44,28 @@ def server_dir(state: str | os.PathLike[str] | None = None) -> Path:
 def server_home(state: str | os.PathLike[str] | None = None) -> Path:
     """The local server's `PREFECT_HOME` (its SQLite database, lease storage)."""
     return server_dir(state) / "home"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password masked (`scheme://user:***@host...`)."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `directory/.lock` (one `up`/`down` at a time)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
