@@ -37,7 +37,7 @@ from fleet.core.server.process import (
     wait_healthy,
 )
 from fleet.core.server.redis_server import redis_ping, start_redis
-from fleet.core.server.state import STATE_FILE, ServerInfo, mask_url
+from fleet.core.server.state import STATE_FILE, ServerInfo, mask_url, write_json
 
 __all__ = [
     "CLUSTER_FILE",
@@ -121,9 +121,7 @@ class ClusterInfo:
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename)."""
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
+        write_json(path, asdict(self))
 
 
 def process_health(proc: ClusterProcess, api_url: str) -> Health:

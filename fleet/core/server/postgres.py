@@ -17,11 +17,11 @@ import shutil
 import socket
 import stat
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.core.errors import ServerError
+from fleet.core.server.process import start_until_ready
 
 __all__ = ["DATABASE", "USER", "Postgres", "find_bindir", "postgres_ready", "start_postgres"]
 
@@ -166,24 +166,16 @@ def start_postgres(directory: Path, *, timeout: float = 60.0) -> Postgres:
         "-c",
         "max_connections=200",
     ]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), *options],
-            user=user,
-            cwd=directory,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while not postgres_ready(port):
-        if proc.poll() is not None:
-            raise ServerError(f"postgres exited with {proc.returncode}; see {log_path}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise ServerError(f"postgres did not answer in {timeout:g} s; see {log_path}")
-        time.sleep(0.2)
+    proc = start_until_ready(
+        "postgres",
+        [str(bindir / "postgres"), "-D", str(data), *options],
+        log_path,
+        lambda: postgres_ready(port),
+        timeout=timeout,
+        poll=0.2,
+        user=user,
+        cwd=directory,
+    )
     _create_database(bindir, port, password)
     url = f"postgresql+asyncpg://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
     return Postgres(proc.pid, port, url, log_path)

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from fleet.core import prefect_adapter
 from fleet.core.errors import ServerError
@@ -29,6 +30,7 @@ __all__ = [
     "kill_group",
     "server_env",
     "start_server_process",
+    "start_until_ready",
     "wait_healthy",
 ]
 
@@ -125,6 +127,38 @@ def start_server_process(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+
+def start_until_ready(
+    name: str,
+    args: list[str],
+    log_path: Path,
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    poll: float = 0.1,
+    **popen: Any,
+) -> subprocess.Popen[bytes]:
+    """Start `args` in a session of its own, output appended to `log_path`, and wait until
+    `ready()`.
+
+    Raises:
+        ServerError: it exited, or was not ready within `timeout` s (then it is killed).
+    """
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, **popen,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise ServerError(f"{name} exited with {proc.returncode}; see {log_path}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise ServerError(f"{name} did not answer in {timeout:g} s; see {log_path}")
+        time.sleep(poll)
+    return proc
 
 
 def health(api_url: str, timeout: float = 2.0) -> bool:

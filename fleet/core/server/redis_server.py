@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.core.errors import ServerError
+from fleet.core.server.process import start_until_ready
 
 __all__ = ["Redis", "redis_ping", "start_redis"]
 
@@ -74,21 +73,7 @@ def start_redis(directory: Path, port: int, *, timeout: float = 30.0) -> Redis:
         "--logfile",
         "",
     ]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            args,
-            cwd=directory,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while not redis_ping(port):
-        if proc.poll() is not None:
-            raise ServerError(f"redis-server exited with {proc.returncode}; see {log_path}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise ServerError(f"redis-server did not answer in {timeout:g} s; see {log_path}")
-        time.sleep(0.1)
+    proc = start_until_ready(
+        "redis-server", args, log_path, lambda: redis_ping(port), timeout=timeout, cwd=directory
+    )
     return Redis(proc.pid, port, log_path)

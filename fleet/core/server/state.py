@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ENV_STATE_DIR",
@@ -19,6 +20,7 @@ __all__ = [
     "server_dir",
     "server_home",
     "state_dir",
+    "write_json",
 ]
 
 ENV_STATE_DIR = "FLEET_STATE_DIR"
@@ -54,6 +56,13 @@ def mask_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as JSON to `path` atomically (temp file + rename)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 @contextlib.contextmanager
@@ -107,9 +116,7 @@ class ServerInfo:
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename)."""
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
+        write_json(path, asdict(self))
 
     def process_alive(self) -> bool:
         """True when the recorded process still runs and is the same process (not a reused pid)."""
