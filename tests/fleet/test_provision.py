@@ -282,3 +282,23 @@ def test_resume_refuses_an_inactive_resort(tmp_path: Path, client):
     with pytest.raises(ProvisionError, match="inactive"):
         resume(inv, "pv7-a")
     assert client.read_work_queue_by_name("pv7-a", work_pool_name="pv7-resorts").is_paused
+
+
+def test_provision_reads_every_deployment_when_they_fill_many_pages(
+    tmp_path: Path, client, monkeypatch: pytest.MonkeyPatch
+):
+    """Deployment names repeat across fleets (`fleet-batch/<fleet>`, `go-home/<resort>`): paging
+    must not skip one (on PostgreSQL, ties in a by-name order come back in any order)."""
+    from fleet.core.provision import deployments
+
+    monkeypatch.setattr(deployments, "PAGE", 7)
+    paths = [
+        write_inventory(tmp_path / f"pg{n}.yaml", f"pg{n}", [f"pg{n}-a", f"pg{n}-b"])
+        for n in range(3)
+    ]
+    fleets = [load_inventory(path) for path in paths]
+    for inv in fleets:
+        provision(inv)
+    for inv in fleets:
+        again = [(c.kind, c.name, c.action) for c in provision(inv).changes]
+        assert [c for c in again if c[2] != "unchanged"] == []

@@ -64,20 +64,29 @@ def desired_deployments(inv: Inventory) -> dict[tuple[str, str], dict[str, Any]]
 
 
 def _read_deployments(p: Provisioner, flow_names: list[str]) -> list[tuple[str, Any]]:
-    """Existing deployments of the given flows as (flow name, deployment)."""
+    """Existing deployments of the given flows as (flow name, deployment).
+
+    Paged in creation order: the server's default order (by name) is not total (every fleet has
+    a `fleet-batch/<fleet>` and every resort an `activate-hotel/<resort>`), and PostgreSQL returns
+    ties in any order, so offset pages in that order skip some rows and repeat others.
+    """
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import DeploymentSort
 
     flow_filter = FlowFilter(name=FlowFilterName(any_=flow_names))
-    flows = {f.id: f.name for f in p.client.read_flows(flow_filter=flow_filter, limit=PAGE)}
+    found = p.client.read_flows(flow_filter=flow_filter, limit=len(flow_names))  # names are unique
+    flows = {f.id: f.name for f in found}
     if not flows:
         return []
-    out: list[tuple[str, Any]] = []
+    out: dict[Any, tuple[str, Any]] = {}
     offset = 0
     while True:
-        page = p.client.read_deployments(flow_filter=flow_filter, limit=PAGE, offset=offset)
-        out.extend((flows[d.flow_id], d) for d in page if d.flow_id in flows)
+        page = p.client.read_deployments(
+            flow_filter=flow_filter, limit=PAGE, offset=offset, sort=DeploymentSort.CREATED_DESC
+        )
+        out.update((d.id, (flows[d.flow_id], d)) for d in page if d.flow_id in flows)
         if len(page) < PAGE:
-            return out
+            return list(out.values())
         offset += PAGE
 
 
