@@ -37,7 +37,13 @@ from fleet.core.server.process import (
     wait_healthy,
 )
 from fleet.core.server.redis_server import redis_ping, start_redis
-from fleet.core.server.state import STATE_FILE, ServerInfo, mask_url, write_json
+from fleet.core.server.state import (
+    STATE_FILE,
+    ServerInfo,
+    mask_url,
+    same_process_alive,
+    write_json,
+)
 
 __all__ = [
     "CLUSTER_FILE",
@@ -82,15 +88,7 @@ class ClusterProcess:
 
     def alive(self) -> bool:
         """True when the recorded process runs and is the same process (not a reused pid)."""
-        import psutil
-
-        try:
-            proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 1.0:
-                return False
-            return proc.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
+        return same_process_alive(self.pid, self.create_time)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ __all__ = [
     "ServerInfo",
     "locked",
     "mask_url",
+    "same_process_alive",
     "server_dir",
     "server_home",
     "state_dir",
@@ -56,6 +57,19 @@ def mask_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def same_process_alive(pid: int, create_time: float) -> bool:
+    """True when `pid` runs, is not a zombie, and started at `create_time` (not a reused pid)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > 1.0:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -120,14 +134,6 @@ class ServerInfo:
 
     def process_alive(self) -> bool:
         """True when the recorded process still runs and is the same process (not a reused pid)."""
-        import psutil
-
         if not isinstance(self.pid, int) or not isinstance(self.create_time, int | float):
             return False
-        try:
-            proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 1.0:
-                return False
-            return proc.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
+        return same_process_alive(self.pid, float(self.create_time))
