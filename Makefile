@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo demo-down test test-fast test-postgres test-ha test-ansible test-chaos lint bench clean
+.PHONY: help venv demo demo-down test test-fast test-postgres test-ha test-ansible test-chaos lint bench bench-ha clean
 
 help:
 	@echo "make demo        local Prefect server + emulated fleet from inventory/demo.yaml + a real batch"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-ansible  ansible-lint and a real rollout to fake Pis"
 	@echo "make test-ha     fleet server up --replicas 2 (PostgreSQL, Redis, HAProxy) with a real fleet"
 	@echo "make bench       benchmarks -> bench/results/*.json"
+	@echo "make bench-ha    50 resorts on several servers -> bench/results/ha.json"
 	@echo "make lint        ruff, mypy and the import-linter contract"
 
 # (Re)install when the venv is missing or pyproject.toml changed since the last install.
@@ -66,6 +67,10 @@ demo-down: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# 50 resorts through `fleet server up --replicas 2` -> bench/results/ha.json (about 10 minutes).
+bench-ha: $(STAMP)
+	$(BIN)/python -m bench ha
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .fleet-state

@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m bench`` (all) or ``python -m bench device`` (one).
 
-Discovers every ``bench/bench_*.py`` module, calls its ``run(results_dir) -> dict``, writes the dict
-to ``bench/results/<name>.json`` and prints one table of every number. A run that includes the
+Discovers every ``bench/bench_*.py`` module (``ha`` only when named: ``make bench-ha``), calls
+its ``run(results_dir) -> dict``, writes the dict to ``bench/results/<name>.json`` and prints one
+table of every number. A run that includes the
 device, dispatch and batch benchmarks (``make bench``) also writes ``bench/results/summary.json``
 (`bench.summary`) and prints its figures with their baselines; ``--summary`` rebuilds it from the
 results files already there.
@@ -23,6 +24,10 @@ from bench import summary
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
+
+
+#: run only when named (`make bench-ha`): they start a topology of their own, minutes long
+OPT_IN = frozenset({"ha"})
 
 
 def available() -> list[str]:
@@ -73,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.summary:
         return _write_summary(*summary.load_results(RESULTS_DIR))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    names = args.names or available()
+    names = args.names or [name for name in available() if name not in OPT_IN]
     unknown = sorted(set(names) - set(available()))
     if unknown:
         print(

@@ -30,21 +30,25 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: float) -> float:
+    """The `q` quantile of `values` (nearest rank)."""
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def _summary(values: list[float]) -> dict[str, float]:
+def summarise(values: list[float]) -> dict[str, float]:
+    """n, median, p95 and max of latencies in seconds."""
     return {
         "n": len(values),
         "median_s": round(statistics.median(values), 4),
-        "p95_s": round(_pct(values, 0.95), 4),
+        "p95_s": round(pct(values, 0.95), 4),
         "max_s": round(max(values), 4),
     }
 
 
-def _dispatch(deployment: str, n: int, **params: Any) -> list[float]:
+def dispatch_samples(deployments: list[str], **params: Any) -> list[float]:
+    """Submit one run of each deployment in turn; return submission -> device flow body start
+    (the device flow's recorded `started_at`) of every run that completed."""
     from prefect.deployments import run_deployment
     from prefect.flow_runs import wait_for_flow_run
     from prefect.utilities.asyncutils import run_coro_as_sync
@@ -52,7 +56,7 @@ def _dispatch(deployment: str, n: int, **params: Any) -> list[float]:
     from flows.results import read_device_result
 
     out = []
-    for _ in range(n):
+    for deployment in deployments:
         t0 = time.time()
         fr = run_deployment(deployment, parameters=params, timeout=0, as_subflow=False)
         fr = run_coro_as_sync(wait_for_flow_run(fr.id, timeout=120))
@@ -205,16 +209,17 @@ def run(results_dir: Path) -> dict[str, Any]:
         time.sleep(2)
         proc = psutil.Process(main.proc.pid)
         result["agent_rss_idle_mb"] = round(proc.memory_info().rss / 2**20, 1)
-        result["plate_resort_worker"] = _summary(_dispatch("request-position/resort-a", n))
+        probe = ["request-position/resort-a"]
+        result["plate_resort_worker"] = summarise(dispatch_samples(probe * n))
         env = {
             "inv": inv,
             "link": Path(settings.device.serial_port),
             "log": Path(settings.emulator.log_file),
         }
-        result["estop_to_torque_off"] = _summary(_estop_latency(env))
-        _dispatch("request-position/resort-a", max(0, 100 - n))
+        result["estop_to_torque_off"] = summarise(_estop_latency(env))
+        dispatch_samples(["request-position/resort-a"] * max(0, 100 - n))
         result["agent_rss_after_100_runs_mb"] = round(proc.memory_info().rss / 2**20, 1)
-        result["process_worker_default"] = _summary(_stock(work, stock_n))
+        result["process_worker_default"] = summarise(_stock(work, stock_n))
         result["ratio_median_stock_over_ours"] = round(
             result["process_worker_default"]["median_s"]
             / result["plate_resort_worker"]["median_s"],
@@ -238,8 +243,8 @@ def run(results_dir: Path) -> dict[str, Any]:
             result[f"server_cpu_percent_{idle_agents}_idle_agents"] = round(
                 (after - before) / 60 * 100, 1
             )
-            result[f"plate_resort_worker_with_{idle_agents}_agents"] = _summary(
-                _dispatch("request-position/resort-a", n)
+            result[f"plate_resort_worker_with_{idle_agents}_agents"] = summarise(
+                dispatch_samples(["request-position/resort-a"] * n)
             )
         result["load_average_1min"] = round(os.getloadavg()[0], 2)
     finally:

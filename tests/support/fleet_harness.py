@@ -1,11 +1,12 @@
 """A small real fleet for orchestration tests: inventory, provisioning, emulators and agents.
 
 `start_fleet(tmp, prefix, n)` writes an inventory with `n` emulated resorts named
-`<prefix>-a`, `<prefix>-b`, ... (names are unique per test module: locks and variables on the
-shared test server are named after resorts), provisions it on the server `PREFECT_API_URL`
-points at, starts one pty emulator per resort (its write log is what overlap checks read) and one
-real agent subprocess per resort (`device-agent run --inventory ... --device ...`, which reuses
-the already running emulator), then waits until every agent reports online.
+`<prefix>-a`, `<prefix>-b`, ... (`<prefix>-01`, `<prefix>-02`, ... beyond 26; names are unique per
+test module: locks and variables on the shared test server are named after resorts), provisions it
+on the server `PREFECT_API_URL` points at, starts one pty emulator per resort (its write log is
+what overlap checks read) and one real agent subprocess per resort (`device-agent run --inventory
+... --device ...`, which reuses the already running emulator), then waits until every agent
+reports online.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.support.agents import start_agent
 from tests.support.emulator import EmulatorProcess, start_emulator
 from tests.support.inventories import write_inventory
 
-__all__ = ["Fleet", "start_fleet"]
+__all__ = ["Fleet", "resort_names", "start_fleet"]
 
 
 @dataclass
@@ -125,6 +126,13 @@ def _wait_online(fleet: Fleet, names: Sequence[str], timeout: float) -> None:
         time.sleep(0.3)
 
 
+def resort_names(prefix: str, count: int) -> list[str]:
+    """`<prefix>-a` ... `<prefix>-z` for up to 26 resorts, else `<prefix>-01`, `<prefix>-02`, ..."""
+    if count <= len(string.ascii_lowercase):
+        return [f"{prefix}-{letter}" for letter in string.ascii_lowercase[:count]]
+    return [f"{prefix}-{i:02d}" for i in range(1, count + 1)]
+
+
 def start_fleet(
     tmp: Path,
     prefix: str,
@@ -153,7 +161,7 @@ def start_fleet(
             **({"active": False} if name in inactive else {}),
             **({"labels": (labels or {})[name]} if (labels or {}).get(name) else {}),
         }
-        for name in (f"{prefix}-{letter}" for letter in string.ascii_lowercase[:count])
+        for name in resort_names(prefix, count)
     ]
     options = dict(fleet_options or {})
     if max_concurrent_moves:
