@@ -88,11 +88,11 @@ def plan(fleet: Fleet, offset: int) -> list[dict[str, Any]]:
     ]
 
 
-def batch_with_fault(fleet: Fleet, offset: int, fault: Any) -> tuple[Any, float, float]:
+def batch_with_fault(fleet: Fleet, offset: int, fault: Any) -> tuple[Any, float, float, float]:
     """Run `plan(offset)` as one batch; once a third of it is done, call `fault()`.
 
     Returns the batch report, the seconds from the fault to the batch's return, and the Unix
-    time before the batch (for `queue_runs`).
+    times before the batch (for `queue_runs`) and of the fault.
     """
     from fleet.client import FleetClient
 
@@ -108,12 +108,34 @@ def batch_with_fault(fleet: Fleet, offset: int, fault: Any) -> tuple[Any, float,
         )
     )
     wait_for(lambda: len(done) >= len(operations) // 3, 60, 0.02, "batch under way")
+    fault_time = time.time()
     fault()
     faulted = time.monotonic()
     thread.join(180)
     assert not thread.is_alive(), "batch not returned 180 s after the fault"
     assert "error" not in outcome, repr(outcome.get("error"))
-    return outcome["result"], outcome["ended"] - faulted, since
+    return outcome["result"], outcome["ended"] - faulted, since, fault_time
+
+
+def print_pickups(fleet: Fleet, since: float, fault_time: float, what: str) -> None:
+    """Print, per resort, when its agent first started a run created after the fault, and the
+    slowest pickup (created -> started) of those runs: a lost event subscription would show as
+    pickups at the fallback poll's pace (5 s)."""
+    runs = [r for r in queue_runs(fleet, fleet.names, since) if r.start_time is not None]
+    for resort in fleet.names:
+        queue = names.work_queue_name(fleet.inventory.resort(resort))
+        after = [
+            r
+            for r in runs
+            if r.work_queue_name == queue and r.created and r.created.timestamp() > fault_time
+        ]
+        if not after:
+            print(f"chaos-measure: {resort}: no run created after the {what}")
+            continue
+        first = min(r.start_time.timestamp() for r in after) - fault_time
+        slowest = max((r.start_time - r.created).total_seconds() for r in after)
+        measured(f"{what} -> {resort}'s agent started a new run", first, 180)
+        measured(f"{resort}: slowest pickup of {len(after)} runs after the {what}", slowest, 5)
 
 
 def check_every_operation_once(fleet: Fleet, report: Any, since: float) -> None:
@@ -158,6 +180,21 @@ def check_agents_carry_on(fleet: Fleet, pids: dict[str, int]) -> None:
     )
 
 
+def stored_events(api_url: str, name: str) -> int:
+    """How many events named `name` the database holds (`POST /events/filter`)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{api_url}/events/filter",
+        data=json.dumps({"filter": {"event": {"name": [name]}}, "limit": 10}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return len(json.load(answer)["events"])
+
+
 def kill(pid: int) -> None:
     """SIGKILL the process group `pid` leads (every topology member leads its own)."""
     os.killpg(pid, signal.SIGKILL)
@@ -167,9 +204,10 @@ def test_a_replica_killed_mid_batch(topology: Topology, fleet: Fleet) -> None:
     agents = {r: p.pid for r, p in fleet.agents.items()}
     victim = topology.processes()["api-2"]
 
-    report, returned_after, since = batch_with_fault(fleet, 0, lambda: kill(victim["pid"]))
+    report, returned_after, since, killed = batch_with_fault(fleet, 0, lambda: kill(victim["pid"]))
     check_every_operation_once(fleet, report, since)
     measured("replica killed -> batch returned", returned_after, 180)
+    print_pickups(fleet, since, killed, "replica kill")
 
     health = topology.health()
     assert health["api-2"] == "stopped"
@@ -198,10 +236,11 @@ def test_the_services_process_restarted_mid_batch(topology: Topology, fleet: Fle
         assert up.returncode == 0, up.stderr
         restarted.append(up.stdout)
 
-    report, returned_after, since = batch_with_fault(fleet, 1, restart)
+    report, returned_after, since, killed = batch_with_fault(fleet, 1, restart)
     assert "restarted services" in restarted[0], restarted[0]
     check_every_operation_once(fleet, report, since)
     measured("services killed -> batch returned", returned_after, 180)
+    print_pickups(fleet, since, killed, "services kill")
     after = topology.processes()
     assert after["services"]["pid"] != victim["pid"]
     assert set(topology.health().values()) == {"healthy"}
@@ -228,9 +267,11 @@ def test_redis_restarted_while_idle(topology: Topology, fleet: Fleet) -> None:
     assert topology.processes()["redis"]["port"] == redis["port"]
     assert set(topology.health().values()) == {"healthy"}
 
-    # messaging: an event posted to one replica reaches a subscriber of the other, both ways
+    # messaging: an event posted to one replica reaches a subscriber of the other, both ways,
+    # and the services process's event persister (a Redis consumer) stores it
     assert event_across(api_1, api_2).startswith("fleet.test.ha.")
-    assert event_across(api_2, api_1).startswith("fleet.test.ha.")
+    name = event_across(api_2, api_1)
+    wait_for(lambda: stored_events(topology.api_url, name) == 1, 30, 0.5, "event stored")
     # a lock: its lease lives in Redis again, and goes when released
     client = FleetClient(fleet.inventory_path, lock_timeout=60)
     resort = fleet.names[0]
@@ -239,6 +280,11 @@ def test_redis_restarted_while_idle(topology: Topology, fleet: Fleet) -> None:
         assert held.activate_hotel("C")["hotel"] == "C"
     wait_for(lambda: lease_keys(redis["port"]) == [], 10, 0.2, "lease removed from Redis")
     assert lock_slots(fleet.names) == dict.fromkeys(fleet.names, 0)
+    # what the servers said about the restart (prefect-redis's consumers reconnect)
+    for member in ("services", "api-1", "api-2"):
+        log = Path(procs[member]["log"]).read_text(errors="replace").splitlines()
+        said = [line[:160] for line in log if "| ERROR" in line or "| WARNING" in line]
+        print(f"ha-redis-restart: {member}: {len(said)} warnings", *said[-3:], sep="\n  ")
     # event-driven pickup by the same agents
     t0 = time.monotonic()
     check_agents_carry_on(fleet, agents)
