@@ -1,5 +1,5 @@
 """Faults of `fleet server up --replicas 2`: a replica killed mid-batch, the services process
-restarted mid-batch, Redis restarted while idle.
+restarted mid-batch, Redis killed and restarted while idle (a lock held across it).
 
 One topology for the module (PostgreSQL, Redis, two API replicas, the services process, HAProxy)
 and a fleet of two emulated resorts whose agents, parents and this process all talk to the load
@@ -212,6 +212,9 @@ def test_a_replica_killed_mid_batch(topology: Topology, fleet: Fleet) -> None:
     health = topology.health()
     assert health["api-2"] == "stopped"
     assert {h for n, h in health.items() if n != "api-2"} == {"healthy"}
+    said = fleet_cli(topology.state, "status")
+    assert said.returncode == 0, said.stderr  # the balancer answers: the servers are up
+    assert "  not healthy: api-2; `fleet server up` starts stopped ones again" in said.stdout
     t0 = time.monotonic()
     check_agents_carry_on(fleet, agents)
     measured("after the kill: one activation per resort, from events", time.monotonic() - t0, 15)
@@ -247,7 +250,9 @@ def test_the_services_process_restarted_mid_batch(topology: Topology, fleet: Fle
     check_agents_carry_on(fleet, agents)
 
 
-def test_redis_restarted_while_idle(topology: Topology, fleet: Fleet) -> None:
+def test_redis_restarted_while_idle_and_a_lock_held_across_it(
+    topology: Topology, fleet: Fleet
+) -> None:
     from fleet.client import FleetClient
 
     agents = {r: p.pid for r, p in fleet.agents.items()}
@@ -256,26 +261,34 @@ def test_redis_restarted_while_idle(topology: Topology, fleet: Fleet) -> None:
     api_1, api_2 = (f"http://127.0.0.1:{procs[n]['port']}/api" for n in ("api-1", "api-2"))
     wait_for(lambda: lock_slots(fleet.names) == dict.fromkeys(fleet.names, 0), 30, 0.5, "idle")
     assert lease_keys(redis["port"]) == []
+    client = FleetClient(fleet.inventory_path, lock_timeout=60)
+    holder, other = fleet.names
 
-    down = time.monotonic()
-    os.kill(redis["pid"], signal.SIGTERM)  # Redis writes its append-only file and exits
-    wait_for(lambda: topology.health()["redis"] == "stopped", 30, 0.2, "redis stopped")
-    up = fleet_cli(topology.state, "up", "--replicas", "2", "--no-ui")
-    assert up.returncode == 0, up.stderr
-    assert "restarted redis" in up.stdout
-    measured("redis down (restart)", time.monotonic() - down, 60)
-    assert topology.processes()["redis"]["port"] == redis["port"]
-    assert set(topology.health().values()) == {"healthy"}
+    with client.reserve(holder) as across:
+        lease = f"prefect:concurrency:lease:{across.lease_id}"
+        assert lease_keys(redis["port"]) == [lease]
+        down = time.monotonic()
+        kill(redis["pid"])  # what was acknowledged is in its append-only file already
+        wait_for(lambda: topology.health()["redis"] == "stopped", 30, 0.2, "redis stopped")
+        up = fleet_cli(topology.state, "up", "--replicas", "2", "--no-ui")
+        assert up.returncode == 0, up.stderr
+        assert "restarted redis" in up.stdout
+        measured("redis down (kill, fleet server up)", time.monotonic() - down, 60)
+        assert topology.processes()["redis"]["port"] == redis["port"]
+        assert set(topology.health().values()) == {"healthy"}
+        # the lock held across the restart: its lease is back, and it still moves the resort
+        assert lease_keys(redis["port"]) == [lease]
+        assert across.activate_hotel("D")["hotel"] == "D"
+    wait_for(lambda: lease_keys(redis["port"]) == [], 10, 0.2, "lease removed from Redis")
+    assert lock_slots(fleet.names) == dict.fromkeys(fleet.names, 0)
 
     # messaging: an event posted to one replica reaches a subscriber of the other, both ways,
     # and the services process's event persister (a Redis consumer) stores it
     assert event_across(api_1, api_2).startswith("fleet.test.ha.")
     name = event_across(api_2, api_1)
     wait_for(lambda: stored_events(topology.api_url, name) == 1, 30, 0.5, "event stored")
-    # a lock: its lease lives in Redis again, and goes when released
-    client = FleetClient(fleet.inventory_path, lock_timeout=60)
-    resort = fleet.names[0]
-    with client.reserve(resort) as held:
+    # a new lock: its lease lives in Redis, and goes when released
+    with client.reserve(other) as held:
         assert lease_keys(redis["port"]) == [f"prefect:concurrency:lease:{held.lease_id}"]
         assert held.activate_hotel("C")["hotel"] == "C"
     wait_for(lambda: lease_keys(redis["port"]) == [], 10, 0.2, "lease removed from Redis")
