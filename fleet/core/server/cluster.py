@@ -7,6 +7,8 @@ HAProxy in front of the replicas (`balancer/`). Every process leads its own proc
 pids, ports and logs are recorded in `cluster.json`, and `server.json` names the balancer, so
 every client (`resolve_api`, agents, `fleet server status`) talks to the balancer's URL as it
 would to a single server. Down stops them in the reverse order (clients of a process first).
+`restart_stopped` starts again, each on its recorded port, the members of a running topology that
+stopped (Redis, an API replica, the services process), leaving the others and every client alone.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 own `PREFECT_HOME` under the project state directory (`.fleet-state/server`, or
 `$FLEET_STATE_DIR/server`, or `--state-dir DIR/server`), waits until `/api/health` answers and
 records pid, URL and log file in `server.json` next to it. With `--replicas N` it starts the
-multi-server topology of `fleet.core.server.cluster` instead, and `server.json` names its balancer.
+multi-server topology of `fleet.core.server.cluster` instead, and `server.json` names its balancer;
+`restart_members` starts again the members of a running topology that stopped.
 """
 
 from __future__ import annotations
