@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Start the local Prefect server unless it already runs. First, the "
         "inventory's plate registry is migrated to this version's schema (as `fleet plates "
         "migrate`); without an inventory (no --inventory, $FLEET_INVENTORY or "
-        "inventory/demo.yaml) that step is skipped.",
+        "inventory/demo.yaml) that step is skipped. With several servers already running, "
+        "the members that stopped (Redis, an API replica, the services process) are started "
+        "again, each on its port; the others, and every client, carry on.",
     )
     common(up)
     up.add_argument(
@@ -156,6 +158,9 @@ def _up(args: argparse.Namespace) -> int:
             print(f"  database upgraded by Prefect's migrations: revision {before} -> {after}")
     else:
         print("Prefect server already running")
+        # Several servers: start again the members that stopped (a killed replica, ...).
+        for proc in server.restart_members(args.state_dir, timeout=args.timeout):
+            print(f"  restarted {proc.name} (pid {proc.pid})")
     _print_info(info, server.cluster_record(args.state_dir))
     return 0
 
@@ -207,4 +212,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(f"Prefect server running since {time.ctime(info.started_at)}")
         _print_info(info, cluster, {p["name"]: p["health"] for p in processes or []})
+        down = [p["name"] for p in processes or [] if p["health"] != "healthy"]
+        if down:
+            print(f"  not healthy: {', '.join(down)}; `fleet server up` starts stopped ones again")
     return 0 if info is not None else EXIT_NOT_RUNNING

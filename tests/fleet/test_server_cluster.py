@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,11 @@ from fleet.core.server.cluster import (
     ClusterProcess,
     cluster_status,
     process_health,
+    restart_stopped,
 )
+from fleet.core.server.lifecycle import restart_members
 from fleet.core.server.process import ha_settings
-from fleet.core.server.state import server_dir
+from fleet.core.server.state import ServerInfo, server_dir
 
 
 @pytest.fixture
@@ -183,3 +186,37 @@ def test_a_state_dir_the_postgres_user_cannot_enter_is_named(tmp_path: Path) -> 
     private.chmod(0o700)
     with pytest.raises(ServerError, match=r"PostgreSQL runs as 'postgres', which cannot enter .*"):
         _check_traversable(private / "state" / "postgres" / "data", user)
+
+
+def _record_for(state: Path, alive: set[str]) -> tuple[ClusterInfo, ServerInfo]:
+    """A topology whose members named in `alive` run (this process stands in for them)."""
+    import psutil
+
+    info = _stale_record(state)
+    me = psutil.Process()
+    procs = tuple(
+        replace(p, pid=me.pid, create_time=me.create_time()) if p.name in alive else p
+        for p in info.processes
+    )
+    info = replace(info, processes=procs)
+    info.save(server_dir(state) / CLUSTER_FILE)
+    record = ServerInfo(1, 1.0, info.api_url, None, 4200, "", "", info.database, None, 1.0)
+    return info, record
+
+
+def test_a_topology_whose_database_or_balancer_stopped_is_not_patched_up(tmp_path: Path) -> None:
+    info, record = _record_for(tmp_path, {"redis", "api-1", "services"})
+    with pytest.raises(ServerError) as caught:
+        restart_stopped(server_dir(tmp_path), info, record)
+    assert str(caught.value) == (
+        "postgres, balancer stopped: restart the servers with `fleet server down` and "
+        "`fleet server up --replicas 1`"
+    )
+    assert ClusterInfo.load(server_dir(tmp_path) / CLUSTER_FILE) == info
+
+
+def test_nothing_is_restarted_when_every_member_runs(tmp_path: Path) -> None:
+    names = {"postgres", "redis", "api-1", "services", "balancer"}
+    info, record = _record_for(tmp_path, names)
+    assert restart_stopped(server_dir(tmp_path), info, record) == (info, [])
+    assert restart_members(tmp_path / "elsewhere") == []

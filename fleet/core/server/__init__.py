@@ -18,6 +18,7 @@ from fleet.core.server.environment import prefect_environment
 from fleet.core.server.lifecycle import (
     cluster_record,
     flush_prefect_clients,
+    restart_members,
     server_down,
     server_status,
     server_up,
@@ -54,6 +55,7 @@ __all__ = [
     "prefect_environment",
     "read_auth_file",
     "resolve_api",
+    "restart_members",
     "server_dir",
     "server_down",
     "server_env",

@@ -7,6 +7,8 @@ HAProxy in front of the replicas (`balancer/`). Every process leads its own proc
 pids, ports and logs are recorded in `cluster.json`, and `server.json` names the balancer, so
 every client (`resolve_api`, agents, `fleet server status`) talks to the balancer's URL as it
 would to a single server. Down stops them in the reverse order (clients of a process first).
+`restart_stopped` starts again, each on its recorded port, the members of a running topology that
+stopped (Redis, an API replica, the services process), leaving the others and every client alone.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from fleet.core.errors import ServerError
+from fleet.core.server.auth import read_auth_file
 from fleet.core.server.balancer import start_balancer
-from fleet.core.server.postgres import postgres_ready, start_postgres
+from fleet.core.server.postgres import database_url, postgres_ready, start_postgres
 from fleet.core.server.process import (
     free_port,
     ha_settings,
@@ -52,6 +55,7 @@ __all__ = [
     "Role",
     "cluster_status",
     "process_health",
+    "restart_stopped",
     "start_cluster",
     "stop_cluster",
 ]
@@ -64,6 +68,8 @@ Health = Literal["healthy", "unhealthy", "stopped"]
 
 #: the order to stop in: clients of a process before it
 STOP_ORDER: tuple[Role, ...] = ("balancer", "api", "services", "redis", "postgres")
+#: the members `restart_stopped` starts again, in this order (what the others need first)
+RESTARTABLE: tuple[Role, ...] = ("redis", "api", "services")
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,32 @@ def stop_cluster(info: ClusterInfo, *, timeout: float = 15.0) -> None:
             _wait_stopped([proc], 5.0)
 
 
+@dataclass(frozen=True)
+class _Members:
+    """What every API replica and the services process of one topology are started with."""
+
+    directory: Path
+    database_url: str
+    redis_port: int
+    auth_string: str | None
+    ui: bool
+
+    def env(
+        self, name: str, port: int, *, replica: bool = False, register_blocks: bool = True
+    ) -> dict[str, str]:
+        """The environment of member `name` (`api-K` on `port`, or `services`, whose `port` is
+        the balancer's, which its own clients use)."""
+        # A home per process: the UI's build directory and block-registration memo are
+        # written there at start-up, and the replicas start at once.
+        home = self.directory / name / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        env = server_env(home, port, self.database_url, auth_string=self.auth_string, ui=self.ui)
+        env.update(ha_settings(self.redis_port, webserver_only=replica))
+        if not register_blocks:
+            env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] = "false"
+        return env
+
+
 def _migrate(env: dict[str, str], log_path: Path, timeout: float) -> None:
     """Bring the database to Prefect's schema once, before any server process starts."""
     with log_path.open("ab") as log:
@@ -249,17 +281,8 @@ def start_cluster(
 
         lb_port = port or free_port()
         api_url = f"http://127.0.0.1:{lb_port}/api"
-
-        def env_for(name: str, own_port: int, *, webserver_only: bool) -> dict[str, str]:
-            # A home per process: the UI's build directory and block-registration memo are
-            # written there at start-up, and the replicas start at once.
-            home = directory / name / "home"
-            home.mkdir(parents=True, exist_ok=True)
-            env = server_env(home, own_port, postgres.url, auth_string=auth_string, ui=ui)
-            env.update(ha_settings(redis.port, webserver_only=webserver_only))
-            return env
-
-        services_env = env_for("services", lb_port, webserver_only=False)
+        members = _Members(directory, postgres.url, redis.port, auth_string, ui)
+        services_env = members.env("services", lb_port)
         services_dir = directory / "services"
         services_dir.mkdir(parents=True, exist_ok=True)
         _migrate(services_env, services_dir / "migrate.log", max(timeout, 120.0))
@@ -268,11 +291,9 @@ def start_cluster(
         api_ports = [free_port() for _ in range(replicas)]
         for i, api_port in enumerate(api_ports, start=1):
             log = directory / f"api-{i}" / "server.log"
-            env = env_for(f"api-{i}", api_port, webserver_only=True)
-            if i > 1:
-                # Block types are registered by api-1 alone: replicas that register at once
-                # collide on the same rows, and the loser's start-up fails.
-                env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] = "false"
+            # Block types are registered by api-1 alone: replicas that register at once
+            # collide on the same rows, and the loser's start-up fails.
+            env = members.env(f"api-{i}", api_port, replica=True, register_blocks=i == 1)
             proc = start_server_process(env, log)
             started.append(_record("api", f"api-{i}", proc.pid, api_port, log))
             waiting.append((f"http://127.0.0.1:{api_port}/api", proc, log))
@@ -310,3 +331,59 @@ def start_cluster(
     )
     record.save(directory / STATE_FILE)
     return info, record
+
+
+def restart_stopped(
+    directory: Path, info: ClusterInfo, record: ServerInfo, *, timeout: float = 90.0
+) -> tuple[ClusterInfo, list[ClusterProcess]]:
+    """Start again the members of a running topology that no longer run, each as it was.
+
+    Redis comes back on its port with its append-only file, an API replica on its port (the
+    balancer's health check takes it back within a second), the services process as before;
+    `cluster.json` is saved after each. Clients, agents and the other members carry on: nothing
+    else is restarted. The caller holds the state directory's lock.
+
+    Returns:
+        The updated record and the processes started (none when every member runs).
+
+    Raises:
+        ServerError: PostgreSQL or the balancer has stopped (every replica would need a new
+        address: `fleet server down`, then `up`), or a member did not start (names its log).
+    """
+    stopped = [p for p in info.processes if not p.alive()]
+    lost = [p.name for p in stopped if p.role not in RESTARTABLE]
+    if lost:
+        raise ServerError(
+            f"{', '.join(lost)} stopped: restart the servers with `fleet server down` and "
+            f"`fleet server up --replicas {info.replicas}`"
+        )
+    if not stopped:
+        return info, []
+    role = {p.role: p for p in info.processes}
+    members = _Members(
+        directory,
+        database_url(directory / "postgres", int(role["postgres"].port or 0)),
+        int(role["redis"].port or 0),
+        read_auth_file(record.auth_file) if record.auth_file else None,
+        record.ui_url is not None,
+    )
+    restarted: list[ClusterProcess] = []
+    for proc in sorted(stopped, key=lambda p: RESTARTABLE.index(p.role)):
+        port, log = int(proc.port or 0), Path(proc.log_path)
+        if proc.role == "redis":
+            pid = start_redis(directory / "redis", port).pid
+        elif proc.role == "api":
+            env = members.env(proc.name, port, replica=True, register_blocks=False)
+            server = start_server_process(env, log)
+            wait_healthy(f"http://127.0.0.1:{port}/api", server, log, timeout)
+            pid = server.pid
+        else:
+            env = members.env(proc.name, int(role["balancer"].port or 0))
+            pid = start_server_process(env, log, module="fleet.core._services_main").pid
+        new = _record(proc.role, proc.name, pid, proc.port, log)
+        restarted.append(new)
+        info = replace(
+            info, processes=tuple(new if p.name == new.name else p for p in info.processes)
+        )
+        info.save(directory / CLUSTER_FILE)
+    return info, restarted

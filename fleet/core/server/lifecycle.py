@@ -4,7 +4,8 @@
 own `PREFECT_HOME` under the project state directory (`.fleet-state/server`, or
 `$FLEET_STATE_DIR/server`, or `--state-dir DIR/server`), waits until `/api/health` answers and
 records pid, URL and log file in `server.json` next to it. With `--replicas N` it starts the
-multi-server topology of `fleet.core.server.cluster` instead, and `server.json` names its balancer.
+multi-server topology of `fleet.core.server.cluster` instead, and `server.json` names its balancer;
+`restart_members` starts again the members of a running topology that stopped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from pathlib import Path
 from fleet.core import prefect_adapter
 from fleet.core.errors import ServerError
 from fleet.core.server.auth import read_auth_file
-from fleet.core.server.cluster import CLUSTER_FILE, ClusterInfo, start_cluster, stop_cluster
+from fleet.core.server.cluster import (
+    CLUSTER_FILE,
+    ClusterInfo,
+    ClusterProcess,
+    restart_stopped,
+    start_cluster,
+    stop_cluster,
+)
 from fleet.core.server.process import (
     free_port,
     health,
@@ -40,6 +48,7 @@ from fleet.core.server.state import (
 __all__ = [
     "cluster_record",
     "flush_prefect_clients",
+    "restart_members",
     "server_down",
     "server_status",
     "server_up",
@@ -162,6 +171,27 @@ def server_up(
         )
         info.save(directory / STATE_FILE)
         return info, True
+
+
+def restart_members(
+    state: str | os.PathLike[str] | None = None, *, timeout: float = 90.0
+) -> list[ClusterProcess]:
+    """Start again the stopped members (Redis, API replicas, services) of the running
+    multi-server topology, each on its recorded port (`cluster.restart_stopped`).
+
+    Returns:
+        The processes started: none when every member runs or no topology is recorded.
+
+    Raises:
+        ServerError: PostgreSQL or the balancer has stopped, or a member did not start.
+    """
+    directory = server_dir(state)
+    with locked(directory):
+        cluster = ClusterInfo.load(directory / CLUSTER_FILE)
+        record = ServerInfo.load(directory / STATE_FILE)
+        if cluster is None or record is None:
+            return []
+        return restart_stopped(directory, cluster, record, timeout=timeout)[1]
 
 
 def _stop(info: ServerInfo, timeout: float) -> None:

@@ -23,7 +23,15 @@ from pathlib import Path
 from fleet.core.errors import ServerError
 from fleet.core.server.process import start_until_ready
 
-__all__ = ["DATABASE", "USER", "Postgres", "find_bindir", "postgres_ready", "start_postgres"]
+__all__ = [
+    "DATABASE",
+    "USER",
+    "Postgres",
+    "database_url",
+    "find_bindir",
+    "postgres_ready",
+    "start_postgres",
+]
 
 USER = "fleet"
 DATABASE = "prefect"
@@ -177,8 +185,20 @@ def start_postgres(directory: Path, *, timeout: float = 60.0) -> Postgres:
         cwd=directory,
     )
     _create_database(bindir, port, password)
-    url = f"postgresql+asyncpg://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
-    return Postgres(proc.pid, port, url, log_path)
+    return Postgres(proc.pid, port, database_url(directory, port), log_path)
+
+
+def database_url(directory: Path, port: int) -> str:
+    """The asyncpg URL of the `prefect` database of the PostgreSQL under `directory` on `port`.
+
+    Raises:
+        ServerError: its password file is missing or unreadable.
+    """
+    try:
+        password = (directory / "password").read_text().strip()
+    except OSError as exc:
+        raise ServerError(f"cannot read the PostgreSQL password: {exc}") from exc
+    return f"postgresql+asyncpg://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
 
 
 def _create_database(bindir: Path, port: int, password: str) -> None:
