@@ -30,7 +30,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,24 +41,13 @@ import psutil
 
 from bench.bench_dispatch import dispatch_samples, pct, summarise
 
-FLEET = str(Path(sys.executable).with_name("fleet"))
 HOTELS = "BCDA"
 
 
 def _server_cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "FLEET_STATE_DIR")
-    }
-    done = subprocess.run(
-        [FLEET, "server", *argv, "--state-dir", str(state)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    from tests.support.ha import fleet_cli
+
+    done = fleet_cli(state, *argv, timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"fleet server {' '.join(argv)}: {done.stderr.strip()}")
     return done

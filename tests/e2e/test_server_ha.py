@@ -10,10 +10,7 @@ that nothing is left running. `make test-ha` runs them."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,31 +23,10 @@ import pytest
 
 from fleet.core import server as fleet_server
 from tests.support.fleet_harness import start_fleet
+from tests.support.ha import event_across, fleet_cli, lease_keys
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.ha, pytest.mark.orchestration, pytest.mark.timeout(300)]
-
-FLEET = str(Path(sys.executable).with_name("fleet"))
-LEASE_KEYS = "prefect:concurrency:lease:*"
-
-
-def _cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "FLEET_AUTH_FILE", "FLEET_STATE_DIR"):
-        env.pop(key, None)
-    return env
-
-
-def fleet_cli(state: Path, *argv: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
-    """Run `fleet server ... --state-dir state` in a subprocess (not pointed at any server)."""
-    return subprocess.run(
-        [FLEET, "server", *argv, "--state-dir", str(state)],
-        env=_cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -89,52 +65,6 @@ def running_under(state: Path) -> list[str]:
         if any(str(state) in place for place in places):
             found.append(f"{proc.info['pid']} {' '.join(proc.info['cmdline'] or [])}")
     return found
-
-
-def event_across(subscribe_to: str, post_to: str, timeout: float = 10.0) -> str:
-    """Post an event to one replica (`POST /events`) while subscribed on another
-    (`/events/out`); return its name once the subscriber has it."""
-    import asyncio
-    import urllib.request
-    import uuid
-    from datetime import UTC, datetime
-
-    from prefect.events.filters import EventFilter, EventNameFilter
-    from prefect.settings import temporary_settings
-
-    from fleet.core.prefect_adapter import events_subscriber
-
-    name = f"fleet.test.ha.{uuid.uuid4().hex[:8]}"
-    event = {
-        "id": str(uuid.uuid4()),
-        "occurred": datetime.now(UTC).isoformat(),
-        "event": name,
-        "resource": {"prefect.resource.id": "fleet.test.ha"},
-    }
-    request = urllib.request.Request(
-        f"{post_to}/events",
-        data=json.dumps([event]).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-
-    async def run() -> str:
-        with temporary_settings(updates={"api.url": subscribe_to}):
-            flt = EventFilter(event=EventNameFilter(name=[name]))
-            async with events_subscriber(flt) as subscriber:
-                with urllib.request.urlopen(request, timeout=timeout):
-                    pass
-                received = await asyncio.wait_for(anext(subscriber), timeout)
-                return str(received.event)
-
-    return asyncio.run(run())
-
-
-def lease_keys(port: int) -> list[str]:
-    import redis
-
-    with redis.Redis(host="127.0.0.1", port=port, db=0, decode_responses=True) as r:
-        return sorted(str(k) for k in r.scan_iter(LEASE_KEYS))
 
 
 def test_two_replicas_up_status_a_real_activation_a_lease_in_redis_and_down(
