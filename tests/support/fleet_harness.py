@@ -17,7 +17,7 @@ import signal
 import string
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,7 @@ def start_fleet(
     *,
     instant: bool = True,
     speed: float = 270.0,
+    timed: Mapping[str, float] | None = None,
     inactive: Sequence[str] = (),
     labels: dict[str, list[str]] | None = None,
     max_concurrent_moves: int | None = None,
@@ -149,7 +150,8 @@ def start_fleet(
 ) -> Fleet:
     """Write the inventory, provision it, start emulators and agents; wait until online.
 
-    `fleet_options` adds keys to the inventory's `fleet:` block (e.g. `alerts`).
+    `fleet_options` adds keys to the inventory's `fleet:` block (e.g. `alerts`). `timed` maps
+    resorts to a speed of their own (deg/s) with a timed emulator, in a fleet otherwise `instant`.
     """
     from fleet.core.inventory import load_inventory
     from fleet.core.provision import provision
@@ -160,6 +162,7 @@ def start_fleet(
             "name": name,
             **({"active": False} if name in inactive else {}),
             **({"labels": (labels or {})[name]} if (labels or {}).get(name) else {}),
+            **({"speed": (timed or {})[name]} if name in (timed or {}) else {}),
         }
         for name in resort_names(prefix, count)
     ]
@@ -184,7 +187,7 @@ def start_fleet(
         for resort in inv.resorts:
             emulators[resort.name] = start_emulator(
                 Path(resort.serial_port),
-                instant=instant,
+                instant=instant and resort.name not in (timed or {}),
                 log=tmp / f"{resort.name}.writes.jsonl",
             )
         started = []

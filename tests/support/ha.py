@@ -3,17 +3,21 @@ processes as `fleet server status --json` lists them, and one topology brought u
 
 `topology_up()` runs `fleet server up --replicas N --no-ui` on a state directory of its own under
 /tmp (PostgreSQL runs as `postgres` when the tests run as root, and pytest's tmp dirs are 0700);
-`Topology.down()` stops it and removes the directory.
+`Topology.down()` stops it and removes the directory; `ha_topology()` is both, as a context
+manager. The CLI runs as a user would run it, never pointed at another server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,9 @@ __all__ = [
     "cli_env",
     "event_across",
     "fleet_cli",
+    "ha_topology",
     "lease_keys",
+    "redis_keys",
     "topology_up",
 ]
 
@@ -60,6 +66,7 @@ class Topology:
 
     state: Path
     api_url: str
+    up_seconds: float = 0.0
 
     def status(self) -> dict[str, Any]:
         """`fleet server status --json` (exit 0 or 3), parsed."""
@@ -76,6 +83,17 @@ class Topology:
     def health(self) -> dict[str, str]:
         """Each process's health by name."""
         return {name: p["health"] for name, p in self.processes().items()}
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        """Each API replica's own URL, api-1 first."""
+        procs = sorted(self.processes().values(), key=lambda p: str(p["name"]))
+        return tuple(f"http://127.0.0.1:{p['port']}/api" for p in procs if p["role"] == "api")
+
+    @property
+    def redis_port(self) -> int:
+        """The port of the topology's Redis."""
+        return int(self.processes()["redis"]["port"])
 
     def down(self) -> None:
         """Stop every process and remove the state directory."""
@@ -94,12 +112,23 @@ def topology_up(replicas: int = 2) -> Topology:
     """
     state = Path(tempfile.mkdtemp(prefix="fleet-ha-", dir="/tmp"))
     state.chmod(0o755)
+    started = time.monotonic()
     up = fleet_cli(state, "up", "--replicas", str(replicas), "--no-ui")
     if up.returncode != 0:
         Topology(state, "").down()
         raise AssertionError(f"fleet server up --replicas {replicas}: {up.stderr}")
     api_url = up.stdout.strip().splitlines()[-1].removeprefix("export PREFECT_API_URL=")
-    return Topology(state, api_url)
+    return Topology(state, api_url, time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def ha_topology(replicas: int = 2) -> Iterator[Topology]:
+    """`topology_up(replicas)`, brought down on exit."""
+    topology = topology_up(replicas)
+    try:
+        yield topology
+    finally:
+        topology.down()
 
 
 def event_across(subscribe_to: str, post_to: str, timeout: float = 10.0) -> str:
@@ -141,9 +170,14 @@ def event_across(subscribe_to: str, post_to: str, timeout: float = 10.0) -> str:
     return asyncio.run(run())
 
 
-def lease_keys(port: int) -> list[str]:
-    """The concurrency leases held in the Redis on `port` (database 0)."""
+def redis_keys(port: int, pattern: str) -> list[str]:
+    """Keys of Redis database 0 on `port` matching `pattern` (sorted)."""
     import redis
 
     with redis.Redis(host="127.0.0.1", port=port, db=0, decode_responses=True) as r:
-        return sorted(str(k) for k in r.scan_iter(LEASE_KEYS))
+        return sorted(str(k) for k in r.scan_iter(pattern))
+
+
+def lease_keys(port: int) -> list[str]:
+    """The concurrency leases held in the Redis on `port` (database 0)."""
+    return redis_keys(port, LEASE_KEYS)
