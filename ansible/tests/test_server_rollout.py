@@ -105,6 +105,8 @@ class ServerLab:
             f"fleet_server_wheelhouse_archive={self.wheelhouse}",
             "-e",
             "fleet_server_apt_update_cache=false",  # the fake hosts are offline
+            "-e",
+            '{"fleet_server_poll_interval": 1}',
             *args,
         ]
         result = run(cmd, env=ansible_env(), cwd=ANSIBLE_DIR, timeout=600)
