@@ -11,7 +11,6 @@ package's own pins (`pinned_versions`), so the servers run what the agents and c
 from __future__ import annotations
 
 import re
-from functools import cache
 from importlib import metadata
 from urllib.parse import urlsplit
 
@@ -41,7 +40,6 @@ _INPUT = ConfigDict(extra="forbid", frozen=True, strict=True)
 _PIN = re.compile(r"^(prefect|prefect-redis)\s*==\s*([0-9][0-9A-Za-z.+-]*)\s*(;.*)?$")
 
 
-@cache
 def pinned_versions() -> dict[str, str]:
     """The exact versions of `prefect` and `prefect-redis` this package pins (its metadata).
 
