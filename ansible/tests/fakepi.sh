@@ -21,8 +21,8 @@ BASE="$CACHE/bookworm-base"
 BRIDGE=br-fakepi
 NET=10.77.0
 # Bump when the package list or the base set-up changes (rebuilds the cached base).
-BASE_VERSION=1
-PACKAGES=python3,python3-venv,python3-packaging,python3-apt,openssh-server,sudo,systemd,systemd-sysv,dbus,iproute2,udev
+BASE_VERSION=2
+PACKAGES=haproxy,python3,python3-venv,python3-packaging,python3-apt,openssh-server,sudo,systemd,systemd-sysv,dbus,iproute2,udev
 
 log() { echo "fakepi: $*" >&2; }
 
@@ -55,8 +55,8 @@ cmd_wheelhouse() {
   local out="$1" repo key
   repo="$(cd "$(dirname "$0")/../.." && pwd)"
   cmd_base
-  key="$(cd "$repo" && find pyproject.toml fleet device_agent flows -type f \
-    ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+  key="$(cd "$repo" && find pyproject.toml ansible/tools/build-wheelhouse.sh fleet device_agent \
+    flows -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
   if [ -f "$CACHE/wheelhouse-$key.tar.gz" ]; then
     mkdir -p "$(dirname "$out")"
     cp "$CACHE/wheelhouse-$key.tar.gz" "$out"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test-ansible`: ansible-lint (production profile), the inventory plugin on the examples and
 # on a broken file, then a real rollout to two fake Pis (systemd-nspawn containers in network
-# namespaces, see fakepi.sh) against a real Prefect server with emulated motors.
+# namespaces, see fakepi.sh) against a real Prefect server with emulated motors, and the Prefect
+# server's control-host role on a third fake host (PostgreSQL and Redis from the controller).
 # Needs root and a Debian mirror the first time (the Bookworm base is cached afterwards).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from rollout_helpers import ANSIBLE_DIR, REPO, VENV_BIN, ansible_env, run
@@ -60,6 +61,30 @@ def test_lab_example_lists_one_host_per_pi_with_its_resorts() -> None:
     assert sorted(data["label_reader_side"]["hosts"]) == ["resort-pi-3.lab.lan"]
 
 
+def test_lab_example_lists_the_control_hosts_of_its_server_block() -> None:
+    rc, data, err = inventory_list(ANSIBLE_DIR / "inventory" / "lab.yml")
+    assert rc == 0, err
+    assert data["fleet_servers"]["hosts"] == ["lab-prefect-1.lan", "lab-prefect-2.lan"]
+    assert "fleet_servers" in data["fleet_lab"]["children"]
+    hostvars = data["_meta"]["hostvars"]
+    first, second = hostvars["lab-prefect-1.lan"], hostvars["lab-prefect-2.lan"]
+    assert first["plate_resort_server_host"] == {
+        "name": "lab-prefect-1.lan", "address": "lab-prefect-1.lan", "replicas": 2, "first": True,
+    }  # fmt: skip
+    assert second["ansible_host"] == "10.20.0.12"
+    assert second["plate_resort_server_host"]["first"] is False
+    server = second["plate_resort_server"]
+    assert server["database_url"] == "postgresql+asyncpg://prefect@lab-db.lan:5432/prefect"
+    assert server["database_password_var"] == "vault_fleet_db_password"
+    assert server["redis_password_var"] == "vault_fleet_redis_password"
+    # The exact versions the package pins, for the control hosts' venv.
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'"prefect=={second["plate_resort_prefect_version"]}"' in pyproject
+    assert f'"prefect-redis=={second["plate_resort_prefect_redis_version"]}"' in pyproject
+    # No credentials in the inventory: the URLs carry none, the vault holds them.
+    assert all(urlsplit(server[k]).password is None for k in ("database_url", "redis_url"))
+
+
 def test_demo_groups_the_resorts_of_one_host() -> None:
     rc, data, err = inventory_list(ANSIBLE_DIR / "inventory" / "demo.yml")
     assert rc == 0, err
@@ -69,6 +94,8 @@ def test_demo_groups_the_resorts_of_one_host() -> None:
     assert [r["name"] for r in host["plate_resort_resorts"]] == ["resort-a", "resort-b", "resort-c"]
     assert all(r["emulate"] for r in host["plate_resort_resorts"])
     assert host["plate_resort_fleet_name"] == "demo"
+    # No server: block: the group exists, empty (site.yml's server play matches no host).
+    assert "hosts" not in data.get("fleet_servers", {})
 
 
 def test_broken_fleet_inventory_fails_with_the_loaders_message(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the offline wheelhouse the Pis install from: this package (pinned version) and every
-# dependency, as wheels for the Pis' Python, packed into one .tar.gz (one copy per Pi is fast).
+# Build the offline wheelhouse the Pis and the control hosts install from: this package (pinned
+# version, with its `ha` extra for the control hosts' prefect-redis) and every dependency, as wheels
+# for the Pis' Python, packed into one .tar.gz (one copy per host is fast).
 #
 #   ansible/tools/build-wheelhouse.sh [--python PY] [OUT.tar.gz]
 #
@@ -24,7 +25,8 @@ mkdir -p "$work/src"
 tar -C "$repo" --exclude=.git --exclude=.venv --exclude=./ansible --exclude=./bench \
   --exclude=./tests --exclude=.fleet-state --exclude=build --exclude='*.egg-info' \
   --exclude=__pycache__ --exclude='.*_cache' -cf - . | tar -C "$work/src" -xf -
-"$py" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$work/wheels" "$work/src"
+# With the `ha` extra: the control hosts (role fleet_server) install prefect-redis from it too.
+"$py" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$work/wheels" "$work/src[ha]"
 test -f "$work/wheels/plate_resort_fleet-$version-py3-none-any.whl"
 tar -C "$work/wheels" -czf "$out.tmp" .
 mv "$out.tmp" "$out"

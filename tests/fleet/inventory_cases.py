@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BASE", "DEMO", "LAB", "MALFORMED", "RB", "REPO", "WP", "resort_b", "sub"]
+__all__ = [
+    "BASE",
+    "DEMO",
+    "LAB",
+    "MALFORMED",
+    "RB",
+    "REPO",
+    "SERVER",
+    "WP",
+    "resort_b",
+    "server",
+    "sub",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "inventory" / "demo.yaml"
@@ -39,6 +51,25 @@ def resort_b(extra: str) -> str:
     return sub(RB, RB + extra)
 
 
+# A valid `server:` block, appended after BASE (server = line 12, hosts[0] = line 14).
+SERVER = """\
+server:
+  hosts:
+    - name: ctl-1
+      address: 10.0.0.5
+    - name: ctl-2
+      replicas: 3
+  database_url: postgresql+asyncpg://prefect@db.lab:5432/prefect
+  redis_url: redis://redis.lab:6379/0
+"""
+
+
+def server(old: str = "", new: str = "", extra: str = "") -> str:
+    """BASE + SERVER with its first `old` replaced by `new` and `extra` lines appended (line 20)."""
+    assert old in SERVER, old
+    return BASE + SERVER.replace(old, new, 1) + extra
+
+
 SDK_RATES = (
     "9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, "
     "1152000, 2000000, 2500000, 3000000, 3500000, 4000000"
@@ -49,7 +80,7 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
     (
         "unknown-top-level-key",
         BASE + "extras: 1\n",
-        ["x.yaml:12: extras: unknown key (allowed: fleet, defaults, resorts)"],
+        ["x.yaml:12: extras: unknown key (allowed: fleet, defaults, resorts, server)"],
     ),
     (
         "unknown-resort-key-typo",
@@ -291,6 +322,93 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
         "empty-file",
         "",
         ["x.yaml:1: empty file: expected a mapping with keys fleet, defaults, resorts"],
+    ),
+    (
+        "server-database-url-with-password",
+        server("prefect@db", "prefect:secret@db"),
+        [
+            "x.yaml:18: server.database_url: must not carry a password: "
+            "name a vault variable instead"
+        ],
+    ),
+    (
+        "server-database-url-not-asyncpg",
+        server("postgresql+asyncpg://", "postgresql://"),
+        [
+            "x.yaml:18: server.database_url: must be postgresql+asyncpg://user@host:port/database "
+            "(got 'postgresql://prefect@db.lab:5432/prefect')"
+        ],
+    ),
+    (
+        "server-redis-url-without-port",
+        server("redis.lab:6379", "redis.lab"),
+        ["x.yaml:19: server.redis_url: needs a port (redis://host:PORT/...)"],
+    ),
+    (
+        "server-redis-url-last-database",
+        server("6379/0", "6379/15"),
+        [
+            "x.yaml:19: server.redis_url: must be redis://host:port/N with a database N from 0 "
+            "to 14 (got 'redis://redis.lab:6379/15')"
+        ],
+    ),
+    (
+        "server-redis-url-with-password",
+        server("redis://redis.lab", "redis://:pw@redis.lab"),
+        ["x.yaml:19: server.redis_url: must not carry a password: name a vault variable instead"],
+    ),
+    (
+        "server-no-hosts",
+        server(
+            "  hosts:\n    - name: ctl-1\n      address: 10.0.0.5\n    - name: ctl-2\n"
+            "      replicas: 3\n",
+            "  hosts: []\n",
+        ),
+        ["x.yaml:13: server.hosts: must have at least 1 item (got 0)"],
+    ),
+    (
+        "server-duplicate-host",
+        server("name: ctl-2", "name: ctl-1"),
+        ["x.yaml:13: server.hosts: duplicate control host 'ctl-1'"],
+    ),
+    (
+        "server-zero-replicas",
+        server("replicas: 3", "replicas: 0"),
+        ["x.yaml:17: server.hosts[1].replicas: must be >= 1 (got 0)"],
+    ),
+    (
+        "server-host-key-typo",
+        server("      address:", "      adress:"),
+        ["x.yaml:15: server.hosts[0].adress: unknown key (did you mean 'address'?)"],
+    ),
+    (
+        "server-missing-redis",
+        server("  redis_url: redis://redis.lab:6379/0\n", ""),
+        ["x.yaml:12: server.redis_url: required key missing"],
+    ),
+    (
+        "server-password-var-not-a-name",
+        server(extra="  database_password_var: db-password\n"),
+        [
+            "x.yaml:20: server.database_password_var: must be an Ansible variable name "
+            "(letters, digits, '_') (got 'db-password')"
+        ],
+    ),
+    (
+        "server-balancer-on-a-replica-port",
+        server(extra="  balancer_port: 4203\n"),
+        [
+            "x.yaml:12: server: balancer_port 4203 collides with the replicas' ports 4201-4203 "
+            "(api_port + replicas)"
+        ],
+    ),
+    (
+        "server-prefect-version-not-the-pin",
+        server(extra="  prefect_version: 3.8.0\n"),
+        [
+            "x.yaml:20: server.prefect_version: must be the Prefect version this package pins "
+            "(3.9.1, got 3.8.0): upgrade the package, not the servers alone"
+        ],
     ),
     (
         "every-problem-collected",

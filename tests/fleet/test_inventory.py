@@ -16,8 +16,9 @@ from fleet.core.inventory import (
     inventory_schema,
     load_inventory,
     parse_inventory,
+    pinned_versions,
 )
-from tests.fleet.inventory_cases import BASE, DEMO, LAB, RB, REPO, WP, resort_b, sub
+from tests.fleet.inventory_cases import BASE, DEMO, LAB, RB, REPO, SERVER, WP, resort_b, sub
 
 
 def test_the_base_inventory_is_valid() -> None:
@@ -52,6 +53,33 @@ def test_lab_example_inventory() -> None:
     assert all(r.serial_port.startswith("/dev/serial/by-id/usb-FTDI_") for r in inv.resorts)
     assert len({r.host for r in inv.resorts}) == 4
     assert inv.fleet.api_url is not None and inv.fleet.api_url.startswith("http")
+    assert inv.server is not None
+    assert [h.name for h in inv.server.hosts] == ["lab-prefect-1.lan", "lab-prefect-2.lan"]
+    assert inv.server.redis_password_var == "vault_fleet_redis_password"
+
+
+def test_server_block_is_optional_and_filled_with_defaults() -> None:
+    assert parse_inventory(BASE, "x.yaml").server is None
+    server = parse_inventory(BASE + SERVER, "x.yaml").server
+    assert server is not None
+    assert [(h.name, server.replicas_of(h)) for h in server.hosts] == [("ctl-1", 2), ("ctl-2", 3)]
+    assert server.database_password_var == "vault_fleet_db_password"
+    assert server.redis_password_var is None
+    assert (server.balancer_port, server.api_port) == (4200, 4201)
+    resolved = parse_inventory(BASE + SERVER, "x.yaml").to_resolved_dict()
+    assert resolved["server"]["hosts"][0] == {
+        "name": "ctl-1",
+        "address": "10.0.0.5",
+        "replicas": None,
+    }
+
+
+def test_pinned_versions_are_the_package_pins() -> None:
+    pins = pinned_versions()
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'"prefect=={pins["prefect"]}"' in pyproject
+    assert f'"prefect-redis=={pins["prefect-redis"]}"' in pyproject
+    assert parse_inventory(BASE + SERVER + f"  prefect_version: {pins['prefect']}\n", "x.yaml")
 
 
 # --- defaults and resolution -----------------------------------------------------------------

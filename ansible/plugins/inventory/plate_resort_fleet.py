@@ -25,6 +25,11 @@ description:
     host with several entries in C(plate_resort_resorts).
   - Groups - C(plate_resort_pis) (every Pi), C(resort_<name>) (the Pi of that resort, dashes
     become underscores), C(fleet_<fleet name>), plus C(keyed_groups)/C(groups) from constructed.
+  - With a C(server) block, the control hosts form the group C(fleet_servers) (a child of
+    C(fleet_<fleet name>)); each gets C(plate_resort_server) (the block, defaults applied),
+    C(plate_resort_server_host) (its name, address, replicas, and C(first), the host that also runs
+    the background services and the migration) and the pinned C(plate_resort_prefect_version) and
+    C(plate_resort_prefect_redis_version).
   - Requires the C(plate-resort-fleet) package in the controller's Python (the project venv).
 extends_documentation_fragment:
   - constructed
@@ -118,6 +123,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         for key, value in fleet_vars.items():
             self.inventory.set_variable(fleet_group, key, value)
 
+        # Always there (empty without a server: block), so the server play matches no host quietly.
+        servers_group = self.inventory.add_group("fleet_servers")
+        self.inventory.add_child(fleet_group, servers_group)
+        if inv.server is not None:
+            self._populate_servers(inv.server, servers_group, fleet_vars, strict)
+
         by_host: dict[str, list[Any]] = {}
         for resort in inv.resorts:
             if resort.active or include_inactive:
@@ -136,6 +147,41 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 self.inventory.add_host(hostname, group=group)
             hostvars = self.inventory.get_host(hostname).get_vars()
             hostvars = {**fleet_vars, **hostvars}
+            self._set_composite_vars(self.get_option("compose"), hostvars, hostname, strict)
+            self._add_host_to_composed_groups(self.get_option("groups"), hostvars, hostname, strict)
+            self._add_host_to_keyed_groups(
+                self.get_option("keyed_groups"), hostvars, hostname, strict
+            )
+
+    def _populate_servers(
+        self, server: Any, group: str, fleet_vars: dict[str, Any], strict: bool
+    ) -> None:
+        """The control hosts of the `server:` block: members of `group`, and their variables."""
+        from fleet.core.inventory import pinned_versions
+
+        pins = pinned_versions()
+        server_vars = {
+            "plate_resort_server": server.model_dump(mode="json"),
+            "plate_resort_prefect_version": pins.get("prefect"),
+            "plate_resort_prefect_redis_version": pins.get("prefect-redis"),
+        }
+        for key, value in server_vars.items():
+            self.inventory.set_variable(group, key, value)
+        for index, host in enumerate(server.hosts):
+            hostname = self.inventory.add_host(host.name, group=group)
+            address = host.address or host.name
+            if address in _LOCAL_HOSTS:
+                self.inventory.set_variable(hostname, "ansible_connection", "local")
+            else:
+                self.inventory.set_variable(hostname, "ansible_host", address)
+            entry = {
+                "name": host.name,
+                "address": address,
+                "replicas": server.replicas_of(host),
+                "first": index == 0,
+            }
+            self.inventory.set_variable(hostname, "plate_resort_server_host", entry)
+            hostvars = {**fleet_vars, **server_vars, **self.inventory.get_host(hostname).get_vars()}
             self._set_composite_vars(self.get_option("compose"), hostvars, hostname, strict)
             self._add_host_to_composed_groups(self.get_option("groups"), hostvars, hostname, strict)
             self._add_host_to_keyed_groups(

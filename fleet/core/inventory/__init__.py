@@ -2,8 +2,9 @@
 
 `load_inventory(path)` reads and validates a file (`loading`, `checks`, line-numbered YAML in
 `_yaml`) into the resolved `Inventory` (`resolved`). The file's models: `fleet_block`,
-`resort_block`, and `schema` (the whole file, exported as JSON Schema). Units everywhere: degrees
-of the carousel, seconds, deg/s, deg/s^2, volts, amperes, Celsius.
+`resort_block`, `server_block` (the control hosts, optional), and `schema` (the whole file,
+exported as JSON Schema). Units everywhere: degrees of the carousel, seconds, deg/s, deg/s^2,
+volts, amperes, Celsius.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fleet.core.inventory.loading import (
 from fleet.core.inventory.resolved import Fleet, Inventory, Resort
 from fleet.core.inventory.resort_block import BUILTIN_DEFAULTS, ResortEntry, ResortSettings
 from fleet.core.inventory.schema import InventoryFile, dump_schema, inventory_schema
+from fleet.core.inventory.server_block import ServerHost, ServerSettings, pinned_versions
 
 __all__ = [
     "BUILTIN_DEFAULTS",
@@ -33,9 +35,12 @@ __all__ = [
     "Resort",
     "ResortEntry",
     "ResortSettings",
+    "ServerHost",
+    "ServerSettings",
     "dump_schema",
     "inventory_path",
     "inventory_schema",
     "load_inventory",
     "parse_inventory",
+    "pinned_versions",
 ]

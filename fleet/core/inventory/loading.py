@@ -32,6 +32,7 @@ from fleet.core.inventory.patterns import PATTERN_HINTS
 from fleet.core.inventory.resolved import Inventory, resolve
 from fleet.core.inventory.resort_block import ResortEntry, ResortSettings
 from fleet.core.inventory.schema import InventoryFile
+from fleet.core.inventory.server_block import ServerHost, ServerSettings
 
 __all__ = [
     "DEFAULT_INVENTORY",
@@ -53,6 +54,10 @@ def _allowed_keys(path: KeyPath) -> list[str]:
         model = AlertSettings
     elif path == ("fleet", "registry"):
         model = RegistrySettings
+    elif path == ("server",):
+        model = ServerSettings
+    elif len(path) == 3 and path[:2] == ("server", "hosts") and isinstance(path[2], int):
+        model = ServerHost
     elif path == ("defaults",):
         model = ResortSettings
     elif len(path) == 2 and path[0] == "resorts" and isinstance(path[1], int):

@@ -22,6 +22,7 @@ from fleet.core.inventory.fleet_block import (
 )
 from fleet.core.inventory.resort_block import BUILTIN_DEFAULTS, ResortSettings
 from fleet.core.inventory.schema import InventoryFile
+from fleet.core.inventory.server_block import ServerSettings
 from resort_common import names, tunables
 
 __all__ = ["Fleet", "Inventory", "Resort", "resolve", "resolve_port"]
@@ -99,6 +100,7 @@ class Inventory(BaseModel):
     fleet: Fleet
     defaults: ResortSettings
     resorts: tuple[Resort, ...]
+    server: ServerSettings | None = None
 
     def resort(self, name: str) -> Resort:
         """The resort called `name`.
@@ -136,6 +138,7 @@ class Inventory(BaseModel):
             "resorts": [
                 {**r.model_dump(mode="json"), "names": r.derived_names()} for r in self.resorts
             ],
+            **({"server": self.server.model_dump(mode="json")} if self.server else {}),
         }
 
 
@@ -181,4 +184,5 @@ def resolve(parsed: InventoryFile, source: str, base_dir: Path) -> Inventory:
         fleet=fleet,
         defaults=parsed.defaults,
         resorts=tuple(resorts),
+        server=parsed.server,
     )

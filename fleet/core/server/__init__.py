@@ -3,6 +3,8 @@
 Modules: `lifecycle` (`server_up`, `server_down`, `server_status`), `state` (the state directory
 and the `server.json` record), `cluster` (several servers: PostgreSQL from `postgres`, Redis from
 `redis_server`, API replicas, a services process, HAProxy from `balancer`; `cluster.json`),
+`control_host` (the same processes on the control hosts of an inventory's `server:` block: their
+environments and HAProxy's configuration, for the Ansible role `fleet_server`),
 `process` (a server process's environment, start and health),
 `auth` (the basic-auth string), `api` (`resolve_api`, `check_api`, `api_settings`) and
 `environment` (`prefect_environment`, Prefect's environment for a block, process-wide). The server

@@ -3,9 +3,12 @@
 HAProxy in HTTP mode forwards a websocket upgrade as it is and then tunnels the connection
 (`timeout tunnel`): Prefect's `/events/in`, `/events/out` and `/logs/out` need that (a proxy that
 drops the upgrade makes `/events/in` answer 403). Each replica is checked on `/api/health` every
-second and taken out after two failures; requests are spread round-robin. HAProxy runs in the
-foreground (`-db`), leading its own process group; SIGTERM stops it at once (a soft stop would wait
-for every websocket to close). `haproxy` from Debian's `haproxy` package.
+second and taken out after two failures; requests are spread round-robin. A replica whose host
+name does not resolve when HAProxy starts starts as down instead of failing the start
+(`init-addr`). HAProxy runs in the foreground (`-db`), leading its own process group; SIGTERM stops
+it at once (a soft stop would wait for every websocket to close). `haproxy` from Debian's `haproxy`
+package. `haproxy_config` also writes the control hosts' configuration
+(`fleet.core.server.control_host`).
 """
 
 from __future__ import annotations
@@ -22,14 +25,23 @@ __all__ = ["CONFIG_FILE", "haproxy_config", "start_balancer"]
 CONFIG_FILE = "haproxy.cfg"
 
 
-def haproxy_config(port: int, backends: Sequence[int]) -> str:
-    """HAProxy's configuration: listen on 127.0.0.1:`port`, spread over the `backends` ports."""
+def haproxy_config(
+    port: int,
+    backends: Sequence[int | tuple[str, int]],
+    *,
+    bind: str = "127.0.0.1",
+    written_by: str = "`fleet server up --replicas N`; rewritten on every start",
+) -> str:
+    """HAProxy's configuration: listen on `bind`:`port`, spread over the `backends` (ports on
+    127.0.0.1, or (host, port) pairs)."""
     servers = "\n".join(
-        f"    server api-{i} 127.0.0.1:{p} check inter 1s fall 2 rise 1"
-        for i, p in enumerate(backends, start=1)
+        f"    server api-{i} {host}:{p} check inter 1s fall 2 rise 1"
+        for i, (host, p) in enumerate(
+            ((("127.0.0.1", b) if isinstance(b, int) else b) for b in backends), start=1
+        )
     )
     return f"""\
-# Written by `fleet server up --replicas N`; rewritten on every start.
+# Written by {written_by}.
 global
     maxconn 4096
 
@@ -45,13 +57,14 @@ defaults
     option redispatch
 
 frontend prefect_api
-    bind 127.0.0.1:{port}
+    bind {bind}:{port}
     default_backend prefect_replicas
 
 backend prefect_replicas
     balance roundrobin
     option httpchk GET /api/health
     http-check expect status 200
+    default-server init-addr last,libc,none
 {servers}
 """
 

@@ -29,6 +29,7 @@ __all__ = [
     "health",
     "kill_group",
     "server_env",
+    "shared_state_settings",
     "start_server_process",
     "start_until_ready",
     "wait_healthy",
@@ -88,14 +89,21 @@ def server_env(
 
 
 def ha_settings(redis_port: int, *, webserver_only: bool) -> dict[str, str]:
+    """Settings of an API replica (`webserver_only`) or the services process of several servers,
+    with Redis on 127.0.0.1:`redis_port` (`shared_state_settings` with its database 0)."""
+    return shared_state_settings(f"redis://127.0.0.1:{redis_port}/0", webserver_only=webserver_only)
+
+
+def shared_state_settings(redis_url: str, *, webserver_only: bool) -> dict[str, str]:
     """Settings of an API replica (`webserver_only`) or the services process of several servers.
 
-    Everything shared lives in Redis (database 0: messaging, causal ordering, leases, the worker
-    cleanup queue; database 1: Docket), so that an event posted through one replica reaches a
-    subscriber on another and a limit holds across processes. The database is migrated once,
-    before they start (`prefect server database upgrade`), never by each of them.
+    Everything shared lives in Redis (`redis_url` = ``redis://[:password@]host:port/N``; database
+    N: messaging, causal ordering, leases, the worker cleanup queue; database N+1: Docket), so
+    that an event posted through one replica reaches a subscriber on another and a limit holds
+    across processes. The database is migrated once, before they start (`prefect server database
+    upgrade`), never by each of them.
     """
-    redis = f"redis://127.0.0.1:{redis_port}"
+    base, _, db = redis_url.rpartition("/")
     settings = {
         "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
         "PREFECT_SERVER_EVENTS_MESSAGING_BROKER": "prefect_redis.messaging",
@@ -103,9 +111,9 @@ def ha_settings(redis_port: int, *, webserver_only: bool) -> dict[str, str]:
         "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
         "PREFECT_SERVER_WORKER_CHANNEL_CLEANUP_QUEUE_STORAGE": "prefect_redis.cleanup_queue",
-        "PREFECT_REDIS_MESSAGING_URL": f"{redis}/0",
-        "PREFECT_REDIS_WORKER_CLEANUP_QUEUE_URL": f"{redis}/0",
-        "PREFECT_SERVER_DOCKET_URL": f"{redis}/1",
+        "PREFECT_REDIS_MESSAGING_URL": f"{base}/{int(db)}",
+        "PREFECT_REDIS_WORKER_CLEANUP_QUEUE_URL": f"{base}/{int(db)}",
+        "PREFECT_SERVER_DOCKET_URL": f"{base}/{int(db) + 1}",
     }
     if webserver_only:
         settings[prefect_adapter.WEBSERVER_ONLY_ENV] = "1"
