@@ -4,10 +4,10 @@
 
 * the topology from the real CLI: PostgreSQL, Redis, `BENCH_HA_REPLICAS` API replicas (default 2),
   one services process and HAProxy, under a fresh state directory;
-* `BENCH_HA_RESORTS` timed pty emulators (default 50, 180 deg/s) with one real agent each, every
-  agent and every client pointed at the balancer's one URL (HAProxy spreads their connections
-  over the replicas, so a run is usually created on one replica and announced to its agent by
-  another);
+* `BENCH_HA_RESORTS` timed pty emulators (default 50, 180 deg/s) with one real agent each; the
+  agents are attached to api-1 (the inventory's `fleet.api_url`), this process and its
+  schedulers to api-2, so every run is created on one replica and announced to its agent by the
+  other, through Redis (`make test-ha` covers the balancer's path);
 * dispatch: `run_deployment` submission -> first line of the device flow's body (as in
   `bench_dispatch`), `BENCH_HA_N` runs (default 40) rotating over the resorts;
 * server CPU at idle: every process of the topology (and PostgreSQL's children) over
@@ -54,9 +54,10 @@ def _server_cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def _topology(replicas: int) -> Iterator[tuple[str, list[int], float]]:
+def _topology(replicas: int) -> Iterator[tuple[list[str], list[int], float]]:
     """`fleet server up --replicas N` (0: the single-process SQLite default) in a fresh state
-    directory: (api_url, pids of the server's processes, seconds to start)."""
+    directory: (each API replica's own URL, or the one server's; pids of the server's processes;
+    seconds to start)."""
     state = Path(tempfile.mkdtemp(prefix="bench-ha-", dir="/tmp"))
     state.chmod(0o755)  # PostgreSQL's `postgres` user must reach its data directory
     t0 = time.monotonic()
@@ -66,8 +67,10 @@ def _topology(replicas: int) -> Iterator[tuple[str, list[int], float]]:
         up_s = time.monotonic() - t0
         api_url = up.stdout.strip().splitlines()[-1].removeprefix("export PREFECT_API_URL=")
         doc = json.loads(_server_cli(state, "status", "--json").stdout)
-        pids = [int(p["pid"]) for p in doc.get("processes", [])] or [int(doc["pid"])]
-        yield api_url, pids, up_s
+        procs = sorted(doc.get("processes", []), key=lambda p: str(p["name"]))
+        pids = [int(p["pid"]) for p in procs] or [int(doc["pid"])]
+        apis = [f"http://127.0.0.1:{p['port']}/api" for p in procs if p["role"] == "api"]
+        yield apis or [api_url], pids, up_s
     finally:
         if (state / "server").exists():
             _server_cli(state, "down")
@@ -123,13 +126,20 @@ def _measure(replicas: int, resorts_n: int, n: int, idle_s: float, ops_n: int) -
 
     work = Path(tempfile.mkdtemp(prefix="bench-ha-fleet-"))
     out: dict[str, Any] = {}
-    with _topology(replicas) as (api_url, pids, up_s):
+    with _topology(replicas) as (apis, pids, up_s):
         out["server_up_s"] = round(up_s, 1)
-        updates = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(work / "client")}
+        agents_on, schedulers_on = apis[0], apis[-1]  # api-1 and api-2 with several replicas
+        updates = {"PREFECT_API_URL": schedulers_on, "PREFECT_HOME": str(work / "client")}
         with fleet_server.prefect_environment(updates):
             t0 = time.monotonic()
             fleet = start_fleet(
-                work / "fleet", "ha", resorts_n, instant=False, speed=180.0, timeout=900
+                work / "fleet",
+                "ha",
+                resorts_n,
+                instant=False,
+                speed=180.0,
+                fleet_options={"api_url": agents_on},
+                timeout=900,
             )
             try:
                 out["agents_online_s"] = round(time.monotonic() - t0, 1)
