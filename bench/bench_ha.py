@@ -102,7 +102,7 @@ def _batch(client: Any, resorts: list[str], ops_n: int) -> dict[str, Any]:
     report = client.batch(operations, max_concurrency=len(resorts))
     per_resort: dict[str, float] = {}
     for r in report.results:
-        if r.state == "Completed":
+        if r.state == "Completed" and isinstance(r.result, dict):
             per_resort[r.resort] = per_resort.get(r.resort, 0.0) + float(r.result["duration"])
     busiest = max(per_resort.values()) if per_resort else float("nan")
     return {

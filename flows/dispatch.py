@@ -200,13 +200,14 @@ async def dispatch(
             async with get_client() as client:
                 await _stop_unstarted(client, child.id)
                 child = await client.read_flow_run(child.id)
-            await _settle(inventory, resort, child_id, held, device_flow)
-            raise DispatchError(
-                f"{device_flow} on {resort.name}: no final state after {timeout:.0f} s "
-                f"(run {child_id} is {child.state.name if child.state else 'unknown'})",
-                flow_run_id=child_id,
-                state=child.state.name if child.state else None,
-            ) from None
+            if child.state is None or not child.state.is_final():  # final: reported as such
+                await _settle(inventory, resort, child_id, held, device_flow)
+                raise DispatchError(
+                    f"{device_flow} on {resort.name}: no final state after {timeout:.0f} s "
+                    f"(run {child_id} is {child.state.name if child.state else 'unknown'})",
+                    flow_run_id=child_id,
+                    state=child.state.name if child.state else None,
+                ) from None
     _log.debug("%s: run %s final after %.3f s", deployment, child_id, time.monotonic() - began)
     state = child.state
     if state is not None and state.is_completed():

@@ -29,6 +29,10 @@ T = TypeVar("T")
 
 #: seconds between two attempts to reach the server again while waiting (doubling, capped)
 FIRST_RETRY, MAX_RETRY = 0.5, 5.0
+#: seconds one subscription waits for the final-state event; then it subscribes again, which
+#: reads the run's state first: a final-state event that never arrives (seen on several servers
+#: under load) costs at most this long instead of the run's whole timeout
+EVENT_SLICE = 10.0
 
 
 def is_transient_wait_error(exc: BaseException) -> bool:
@@ -62,7 +66,8 @@ async def wait_final(flow_run_id: Any, timeout: float) -> Any:
 
     A server that is away (refused, reset, 5xx) is waited for, with a warning, until the
     deadline; the run's state is read afresh after each reconnect, so a final state reached
-    meanwhile is not missed.
+    meanwhile is not missed. Each subscription lasts at most `EVENT_SLICE` seconds, so a
+    final-state event that never arrives delays the answer by that much, not by the timeout.
 
     Raises:
         FlowRunWaitTimeout: the run was not final within `timeout`.
@@ -80,17 +85,20 @@ async def wait_final(flow_run_id: Any, timeout: float) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FlowRunWaitTimeout(f"flow run {flow_run_id} not final within {timeout:.0f} s")
+        window = max(1, math.ceil(min(remaining, EVENT_SLICE)))
+        began = time.monotonic()
         try:
             async with get_client() as client:
-                run = await wait_for_final_event(flow_run_id, max(1, math.ceil(remaining)), client)
+                run = await wait_for_final_event(flow_run_id, window, client)
                 run = await confirm_final(client, run)
         except Exception as exc:
-            # A server shutting down closes the websocket cleanly; the subscriber then ends and
-            # `wait_for_flow_run` reports a timeout long before its own: that is a lost server too.
-            early_end = isinstance(exc, FlowRunWaitTimeout) and deadline - time.monotonic() > 1.0
-            if isinstance(exc, FlowRunWaitTimeout) and not early_end:
+            if isinstance(exc, FlowRunWaitTimeout) and time.monotonic() - began >= window - 0.5:
+                if deadline - time.monotonic() > 0:
+                    continue  # no final event within the slice: subscribe again (reads the state)
                 raise
-            if not early_end and not is_transient_wait_error(exc):
+            # A server shutting down closes the websocket cleanly; the subscriber then ends and
+            # `wait_for_flow_run` reports a timeout before its own: that is a lost server too.
+            if not isinstance(exc, FlowRunWaitTimeout) and not is_transient_wait_error(exc):
                 raise
             if lost_at is None:
                 lost_at = time.monotonic()

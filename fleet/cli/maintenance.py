@@ -22,7 +22,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    """Add `health`, `recover` and `speed` to the `fleet` parser."""
+    """Add `health`, `recover`, `unlock` and `speed` to the `fleet` parser."""
     p = subparsers.add_parser(
         "health",
         help="servo health of every (or each named) resort",
@@ -53,6 +53,22 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_recover)
 
     p = subparsers.add_parser(
+        "unlock",
+        help="free a resort lock whose holder's lease is gone",
+        description="Free RESORT's lock when its slot is still counted but no live lease holds "
+        "it (e.g. after a Redis restarted without its data). A lock held by a live lease is "
+        "never freed: exit 4 naming the holder. Exit 0 when freed or already free.",
+    )
+    p.add_argument("resort", metavar="RESORT")
+    p.add_argument("--inventory", metavar="FILE", help="inventory (default $FLEET_INVENTORY)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also free a lock taken with no holder record (only when no scheduler can hold it)",
+    )
+    p.set_defaults(handler=_unlock)
+
+    p = subparsers.add_parser(
         "speed",
         help="set a resort's speed (deg/s) for later moves",
         description="Set RESORT's carousel speed (and acceleration) under its lock. It lasts "
@@ -79,6 +95,21 @@ def _seconds(text: str) -> float:
 
 def _recover(args: argparse.Namespace) -> int:
     return run_single(args, "recover")
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from fleet.core.locks import unlock
+    from fleet.core.server import api_settings
+
+    inv = load_cli_inventory(args)
+    inv.resort(args.resort)  # an unknown resort: one line, exit 1, before any server is asked
+    with api_settings(inv):
+        result = run_coro_as_sync(unlock(args.resort, force=args.force))
+    assert result is not None
+    print(result.message)
+    return 0
 
 
 def _speed(args: argparse.Namespace) -> int:

@@ -136,6 +136,19 @@ def renew_lease_sync(client: Any, lease_id: UUID, lease_duration: float) -> None
     client.renew_concurrency_lease(lease_id=lease_id, lease_duration=lease_duration)
 
 
+async def set_active_slots(client: Any, name: str, active_slots: int) -> None:
+    """Set the taken slots of the global concurrency limit `name` (an operator's repair).
+
+    Raises:
+        httpx.HTTPStatusError: the server refused it.
+    """
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    await client.update_global_concurrency_limit(
+        name, GlobalConcurrencyLimitUpdate(active_slots=active_slots)
+    )
+
+
 async def release_lease(client: Any, lease_id: UUID) -> None:
     """Give back the slot held by lease `lease_id` (an async client).
 

@@ -96,4 +96,5 @@ def test_the_usage_block_runs_pasted_into_a_fresh_shell(scratch: Path) -> None:
     assert "Traceback" not in out, out[-4000:]
     assert re.search(r"^resort-a: ok .*hotel=B", out, re.M), out[-4000:]
     assert "resort-a: stopped" in out and "resort-a: e-stop cleared" in out, out[-4000:]
+    assert "resort-a: lock resort:resort-a is free; nothing to do" in out, out[-4000:]
     assert "Prefect server stopped" in out, out[-2000:]

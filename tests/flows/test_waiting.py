@@ -81,3 +81,45 @@ def test_retry_transient_gives_up_after_its_window_and_at_once_on_other_errors(
     with pytest.raises(ValueError):
         asyncio.run(waiting.retry_transient(wrong, 5.0))
     assert len(calls) == 1
+
+
+@pytest.mark.orchestration
+def test_a_final_state_whose_event_never_arrives_is_found_by_the_next_subscription(
+    prefect_server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker that drops the run's final-state event (seen on several servers under load):
+    the wait subscribes again every `EVENT_SLICE` seconds, and each subscription reads the run's
+    state first, so the wait returns the final run instead of failing at its timeout."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import FlowRunWaitTimeout
+    from prefect.states import Completed
+
+    import flows.prefect_adapter as adapter
+
+    @flow(name="waiting-probe")
+    def probe() -> None:
+        """Never run: only its flow record is needed."""
+
+    async def deaf_subscription(flow_run_id: object, timeout: int, client: object) -> object:
+        """`wait_for_flow_run` with every event lost: it reads the run first, then hears nothing."""
+        async with get_client() as own:
+            run = await own.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+        if run.state is not None and run.state.is_final():
+            return run
+        await asyncio.sleep(timeout)
+        raise FlowRunWaitTimeout(f"no final event for {flow_run_id}")
+
+    monkeypatch.setattr(adapter, "wait_for_final_event", deaf_subscription)
+    monkeypatch.setattr(waiting, "EVENT_SLICE", 1.0, raising=False)
+
+    async def scenario() -> object:
+        async with get_client() as client:
+            run = await client.create_flow_run(probe)
+            waiter = asyncio.create_task(waiting.wait_final(run.id, 20.0))
+            await asyncio.sleep(1.5)
+            await client.set_flow_run_state(run.id, Completed(), force=True)
+            return await waiter
+
+    run = asyncio.run(scenario())
+    assert run.state is not None and run.state.is_completed()  # type: ignore[attr-defined]

@@ -16,7 +16,8 @@ again. Why not `prefect.concurrency.asyncio.concurrency` as is:
   (`lease`). Device runs check that they carry the holder's lease (`verify`).
 
 Modules: `slots` (acquire, release, the context managers), `lease` (`HeldLock`, renewal),
-`holder` (the holder record), `waiters` (this process's waiters), `verify` (lease checks).
+`holder` (the holder record), `waiters` (this process's waiters), `verify` (lease checks),
+`unlock` (an operator's repair of a slot whose lease is gone).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from fleet.core.locks.slots import (
     release,
     resort_lock,
 )
+from fleet.core.locks.unlock import UnlockResult, unlock
 from fleet.core.locks.verify import verify_lease, verify_lease_sync
 from fleet.core.locks.waiters import PROCESS_WAITERS, LocalWaiters
 
@@ -41,6 +43,7 @@ __all__ = [
     "HeldLock",
     "LocalWaiters",
     "LockHolder",
+    "UnlockResult",
     "abandon",
     "acquire",
     "fleet_move_slot",
@@ -49,6 +52,7 @@ __all__ = [
     "read_holder",
     "release",
     "resort_lock",
+    "unlock",
     "verify_lease",
     "verify_lease_sync",
 ]
