@@ -66,24 +66,7 @@ def run(results_dir: Path) -> dict[str, Any]:
         }
 
         resorts = fleet.names
-        for name in resorts:  # every resort starts at A, so the first B is a real move
-            client.activate_hotel(name, "A")
-        operations = [
-            {
-                "resort": resorts[i % len(resorts)],
-                "action": "activate_hotel",
-                "hotel": HOTELS[(i // len(resorts)) % 4],
-            }
-            for i in range(ops_n)
-        ]
-        t0 = time.perf_counter()
-        report = client.batch(operations, max_concurrency=len(resorts))
-        wall = time.perf_counter() - t0
-        per_resort: dict[str, float] = {}
-        for r in report.results:
-            if r.state == "Completed":
-                per_resort[r.resort] = per_resort.get(r.resort, 0.0) + float(r.result["duration"])
-        busiest = max(per_resort.values()) if per_resort else float("nan")
+        report, wall, busiest = round_robin_batch(client, resorts, ops_n)
         result["batch"] = {
             "operations": ops_n,
             "resorts": len(resorts),
@@ -103,6 +86,33 @@ def run(results_dir: Path) -> dict[str, Any]:
         server.stop()
         pointed.close()
     return result
+
+
+def round_robin_batch(client: Any, resorts: list[str], ops_n: int) -> tuple[Any, float, float]:
+    """Every resort to hotel A, then `ops_n` activations round-robin over `resorts` (consecutive
+    hotels of a resort differ) with `max_concurrency` = resorts.
+
+    Returns:
+        The batch report, its wall time and the busiest resort's summed physical move time.
+    """
+    for name in resorts:  # every resort starts at A, so the first B is a real move
+        client.activate_hotel(name, "A")
+    operations = [
+        {
+            "resort": resorts[i % len(resorts)],
+            "action": "activate_hotel",
+            "hotel": HOTELS[(i // len(resorts)) % 4],
+        }
+        for i in range(ops_n)
+    ]
+    t0 = time.perf_counter()
+    report = client.batch(operations, max_concurrency=len(resorts))
+    wall = time.perf_counter() - t0
+    per_resort: dict[str, float] = {}
+    for r in report.results:
+        if r.state == "Completed" and isinstance(r.result, dict):
+            per_resort[r.resort] = per_resort.get(r.resort, 0.0) + float(r.result["duration"])
+    return report, wall, max(per_resort.values()) if per_resort else float("nan")
 
 
 def _phases(calls: list[tuple[float, float, dict[str, Any]]]) -> dict[str, dict[str, float]]:

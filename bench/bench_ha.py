@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,9 +40,8 @@ from typing import Any
 
 import psutil
 
+from bench.bench_batch import round_robin_batch
 from bench.bench_dispatch import dispatch_samples, pct, summarise
-
-HOTELS = "BCDA"
 
 
 def _server_cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -89,22 +89,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _batch(client: Any, resorts: list[str], ops_n: int) -> dict[str, Any]:
-    for name in resorts:  # every resort starts at A, so the first B is a real move
-        client.activate_hotel(name, "A")
-    operations = [
-        {
-            "resort": resorts[i % len(resorts)],
-            "action": "activate_hotel",
-            "hotel": HOTELS[(i // len(resorts)) % 4],
-        }
-        for i in range(ops_n)
-    ]
-    report = client.batch(operations, max_concurrency=len(resorts))
-    per_resort: dict[str, float] = {}
-    for r in report.results:
-        if r.state == "Completed" and isinstance(r.result, dict):
-            per_resort[r.resort] = per_resort.get(r.resort, 0.0) + float(r.result["duration"])
-    busiest = max(per_resort.values()) if per_resort else float("nan")
+    report, _, busiest = round_robin_batch(client, resorts, ops_n)
     return {
         "operations": ops_n,
         "completed": sum(r.state == "Completed" for r in report.results),
@@ -114,6 +99,7 @@ def _batch(client: Any, resorts: list[str], ops_n: int) -> dict[str, Any]:
         "per_operation_median_s": round(
             statistics.median(r.duration for r in report.results if r.duration), 3
         ),
+        "failed_by_state": dict(Counter(r.state for r in report.failed)),
         "failures": [f"{r.operation}: {r.state}: {r.error}" for r in report.failed][:5],
     }
 
