@@ -126,6 +126,7 @@ def _measure(replicas: int, resorts_n: int, n: int, idle_s: float, ops_n: int) -
                 speed=180.0,
                 fleet_options={"api_url": agents_on},
                 timeout=900,
+                poll_interval=None,  # the agent's default (15 s), as deployed
             )
             try:
                 out["agents_online_s"] = round(time.monotonic() - t0, 1)

@@ -40,6 +40,9 @@ class Fleet:
     agent_logs: dict[str, Path] = field(default_factory=dict)
     #: called at the end of `stop` (e.g. dropping the fleet's registry database)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    #: the agents' fallback poll (s): 5 in tests, so a lost event costs little; None: the
+    #: agent's own default (15 s, as deployed)
+    poll_interval: float | None = 5.0
 
     @property
     def names(self) -> list[str]:
@@ -57,7 +60,7 @@ class Fleet:
             self.inventory_path,
             name,
             self.agent_logs[name],
-            args=["--poll-interval", "5"],
+            args=["--poll-interval", f"{self.poll_interval:g}"] if self.poll_interval else [],
             append=append,
             new_session=True,
         )
@@ -147,11 +150,13 @@ def start_fleet(
     parent_heartbeat: float | None = None,
     fleet_options: dict[str, Any] | None = None,
     timeout: float = 90.0,
+    poll_interval: float | None = 5.0,
 ) -> Fleet:
     """Write the inventory, provision it, start emulators and agents; wait until online.
 
     `fleet_options` adds keys to the inventory's `fleet:` block (e.g. `alerts`). `timed` maps
     resorts to a speed of their own (deg/s) with a timed emulator, in a fleet otherwise `instant`.
+    `poll_interval`: the agents' fallback poll (None: the agent's default, as deployed).
     """
     from fleet.core.inventory import load_inventory
     from fleet.core.provision import provision
@@ -182,7 +187,7 @@ def start_fleet(
     inv = load_inventory(path)
     provision(inv)
     emulators: dict[str, EmulatorProcess] = {}
-    fleet = Fleet(path, inv, emulators)
+    fleet = Fleet(path, inv, emulators, poll_interval=poll_interval)
     try:
         for resort in inv.resorts:
             emulators[resort.name] = start_emulator(
