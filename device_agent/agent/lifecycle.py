@@ -52,6 +52,14 @@ __all__ = ["Agent", "run_agent"]
 
 logger = logging.getLogger(__name__)
 
+#: an idle position that moved less than this is noise (one encoder tick is 0.088 deg); a larger
+#: change (the carousel turned by hand) is published at once
+POSITION_NOISE_DEG = 0.5
+
+
+def _hardware_errors(health: dict[str, Any] | None) -> tuple[str, ...]:
+    return tuple((health or {}).get("hardware_errors") or ())
+
 
 class Agent:
     """One resort's agent: device, worker, e-stop listener, status publisher, link monitor.
@@ -158,6 +166,31 @@ class Agent:
             "%s: at %.2f deg (%s)", session.name, position, session.active_hotel or "no hotel"
         )
 
+    def _probe_position(self, session: DeviceSession) -> None:
+        """The link monitor's read of the idle device: publish at once only what changed.
+
+        A link back, a new hotel, a hardware error or a carousel turned by hand (more than
+        `POSITION_NOISE_DEG`) is published now; readings that only drifted (temperature,
+        voltage, encoder noise) go out with the next heartbeat publication, not a write of their
+        own (50 idle agents would otherwise add one server write each per heartbeat).
+        """
+        driver = session.driver
+        position = round(driver.request_position(), 3)
+        hotel = driver.request_active_hotel()
+        health = as_dict(driver.request_health())
+        moved = session.position is None or abs(position - session.position) > POSITION_NOISE_DEG
+        changed = (
+            not session.connected
+            or hotel != session.active_hotel
+            or _hardware_errors(health) != _hardware_errors(session.health)
+        )
+        fields = {"connected": True, "position": position, "active_hotel": hotel, "health": health}
+        if moved or changed:
+            session.update(**fields)
+            logger.info("%s: at %.2f deg (%s)", session.name, position, hotel or "no hotel")
+        else:
+            session.note(**fields)
+
     # ---------------------------------------------------------------- main
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
@@ -174,7 +207,7 @@ class Agent:
 
         session = self.session
         assert session is not None
-        LinkMonitor(session, self._shutdown, settings.heartbeat, self._read_position).start()
+        LinkMonitor(session, self._shutdown, settings.heartbeat, self._probe_position).start()
         async with get_client() as client:
             if not await self.estop.await_fleet_latch(client, stop_requested):
                 self._shutdown.set()

@@ -3,7 +3,8 @@
 On serial loss runs fail fast (`NotConnectedError`) and the status shows faulted; this thread
 retries `driver.reconnect()` every `RECONNECT_INTERVAL` seconds (it never switches torque on; a
 latched resort gets torque off again) and the agent resumes when the port is back. While the
-link is up it reads the idle device's position and health once per heartbeat.
+link is up it reads the idle device's position and health once per heartbeat (drawn apart,
+`device_agent.pacing`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from device_agent.errors import DeviceError
+from device_agent.pacing import jittered
 from device_agent.session import DeviceSession
 
 __all__ = ["RECONNECT_INTERVAL", "LinkMonitor"]
@@ -53,14 +55,21 @@ class LinkMonitor:
 
     def _main(self) -> None:
         session = self.session
-        last_probe = time.monotonic()
-        while not self.shutdown.wait(RECONNECT_INTERVAL):
+        # each probe publishes the status: drawn apart so that agents started together do not
+        # write in step for ever (`device_agent.pacing`)
+        next_probe = time.monotonic() + jittered(self.probe_interval)
+        while True:
+            wait = RECONNECT_INTERVAL
+            if session.connected:
+                wait = min(wait, max(0.0, next_probe - time.monotonic()))
+            if self.shutdown.wait(wait):
+                return
             if not session.connected:
                 self._reconnect()
                 continue
-            if time.monotonic() - last_probe < self.probe_interval:
+            if time.monotonic() < next_probe:
                 continue
-            last_probe = time.monotonic()
+            next_probe = time.monotonic() + jittered(self.probe_interval)
             if session.current_run is not None or not session.motion_lock.acquire(blocking=False):
                 continue
             try:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from device_agent.alerts import AlertTracker
+from device_agent.pacing import jittered
 from device_agent.settings import AgentSettings
 from resort_common.documents import AgentStatus
 from resort_common.events import HEARTBEAT_EVENT, STATUS_EVENT
@@ -207,7 +208,7 @@ class StatusPublisher:
         while True:
             heartbeat = False
             try:
-                await asyncio.wait_for(self._changed.wait(), self.settings.heartbeat)
+                await asyncio.wait_for(self._changed.wait(), jittered(self.settings.heartbeat))
                 await asyncio.sleep(STATUS_DEBOUNCE)
             except TimeoutError:
                 heartbeat = True

@@ -55,6 +55,8 @@ class FlowCatalog:
     def __init__(self, entrypoints: Iterable[str] = ()) -> None:
         self._extra_entrypoints = tuple(entrypoints)
         self._by_entrypoint: dict[str, Flow[Any, Any]] = {}
+        #: the queues' deployments as last listed by `load`
+        self.deployments: list[Any] = []
         self.errors: dict[str, str] = {}
 
     async def load(
@@ -80,6 +82,7 @@ class FlowCatalog:
                 if queues
                 else None,
             )
+            self.deployments = list(deployments)
             entrypoints += [d.entrypoint for d in deployments if d.entrypoint]
         except Exception as exc:  # server down at start-up: load lazily later
             logger.warning("could not list deployments of %s: %s", work_pool_name, exc)

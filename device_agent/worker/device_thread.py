@@ -44,14 +44,18 @@ class DeviceThread:
         self._thread: EngineThread | None = None
         self.busy = False
 
-    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-        """Queue `fn` for the device thread; its result or exception lands in the future."""
+    def start(self) -> None:
+        """Start the thread now (it enters its API client), else on the first `submit`."""
         if self._thread is None:
             context = contextvars.copy_context()
             self._thread = EngineThread(
                 target=context.run, args=(self._main,), name=self._name, daemon=True
             )
             self._thread.start()
+
+    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """Queue `fn` for the device thread; its result or exception lands in the future."""
+        self.start()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._queue.put((future, fn))
         return future

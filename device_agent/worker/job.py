@@ -52,6 +52,10 @@ class ApiCache:
         self._deployments[deployment_id] = (time.monotonic() + self.ttl, deployment)
         return deployment
 
+    def remember_deployment(self, deployment: Any) -> None:
+        """Keep a deployment read elsewhere (e.g. the start-up listing) for `ttl` seconds."""
+        self._deployments[deployment.id] = (time.monotonic() + self.ttl, deployment)
+
     async def flow(self, client: Any, flow_id: UUID) -> Any:
         """The flow `flow_id`, read once."""
         if flow_id not in self._flows:

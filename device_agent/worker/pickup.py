@@ -21,6 +21,7 @@ from uuid import UUID
 
 import anyio
 
+from device_agent.pacing import jittered
 from device_agent.prefect_adapter import subscribe_events
 
 if TYPE_CHECKING:
@@ -247,7 +248,7 @@ class QueuePickup:
                 with anyio.move_on_after(BURST_STEP):
                     await self._wake_event.wait()
                 continue
-            with anyio.move_on_after(worker.poll_interval):
+            with anyio.move_on_after(jittered(worker.poll_interval)):
                 await self._wake_event.wait()
 
     # ------------------------------------------------------------------ events

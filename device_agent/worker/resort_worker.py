@@ -36,7 +36,8 @@ import anyio
 import anyio.abc
 from prefect.settings import get_current_settings
 
-from device_agent.prefect_adapter import WorkerAdapter, run_flow_here
+from device_agent.pacing import jittered
+from device_agent.prefect_adapter import WorkerAdapter, run_flow_here, warm_engine_thread
 from device_agent.worker.catalog import FlowCatalog
 from device_agent.worker.device_thread import DeviceThread
 from device_agent.worker.job import (
@@ -167,6 +168,19 @@ class ResortWorker(WorkerAdapter[ResortJobConfiguration, ResortVariables, Resort
     async def load_flows(self) -> dict[str, Flow[Any, Any]]:
         """Import the flows of the queue's deployments (and `entrypoints`) once."""
         return await self.flows.load(self.client, self.pool_name, self.queue_names)
+
+    async def warm_up(self) -> None:
+        """Before the first claim, pay what an agent's first run would pay on its way to the
+        motor: the device thread with its API client and the engine's imports, and the reads of
+        the queues' deployments and flows. A failure only leaves it to the first run."""
+        self._device_thread.start()
+        self._device_thread.submit(warm_engine_thread)
+        try:
+            for deployment in self.flows.deployments:
+                self.api_cache.remember_deployment(deployment)
+                await self.api_cache.flow(self.client, deployment.flow_id)
+        except Exception as exc:
+            logger.info("could not read the flows of %s ahead: %s", self.name, exc)
 
     async def recover_orphans(self) -> list[UUID]:
         """Mark runs a previous incarnation of this agent left non-final (see `orphans`)."""
@@ -312,7 +326,7 @@ class ResortWorker(WorkerAdapter[ResortJobConfiguration, ResortVariables, Resort
 
     async def _sync_loop(self) -> None:
         while not self._stopping:
-            with anyio.move_on_after(self.heartbeat_interval_seconds):
+            with anyio.move_on_after(jittered(self.heartbeat_interval_seconds)):
                 assert self._stop_event is not None
                 await self._stop_event.wait()
             if self._stopping:
@@ -343,6 +357,7 @@ class ResortWorker(WorkerAdapter[ResortJobConfiguration, ResortVariables, Resort
         self._stop_event = asyncio.Event()
         self._stopping = False
         await self.load_flows()
+        await self.warm_up()
         try:
             await self.recover_orphans()
         except Exception as exc:

@@ -77,3 +77,68 @@ def test_a_latch_publication_waits_for_a_stale_one_in_flight(
 
     asyncio.run(scenario())
     assert writes == ["stale", "latch"]
+
+
+class _ProbeSession:
+    """The fields `_probe_position` reads, and which of its writes would publish."""
+
+    def __init__(self, driver: Any) -> None:
+        self.name = "sl-a"
+        self.driver = driver
+        self.connected = True
+        self.position: float | None = None
+        self.active_hotel: str | None = None
+        self.health: dict[str, Any] | None = None
+        self.published = 0
+
+    def note(self, **fields: Any) -> None:
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def update(self, **fields: Any) -> None:
+        self.note(**fields)
+        self.published += 1
+
+
+def test_an_idle_probe_publishes_at_once_only_what_changed(tmp_path: Path) -> None:
+    from device_agent.results import Health
+
+    inv = load_inventory(write_inventory(tmp_path / "inv.yaml", "sl", ["sl-a"]))
+    agent = Agent(agent_settings_for(inv, "sl-a", state_dir=tmp_path))
+    reading: dict[str, Any] = {"position": 90.0, "hotel": "B", "errors": [], "temperature": 30.0}
+
+    class Driver:
+        def request_position(self) -> float:
+            return float(reading["position"])
+
+        def request_active_hotel(self) -> str:
+            return str(reading["hotel"])
+
+        def request_health(self) -> Health:
+            return Health(reading["temperature"], 12.0, 0.0, True, False, list(reading["errors"]))
+
+    session = _ProbeSession(Driver())
+    probe = agent._probe_position
+    probe(session)  # type: ignore[arg-type]
+    assert session.published == 1  # the first reading
+
+    reading.update(position=90.088, temperature=31.0)  # one encoder tick, a warmer motor
+    probe(session)  # type: ignore[arg-type]
+    assert session.published == 1  # rides on the next heartbeat publication
+    assert session.health is not None and session.health["temperature"] == 31.0
+
+    reading.update(position=97.0)  # turned by hand
+    probe(session)  # type: ignore[arg-type]
+    assert session.published == 2
+
+    reading.update(hotel="C")
+    probe(session)  # type: ignore[arg-type]
+    assert session.published == 3
+
+    reading.update(errors=["overload"])
+    probe(session)  # type: ignore[arg-type]
+    assert session.published == 4
+
+    session.connected = False  # the link came back
+    probe(session)  # type: ignore[arg-type]
+    assert session.published == 5 and session.connected

@@ -110,3 +110,37 @@ def test_session_note_sets_fields_without_publishing_and_update_publishes() -> N
     assert published == ["run-1"]  # the noted field goes out with the next publication
     with pytest.raises(AttributeError, match="no status field"):
         session.note(nonsense=1)
+
+
+@pytest.mark.orchestration
+def test_the_device_thread_starts_before_its_first_run_and_warms_the_engine(
+    prefect_server: Any,
+) -> None:
+    """An agent's first run must not pay for the thread, its client and the engine's imports."""
+    import sys
+
+    from device_agent.prefect_adapter import warm_engine_thread
+    from device_agent.worker.device_thread import DeviceThread
+
+    thread = DeviceThread(name="device-warm")
+    thread.start()
+    assert thread._thread is not None and thread._thread.is_alive()
+    started = thread._thread
+    thread.submit(warm_engine_thread).result(timeout=60)
+    assert thread._thread is started  # the same thread runs every item
+    assert "prefect.flow_engine" in sys.modules
+    thread.stop()
+
+
+def test_a_deployment_listed_at_start_up_is_not_read_again_by_the_first_run() -> None:
+    import asyncio
+    from types import SimpleNamespace
+    from uuid import uuid4
+
+    from device_agent.worker.job import ApiCache
+
+    cache = ApiCache(ttl=60.0)
+    listed = SimpleNamespace(id=uuid4(), flow_id=uuid4())
+    cache.remember_deployment(listed)
+    # no client at all: a read would fail
+    assert asyncio.run(cache.deployment(None, listed.id)) is listed
