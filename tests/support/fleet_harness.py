@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.support.agents import start_agent
 from tests.support.emulator import EmulatorProcess, start_emulator
 from tests.support.inventories import write_inventory
@@ -111,7 +113,13 @@ def _wait_online(fleet: Fleet, names: Sequence[str], timeout: float) -> None:
 
     deadline = time.monotonic() + timeout
     while True:
-        statuses = {s.name: s for s in read_status(fleet.inventory)}
+        try:
+            statuses = {s.name: s for s in read_status(fleet.inventory)}
+        except httpx.TransportError:  # a server busy with many agents starting: read again
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+            continue
         missing = [n for n in names if not (statuses.get(n) and statuses[n].online)]
         if not missing:
             return
