@@ -13,8 +13,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from tests.support.chaos import (
     LONG_OUTAGE,
     REPOSSESSOR,
     fault_mid_move,
+    kill_parent_holding_lock,
     lock_slots,
     measured,
     move_under_way,
@@ -80,52 +79,12 @@ PARENT = textwrap.dedent(
 def killed_parent(timed: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real parent flow on ch-b, killed -9 mid-move while it holds the lock (at class start, so
     the lease runs out while the other tests of the class run)."""
-    from fleet.client import FleetClient
-    from fleet.core import locks
-    from fleet.core.errors import DeviceBusyError
-
     name = "ch-b"
     directory = Path(tmp_path_factory.mktemp("killed-parent"))
-    FleetClient(timed.inventory_path).go_home(name)
-    since = time.time()
-    script = directory / "parent.py"
-    script.write_text(PARENT.format(lease=LEASE))
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(timed.inventory_path), name],
-        stdout=(directory / "parent.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        start_new_session=True,
+    killed = kill_parent_holding_lock(
+        timed, name, PARENT.format(lease=LEASE), directory, dict(os.environ)
     )
-    try:
-
-        def holding() -> Any:
-            holder = asyncio.run(locks.read_holder(name))
-            return holder if holder and holder.pid == proc.pid else None
-
-        holder = wait_for(holding, 60, 0.1, "parent holds the lock")
-        wait_for(lambda: timed.emulators[name].stats()["moving"], 30, 0.02, "move started")
-        os.killpg(proc.pid, signal.SIGKILL)
-        killed, killed_at = time.monotonic(), time.time()
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    busy: Exception | None = None
-    try:
-        FleetClient(timed.inventory_path, lock_timeout=1.0).activate_hotel(name, "B")
-    except DeviceBusyError as exc:
-        busy = exc
-    return {
-        "name": name,
-        "since": since,
-        "killed": killed,
-        "killed_at": killed_at,
-        "busy": busy,
-        "run_id": holder.run_id,
-    }
+    return {"name": name, **killed}
 
 
 @pytest.mark.usefixtures("killed_parent")

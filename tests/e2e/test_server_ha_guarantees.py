@@ -43,7 +43,14 @@ import psutil
 import pytest
 
 from fleet.core import server as fleet_server
-from tests.support.chaos import LEASE, REPOSSESSOR, in_background, lock_slots, queue_runs
+from tests.support.chaos import (
+    LEASE,
+    REPOSSESSOR,
+    in_background,
+    kill_parent_holding_lock,
+    lock_slots,
+    queue_runs,
+)
 from tests.support.fleet_harness import Fleet, start_fleet
 from tests.support.ha import Topology, ha_topology, redis_keys
 from tests.support.waiting import wait_for
@@ -126,67 +133,34 @@ def killed_parent(
 ) -> dict[str, Any]:
     """A parent on api-1 killed -9 mid-move on TIMED while it holds the lock (at module start,
     so the lease runs out while the other tests run)."""
-    from fleet.client import FleetClient
-    from fleet.core import locks
-    from fleet.core.errors import DeviceBusyError
 
-    directory = Path(tmp_path_factory.mktemp("killed-parent"))
-    FleetClient(fleet.inventory_path).go_home(TIMED)
-    since = time.time()
-    script = directory / "parent.py"
-    script.write_text(HOLDER)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(fleet.inventory_path), TIMED],
-        stdout=(directory / "parent.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        env=_subprocess_env(topology.replicas[0]),
-        start_new_session=True,
-    )
-    try:
-
-        def holding() -> Any:
-            holder = asyncio.run(locks.read_holder(TIMED))
-            return holder if holder and holder.pid == proc.pid else None
-
-        holder = wait_for(holding, 60, 0.1, "parent holds the lock")
-        wait_for(lambda: fleet.emulators[TIMED].stats()["moving"], 30, 0.02, "move started")
+    def lease_in_redis(holder: Any) -> dict[str, Any]:
         key = LEASE_KEY.format(holder.lease_id)
-        in_redis = key in redis_keys(topology.redis_port, LEASE_KEY.format("*"))
-        os.killpg(proc.pid, signal.SIGKILL)
-        killed, killed_at = time.monotonic(), time.time()
-        proc.wait(10)
-        expires_at = lease_expiration(topology.redis_port, holder.lease_id)
-        # when the key leaves Redis (nobody else takes TIMED's lock meanwhile)
-        watcher, gone = in_background(
-            lambda: wait_for(
-                lambda: key not in redis_keys(topology.redis_port, LEASE_KEY.format("*")),
-                LEASE + REPOSSESSOR + 30,
-                0.2,
-                "the dead parent's lease key gone from Redis",
-            )
+        return {
+            "lease_key": key,
+            "lease_key_in_redis": key in redis_keys(topology.redis_port, LEASE_KEY.format("*")),
+        }
+
+    killed = kill_parent_holding_lock(
+        fleet,
+        TIMED,
+        HOLDER,
+        Path(tmp_path_factory.mktemp("killed-parent")),
+        _subprocess_env(topology.replicas[0]),
+        before_kill=lease_in_redis,
+    )
+    key = killed["lease_key"]
+    killed["lease_expires_at"] = lease_expiration(topology.redis_port, killed["holder"].lease_id)
+    # when the key leaves Redis (nobody else takes TIMED's lock meanwhile)
+    killed["lease_watcher"], killed["lease_gone"] = in_background(
+        lambda: wait_for(
+            lambda: key not in redis_keys(topology.redis_port, LEASE_KEY.format("*")),
+            LEASE + REPOSSESSOR + 30,
+            0.2,
+            "the dead parent's lease key gone from Redis",
         )
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    busy: Exception | None = None
-    try:
-        FleetClient(fleet.inventory_path, lock_timeout=1.0).activate_hotel(TIMED, "B")
-    except DeviceBusyError as exc:
-        busy = exc
-    return {
-        "since": since,
-        "killed": killed,
-        "killed_at": killed_at,
-        "busy": busy,
-        "run_id": holder.run_id,
-        "lease_key": key,
-        "lease_key_in_redis": in_redis,
-        "lease_expires_at": expires_at,
-        "lease_watcher": watcher,
-        "lease_gone": gone,
-    }
+    )
+    return killed
 
 
 def lease_expiration(port: int, lease_id: Any) -> float:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from resort_common import names
@@ -27,6 +31,7 @@ __all__ = [
     "REPOSSESSOR",
     "fault_mid_move",
     "in_background",
+    "kill_parent_holding_lock",
     "lock_slots",
     "measured",
     "move_under_way",
@@ -45,6 +50,7 @@ LEASE = 60.0
 #: keeps reconnecting (10 attempts, 1 s apart after the first two), which ended a parent's wait
 LONG_OUTAGE = 15.0
 REPOSSESSOR = 15.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 def measured(what: str, value: float, bound: float) -> None:
@@ -200,3 +206,74 @@ def run_state(flow_run_id: Any) -> Any:
             return (await client.read_flow_run(flow_run_id)).state
 
     return asyncio.run(read())
+
+
+def kill_parent_holding_lock(
+    fleet: Fleet,
+    name: str,
+    script: str,
+    directory: Path,
+    env: dict[str, str],
+    before_kill: Callable[[Any], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A parent flow in a process of its own, killed -9 mid-move on `name` while it holds the
+    lock; then one try (1 s) of another scheduler to take the lock.
+
+    Args:
+        script: the parent's source; it gets the inventory path and `name` as arguments.
+        env: the parent's environment (its Prefect API URL).
+        before_kill: called with the lock's holder record just before the kill (its result is
+            merged into the returned dict).
+
+    Returns:
+        since (epoch before the parent started), killed (monotonic), killed_at (epoch), busy
+        (the `DeviceBusyError` of the other scheduler, or None), run_id (the parent's run).
+    """
+    from fleet.client import FleetClient
+    from fleet.core import locks
+    from fleet.core.errors import DeviceBusyError
+
+    FleetClient(fleet.inventory_path).go_home(name)
+    since = time.time()
+    path = directory / "parent.py"
+    path.write_text(script)
+    proc = subprocess.Popen(
+        [sys.executable, str(path), str(fleet.inventory_path), name],
+        stdout=(directory / "parent.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+    )
+    extra: dict[str, Any] = {}
+    try:
+
+        def holding() -> Any:
+            holder = asyncio.run(locks.read_holder(name))
+            return holder if holder and holder.pid == proc.pid else None
+
+        holder = wait_for(holding, 60, 0.1, "parent holds the lock")
+        wait_for(lambda: fleet.emulators[name].stats()["moving"], 30, 0.02, "move started")
+        if before_kill is not None:
+            extra = before_kill(holder)
+        os.killpg(proc.pid, signal.SIGKILL)
+        killed, killed_at = time.monotonic(), time.time()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    busy: Exception | None = None
+    try:
+        FleetClient(fleet.inventory_path, lock_timeout=1.0).activate_hotel(name, "B")
+    except DeviceBusyError as exc:
+        busy = exc
+    return {
+        "since": since,
+        "killed": killed,
+        "killed_at": killed_at,
+        "busy": busy,
+        "run_id": holder.run_id,
+        "holder": holder,
+        **extra,
+    }
