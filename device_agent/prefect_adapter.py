@@ -303,7 +303,7 @@ def warm_engine_thread() -> None:
 
     The engine module and the result, logging and telemetry modules it loads on first use cost
     tens of milliseconds (`make bench-ha`: an agent's first run started ~100 ms later than its
-    next). Public names of those modules; nothing is executed.
+    next). Public names of those modules; no request is made.
     """
     import prefect.flow_engine
     import prefect.logging.loggers

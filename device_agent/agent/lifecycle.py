@@ -153,18 +153,29 @@ class Agent:
                 return
             time.sleep(0.1)
 
-    def _read_position(self, session: DeviceSession) -> None:
+    @staticmethod
+    def _reading(session: DeviceSession) -> dict[str, Any]:
+        """The idle device's status fields as read now: position, hotel and health."""
         driver = session.driver
-        position = driver.request_position()
-        session.update(
-            connected=True,
-            position=round(position, 3),
-            active_hotel=driver.request_active_hotel(),
-            health=as_dict(driver.request_health()),
-        )
+        return {
+            "connected": True,
+            "position": round(driver.request_position(), 3),
+            "active_hotel": driver.request_active_hotel(),
+            "health": as_dict(driver.request_health()),
+        }
+
+    @staticmethod
+    def _publish_reading(session: DeviceSession, fields: dict[str, Any]) -> None:
+        session.update(**fields)
         logger.info(
-            "%s: at %.2f deg (%s)", session.name, position, session.active_hotel or "no hotel"
+            "%s: at %.2f deg (%s)",
+            session.name,
+            fields["position"],
+            fields["active_hotel"] or "no hotel",
         )
+
+    def _read_position(self, session: DeviceSession) -> None:
+        self._publish_reading(session, self._reading(session))
 
     def _probe_position(self, session: DeviceSession) -> None:
         """The link monitor's read of the idle device: publish at once only what changed.
@@ -174,20 +185,16 @@ class Agent:
         voltage, encoder noise) go out with the next heartbeat publication, not a write of their
         own (50 idle agents would otherwise add one server write each per heartbeat).
         """
-        driver = session.driver
-        position = round(driver.request_position(), 3)
-        hotel = driver.request_active_hotel()
-        health = as_dict(driver.request_health())
+        fields = self._reading(session)
+        position = fields["position"]
         moved = session.position is None or abs(position - session.position) > POSITION_NOISE_DEG
         changed = (
             not session.connected
-            or hotel != session.active_hotel
-            or _hardware_errors(health) != _hardware_errors(session.health)
+            or fields["active_hotel"] != session.active_hotel
+            or _hardware_errors(fields["health"]) != _hardware_errors(session.health)
         )
-        fields = {"connected": True, "position": position, "active_hotel": hotel, "health": health}
         if moved or changed:
-            session.update(**fields)
-            logger.info("%s: at %.2f deg (%s)", session.name, position, hotel or "no hotel")
+            self._publish_reading(session, fields)
         else:
             session.note(**fields)
 

@@ -49,7 +49,7 @@ class ApiCache:
         if hit is not None and time.monotonic() < hit[0]:
             return hit[1]
         deployment = await client.read_deployment(deployment_id)
-        self._deployments[deployment_id] = (time.monotonic() + self.ttl, deployment)
+        self.remember_deployment(deployment)
         return deployment
 
     def remember_deployment(self, deployment: Any) -> None:
