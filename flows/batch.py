@@ -4,8 +4,12 @@
 queued when any operation is wrong), assigns every selector operation to a resort up front (the
 least busy fitting resort, counting what the batch already gave it), then runs one lane per resort:
 lanes run concurrently, each lane runs its operations in plan order under the resort's lock, and
-at most `max_concurrency` operations run at once. With `fail_fast`, the first failure stops every
-lane from starting more work (operations already moving finish) and the rest are `Skipped`.
+at most `max_concurrency` operations move at once. A lane is pipelined (`flows.pipeline`): it
+keeps the resort's lock across its operations and queues the next one while the current one
+moves, yielding the resort to a waiting scheduler within one operation. With a fleet-wide move
+limit (`fleet.max_concurrent_moves`) each operation takes its lock and move slot on its own.
+With `fail_fast`, the first failure stops every lane from starting more work (operations already
+moving finish) and the rest are `Skipped`.
 
 Each operation yields an `OperationResult` (index, operation, resort, action, state, duration,
 error, flow_run_id, result). Progress goes to one callback (the CLI's progress bar): `execute_plan`
@@ -32,6 +36,7 @@ from fleet.core.plan import Operation, Plan, parse_plan, validate_plan
 from fleet.core.selection import choose, queue_load, read_statuses
 from fleet.core.watchdog import parent_heartbeat
 from flows.operations import run_operation
+from flows.pipeline import LaneStep, run_pipelined_lane
 from flows.requests import load_fleet_inventory
 
 if TYPE_CHECKING:
@@ -130,6 +135,53 @@ def _notify(progress: Listener | None, result: OperationResult) -> None:
         get_run_logger().debug("progress listener failed", exc_info=True)
 
 
+class _Report:
+    """The batch's side of its lanes (`flows.pipeline.LaneReport`): results and progress."""
+
+    def __init__(
+        self,
+        results: list[OperationResult],
+        progress: Listener | None,
+        fail_fast: bool,
+        stop: asyncio.Event,
+    ) -> None:
+        self.results = results
+        self.progress = progress
+        self.fail_fast = fail_fast
+        self.stop = stop
+        self._began: dict[int, float] = {}
+
+    def skipped(self, index: int, reason: str) -> None:
+        result = self.results[index]
+        result.state, result.error = "Skipped", reason
+        _notify(self.progress, result)
+
+    def started(self, index: int) -> None:
+        result = self.results[index]
+        result.state = "Running"
+        self._began[index] = time.monotonic()
+        _notify(self.progress, result)
+
+    def ended(
+        self,
+        index: int,
+        state: str,
+        *,
+        error: str | None = None,
+        flow_run_id: str | None = None,
+        result: Any = None,
+    ) -> None:
+        entry = self.results[index]
+        entry.state, entry.error, entry.result = state, error, result
+        entry.flow_run_id = flow_run_id or entry.flow_run_id
+        began = self._began.get(index)
+        if began is not None:
+            entry.duration = round(time.monotonic() - began, 3)
+        if state != "Completed" and self.fail_fast:
+            self.stop.set()
+        _notify(self.progress, entry)
+
+
 async def execute_plan(
     inventory: Inventory,
     plan: Plan,
@@ -166,18 +218,16 @@ async def execute_plan(
 
     gate = asyncio.Semaphore(max_concurrency)
     stop = asyncio.Event()
+    report = _Report(results, progress, fail_fast, stop)
 
     async def run_lane(items: list[tuple[int, Operation, Any]]) -> None:
+        """One operation at a time, each under its own lock (with a fleet-wide move limit)."""
         for index, op, target in items:
-            result = results[index]
             if stop.is_set():
-                result.state, result.error = "Skipped", "skipped after an earlier failure"
-                _notify(progress, result)
+                report.skipped(index, "skipped after an earlier failure")
                 continue
             async with gate:
-                result.state = "Running"
-                _notify(progress, result)
-                began = time.monotonic()
+                report.started(index)
                 info: dict[str, Any] = {}
                 try:
                     device = await run_operation(
@@ -189,21 +239,41 @@ async def execute_plan(
                         info=info,
                     )
                 except DispatchError as exc:
-                    result.state, result.error = exc.state or "Failed", str(exc)
-                    result.flow_run_id = exc.flow_run_id
+                    report.ended(
+                        index, exc.state or "Failed", error=str(exc), flow_run_id=exc.flow_run_id
+                    )
                 except FleetError as exc:
-                    result.state, result.error = "Failed", str(exc)
+                    report.ended(
+                        index, "Failed", error=str(exc), flow_run_id=info.get("flow_run_id")
+                    )
                 except Exception as exc:
-                    result.state, result.error = "Failed", f"{type(exc).__name__}: {exc}"
+                    report.ended(
+                        index,
+                        "Failed",
+                        error=f"{type(exc).__name__}: {exc}",
+                        flow_run_id=info.get("flow_run_id"),
+                    )
                 else:
-                    result.state, result.result = "Completed", device
-                result.flow_run_id = result.flow_run_id or info.get("flow_run_id")
-                result.duration = round(time.monotonic() - began, 3)
-            if result.state != "Completed" and fail_fast:
-                stop.set()
-            _notify(progress, result)
+                    report.ended(
+                        index, "Completed", flow_run_id=info.get("flow_run_id"), result=device
+                    )
 
-    await asyncio.gather(*(run_lane(items) for items in lanes.values()))
+    async def run_pipelined(items: list[tuple[int, Operation, Any]]) -> None:
+        await run_pipelined_lane(
+            inventory,
+            items[0][2],
+            [LaneStep(index, op) for index, op, _ in items],
+            report,
+            gate=gate,
+            stop=stop,
+            fail_fast=fail_fast,
+            lock_timeout=lock_timeout,
+        )
+
+    # a fleet-wide move limit is a slot per move: the pipeline's queued run would need its own
+    pipelined = getattr(inventory.fleet, "max_concurrent_moves", None) is None
+    lane = run_pipelined if pipelined else run_lane
+    await asyncio.gather(*(lane(items) for items in lanes.values()))
     return BatchReport(results, round(time.monotonic() - start, 3))
 
 

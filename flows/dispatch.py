@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
@@ -34,7 +35,18 @@ from resort_common import names
 if TYPE_CHECKING:
     from fleet.core.inventory import Inventory, Resort
 
-__all__ = ["dispatch", "run_logger", "wait_until_idle"]
+__all__ = [
+    "DeviceRun",
+    "await_final",
+    "check_completed",
+    "dispatch",
+    "finish",
+    "read_result",
+    "run_logger",
+    "submit",
+    "submit_and_finish",
+    "wait_until_idle",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -141,6 +153,121 @@ async def _create_child(deployment: str, parameters: dict[str, Any], key: str) -
     )
 
 
+@dataclass
+class DeviceRun:
+    """A device run created on a resort's queue (by `submit`), not yet waited for."""
+
+    resort: Resort
+    device_flow: str
+    id: str
+    name: str
+    timeout: float
+    held: locks.HeldLock | None
+
+
+async def submit(
+    resort: Resort,
+    device_flow: str,
+    parameters: Mapping[str, Any],
+    *,
+    step: str,
+    held: locks.HeldLock | None = None,
+    lease: str | None = None,
+    run_timeout: float | None = None,
+    info: dict[str, Any] | None = None,
+) -> DeviceRun:
+    """Create the device run `device_flow` on `resort`'s queue under a held lock (see `dispatch`).
+
+    Raises:
+        DeviceBusyError: `held` was lost (its lease could not be renewed).
+    """
+    log = run_logger(__name__)
+    if held is not None:
+        held.check()
+    timeout = run_timeout if run_timeout is not None else resort.move_timeout + PICKUP_MARGIN
+    key = f"{_parent_run_id()}:{step}:{resort.name}"
+    deployment = names.device_deployment_name(device_flow, resort)
+    parameters = dict(parameters)
+    if device_flow in names.LEASED_FLOWS:
+        parameters["lease"] = str(held.lease_id) if held is not None else lease
+    began = time.monotonic()
+    child = await _create_child(deployment, parameters, key)
+    _log.debug("%s: run created in %.3f s", deployment, time.monotonic() - began)
+    child_id = str(child.id)
+    if info is not None:
+        info.update(flow_run_id=child_id, resort=resort.name)
+    log.info("dispatched %s as run %s (%s)", deployment, child.name, child_id)
+    return DeviceRun(resort, device_flow, child_id, child.name, timeout, held)
+
+
+async def await_final(inventory: Inventory, run: DeviceRun) -> Any:
+    """Wait for `run` to end (its timeout counts from this call); return the final flow run.
+
+    A run that never started within its timeout is cancelled.
+
+    Raises:
+        DispatchError: no final state within the timeout (after settling a run that may move).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import FlowRunWaitTimeout
+
+    began = time.monotonic()
+    try:
+        child = await wait_final(run.id, run.timeout + 1)
+    except FlowRunWaitTimeout:
+        async with get_client() as client:
+            await _stop_unstarted(client, uuid.UUID(run.id))
+            child = await client.read_flow_run(uuid.UUID(run.id))
+        if child.state is None or not child.state.is_final():  # final: reported as such
+            await _settle(inventory, run.resort, run.id, run.held, run.device_flow)
+            raise DispatchError(
+                f"{run.device_flow} on {run.resort.name}: no final state after "
+                f"{run.timeout:.0f} s (run {run.id} is "
+                f"{child.state.name if child.state else 'unknown'})",
+                flow_run_id=run.id,
+                state=child.state.name if child.state else None,
+            ) from None
+    _log.debug("run %s final after %.3f s", run.id, time.monotonic() - began)
+    return child
+
+
+async def check_completed(inventory: Inventory, run: DeviceRun, child: Any) -> None:
+    """Return when the final `child` is Completed; else settle a run that may move and raise.
+
+    Raises:
+        DispatchError: the run did not complete (carries its id and state).
+    """
+    state = child.state
+    if state is not None and state.is_completed():
+        return
+    state_name = state.name if state else "unknown"
+    if state is None or state.is_crashed():
+        await _settle(inventory, run.resort, run.id, run.held, run.device_flow)
+    message = (state.message or "").strip() if state else ""
+    raise DispatchError(
+        f"{run.device_flow} on {run.resort.name} ended {state_name}"
+        + (f": {message}" if message else "")
+        + f" (run {run.id})",
+        flow_run_id=run.id,
+        state=state_name,
+    )
+
+
+async def read_result(run: DeviceRun) -> dict[str, Any]:
+    """The device result of a Completed run (the server may be away for a while)."""
+    return await retry_transient(lambda: _read_result(run.id), RESULT_READ_WINDOW)
+
+
+async def finish(inventory: Inventory, run: DeviceRun) -> None:
+    """Wait for `run` and return once it Completed (inside the caller's lock and move slot).
+
+    Raises:
+        DispatchError: it did not complete in time, or ended otherwise.
+    """
+    child = await await_final(inventory, run)
+    await check_completed(inventory, run, child)
+
+
 async def dispatch(
     inventory: Inventory,
     resort: Resort,
@@ -174,55 +301,33 @@ async def dispatch(
     Raises:
         DispatchError: the child run did not complete (carries its id and state).
     """
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import FlowRunWaitTimeout
-
-    log = run_logger(__name__)
-    if held is not None:
-        held.check()
-    timeout = run_timeout if run_timeout is not None else resort.move_timeout + PICKUP_MARGIN
-    key = f"{_parent_run_id()}:{step}:{resort.name}"
-    deployment = names.device_deployment_name(device_flow, resort)
-    parameters = dict(parameters)
-    if device_flow in names.LEASED_FLOWS:
-        parameters["lease"] = str(held.lease_id) if held is not None else lease
-    async with locks.fleet_move_slot(inventory) if device_flow in names.MOTION_FLOWS else _null():
-        began = time.monotonic()
-        child = await _create_child(deployment, parameters, key)
-        _log.debug("%s: run created in %.3f s", deployment, time.monotonic() - began)
-        child_id = str(child.id)
-        if info is not None:
-            info.update(flow_run_id=child_id, resort=resort.name)
-        log.info("dispatched %s as run %s (%s)", deployment, child.name, child_id)
-        try:
-            child = await wait_final(child.id, timeout + 1)
-        except FlowRunWaitTimeout:
-            async with get_client() as client:
-                await _stop_unstarted(client, child.id)
-                child = await client.read_flow_run(child.id)
-            if child.state is None or not child.state.is_final():  # final: reported as such
-                await _settle(inventory, resort, child_id, held, device_flow)
-                raise DispatchError(
-                    f"{device_flow} on {resort.name}: no final state after {timeout:.0f} s "
-                    f"(run {child_id} is {child.state.name if child.state else 'unknown'})",
-                    flow_run_id=child_id,
-                    state=child.state.name if child.state else None,
-                ) from None
-    _log.debug("%s: run %s final after %.3f s", deployment, child_id, time.monotonic() - began)
-    state = child.state
-    if state is not None and state.is_completed():
-        return await retry_transient(lambda: _read_result(child_id), RESULT_READ_WINDOW)
-    state_name = state.name if state else "unknown"
-    if state is None or state.is_crashed():
-        await _settle(inventory, resort, child_id, held, device_flow)
-    message = (state.message or "").strip() if state else ""
-    raise DispatchError(
-        f"{device_flow} on {resort.name} ended {state_name}"
-        + (f": {message}" if message else "")
-        + f" (run {child_id})",
-        flow_run_id=child_id,
-        state=state_name,
+    run = await submit_and_finish(
+        inventory,
+        resort,
+        device_flow,
+        parameters,
+        step=step,
+        held=held,
+        lease=lease,
+        run_timeout=run_timeout,
+        info=info,
     )
+    return await read_result(run)
+
+
+async def submit_and_finish(
+    inventory: Inventory,
+    resort: Resort,
+    device_flow: str,
+    parameters: Mapping[str, Any],
+    **how: Any,
+) -> DeviceRun:
+    """`submit` then `finish`, inside a fleet-wide move slot for a motion (`dispatch`'s first
+    part: the result is left to read, e.g. while the caller releases its lock)."""
+    async with locks.fleet_move_slot(inventory) if device_flow in names.MOTION_FLOWS else _null():
+        run = await submit(resort, device_flow, parameters, **how)
+        await finish(inventory, run)
+    return run
 
 
 class _null:

@@ -8,6 +8,7 @@ parent flows (`flows.parent`, `flows.maintenance`, `flows.batch`) are built on t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from fleet.core import locks
 from fleet.core.alerts import lock_held_after
 from fleet.core.plan import DEVICE_FLOW_OF, Operation
 from fleet.core.selection import select_resort
-from flows.dispatch import dispatch
+from flows.dispatch import dispatch, read_result, submit_and_finish
 from flows.requests import validate_request
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ async def run_locked(
     async with locks.resort_lock(
         resort.name, timeout=lock_timeout, held_alert_after=lock_held_after(inventory)
     ) as lock:
-        return await dispatch(
+        run = await submit_and_finish(
             inventory, resort, device_flow, parameters, step=step, held=lock, info=info
         )
+        # the run Completed: its result is read while the lock is given back
+        result = asyncio.ensure_future(read_result(run))
+    return await result

@@ -25,6 +25,7 @@ __all__ = [
     "fleet_tag",
     "lock_holder_variable_name",
     "lock_name",
+    "lock_waiting_variable_name",
     "occupancy_artifact_key",
     "overview_artifact_key",
     "parent_deployment_name",
@@ -171,6 +172,12 @@ def estop_variable_name(resort: str | _Named) -> str:
 def lock_holder_variable_name(resort: str | _Named) -> str:
     """Prefect variable recording who holds the resort's lock: `fleet_lock__resort_a`."""
     return f"fleet_lock__{_variable_safe(_resort(resort))}"
+
+
+def lock_waiting_variable_name(resort: str | _Named) -> str:
+    """Prefect variable a scheduler waiting for the resort's lock announces itself in:
+    `fleet_lockwait__resort_a` (a batch keeping the lock across operations yields to it)."""
+    return f"fleet_lockwait__{_variable_safe(_resort(resort))}"
 
 
 def status_variable_name(resort: str | _Named) -> str:

@@ -15,12 +15,24 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPS
 __all__ = ["set_variable"]
 
 
-async def set_variable(client: PrefectClient, name: str, value: Any) -> None:
+async def set_variable(
+    client: PrefectClient, name: str, value: Any, *, likely_new: bool = False
+) -> None:
     """Create or overwrite the variable `name` with `value` (a JSON-able value).
 
     Update first (the common case: the variable exists), create when it does not, and update
-    again when another writer created it in between.
+    again when another writer created it in between. `likely_new`: create first (a record its
+    writer deletes after use), one request when it is indeed absent.
     """
+    if likely_new:
+        try:
+            await client.create_variable(VariableCreate(name=name, value=value))
+            return
+        except ObjectAlreadyExists:
+            pass
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 409:
+                raise
     try:
         await client.update_variable(VariableUpdate(name=name, value=value))
         return

@@ -47,6 +47,7 @@ def test_variable_names_are_prefect_safe(resort: str) -> None:
         names.estop_variable_name(resort),
         names.status_variable_name(resort),
         names.lock_holder_variable_name(resort),
+        names.lock_waiting_variable_name(resort),
     ):
         assert re.fullmatch(r"[a-z0-9_]+", name), name
 

@@ -98,7 +98,9 @@ async def record_holder(
     resort: str, lease_id: UUID, lease_duration: float, run_id: str | None, run_name: str | None
 ) -> None:
     """Record the new holder of `resort`'s lock (a failure is logged, never raised)."""
-    from prefect.variables import Variable
+    from prefect.client.utilities import get_or_create_client
+
+    from resort_common.variables import set_variable
 
     record: dict[str, Any] = {
         "run_id": run_id,
@@ -110,7 +112,9 @@ async def record_holder(
         "lease_duration": lease_duration,
     }
     try:
-        await Variable.aset(holder_variable_name(resort), record, overwrite=True)
+        client, _ = get_or_create_client()
+        # the record is deleted on release: create first, one request
+        await set_variable(client, holder_variable_name(resort), record, likely_new=True)
     except Exception:  # the record only feeds error messages; never fail a lock over it
         logger.warning("could not record the holder of %s", resort, exc_info=True)
 

@@ -32,6 +32,7 @@ from fleet.core.locks.lease import (
     start_renewal,
 )
 from fleet.core.locks.waiters import PROCESS_WAITERS, LocalWaiters
+from fleet.core.locks.waiting import Announcement
 from resort_common import names
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ async def acquire(
     delay = FIRST_POLL
     lease_id: UUID | None = None
     attempt = True  # first round, or woken by a local release: try to take it at once
+    # a resort's waiter announces itself, so a batch keeping the resort yields it (`waiting`)
+    announcement = Announcement(resort) if resort is not None else None
     try:
         while True:
             woken = waiter.event.is_set()
@@ -162,7 +165,11 @@ async def acquire(
             attempt = False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if announcement is not None:
+                    await announcement.withdraw()
                 raise await _busy_error(name, resort, time.monotonic() - start)
+            if announcement is not None:
+                await announcement.renew_if_due()
             cap = HEAD_POLL if waiters.is_head(name, waiter) else TAIL_POLL
             delay = min(delay * 1.6, cap)
             sleep = min(remaining, delay * random.uniform(0.8, 1.2))
@@ -186,7 +193,10 @@ async def acquire(
         held.held_alert = HeldTooLong(resort, held_alert_after, run_id, run_name)
     logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
     if resort is not None:
-        await record_holder(resort, lease_id, lease_duration, run_id, run_name)
+        await asyncio.gather(
+            record_holder(resort, lease_id, lease_duration, run_id, run_name),
+            announcement.withdraw() if announcement is not None else asyncio.sleep(0),
+        )
         logger.debug("recorded holder of %s at %.3f s", name, time.monotonic() - start)
     return held
 

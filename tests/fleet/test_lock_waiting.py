@@ -1,0 +1,70 @@
+"""Waiting announcements (`fleet.core.locks.waiting`): a resort's waiter says it waits, for as long
+as it waits, against the session's real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from fleet.core import locks
+from fleet.core.errors import DeviceBusyError
+from fleet.core.locks.waiting import is_live, someone_waiting
+from resort_common import names
+
+
+def test_an_announcement_is_live_until_its_time() -> None:
+    now = time.time()
+    assert is_live({"waiter": "w", "until": now + 5}, now)
+    assert not is_live({"waiter": "w", "until": now - 1}, now)
+    assert not is_live({"waiter": "w"}, now)
+    assert not is_live(None, now)
+    assert not is_live("waiting", now)
+
+
+@pytest.fixture(scope="module")
+def inv(prefect_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from fleet.core.inventory import load_inventory
+    from fleet.core.provision import provision
+    from tests.support.inventories import write_inventory
+
+    directory = tmp_path_factory.mktemp("waiting")
+    path = write_inventory(
+        directory / "inventory.yaml", "wai", ["w1"], api_url=prefect_server.api_url
+    )
+    inventory = load_inventory(path)
+    provision(inventory)
+    return inventory
+
+
+@pytest.mark.orchestration
+def test_a_waiter_announces_itself_while_it_waits_and_withdraws_once_granted(inv: Any) -> None:
+    async def scenario() -> list[bool]:
+        seen: list[bool] = [await someone_waiting("w1")]
+        holder = await locks.acquire(names.lock_name("w1"), resort="w1")
+        waiter = asyncio.ensure_future(locks.acquire(names.lock_name("w1"), resort="w1"))
+        await asyncio.sleep(1.0)
+        seen.append(await someone_waiting("w1"))
+        await locks.release(holder)
+        granted = await waiter
+        seen.append(await someone_waiting("w1"))
+        await locks.release(granted)
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True, False]
+
+
+@pytest.mark.orchestration
+def test_a_waiter_that_gives_up_withdraws(inv: Any) -> None:
+    async def scenario() -> tuple[bool, bool]:
+        holder = await locks.acquire(names.lock_name("w1"), resort="w1")
+        try:
+            with pytest.raises(DeviceBusyError):
+                await locks.acquire(names.lock_name("w1"), resort="w1", timeout=1.0)
+            return await someone_waiting("w1"), holder.lost.is_set()
+        finally:
+            await locks.release(holder)
+
+    assert asyncio.run(scenario()) == (False, False)
