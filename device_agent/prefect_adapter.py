@@ -8,7 +8,7 @@ names this module defines.
 * `WorkerAdapter`: the `BaseWorker` overrides and calls of the in-process device worker.
 * `InProcessJobConfiguration`: a job configuration that renders no environment.
 * `EngineThread`, `skip_suspension_observer_on_engine_threads`, `engine_thread_context`,
-  `run_flow_here`: how the device thread drives Prefect's flow engine.
+  `skip_run_policy_updates`, `run_flow_here`: how the device thread drives Prefect's flow engine.
 * `subscribe_events`, `post_events`: the event subscriber's keywords and the raw events endpoint.
 """
 
@@ -39,6 +39,7 @@ __all__ = [
     "engine_thread_context",
     "post_events",
     "run_flow_here",
+    "skip_run_policy_updates",
     "skip_suspension_observer_on_engine_threads",
     "subscribe_events",
     "warm_engine_thread",
@@ -293,9 +294,39 @@ def engine_thread_context() -> Iterator[bool]:
 
     with (
         temporary_settings(updates={"flows.heartbeat_frequency": None}),
-        SyncClientContext.get_or_create(),
+        SyncClientContext.get_or_create() as context,
     ):
+        skip_run_policy_updates(context.client)
         yield get_current_settings().flows.heartbeat_frequency is None
+
+
+#: The fields of the engine's own flow-run update before a deployment run starts
+_ENGINE_UPDATE_FIELDS = frozenset({"flow_version", "empirical_policy"})
+
+
+def skip_run_policy_updates(client: Any) -> None:
+    """Make `client` skip the engine's pre-start `update_flow_run(flow_version, empirical_policy)`
+    when the policy asks for no retries (every device flow: `retries=0`).
+
+    `FlowRunEngine.start` PATCHes every deployment run before proposing Running, to copy the
+    flow's retry policy and version onto it: one server write on the way to the motor, which on
+    SQLite waits behind every other write. With no retries the server has nothing to enforce
+    (its retry rule reads `retries` None as 0); only the run's `flow_version` stays unset.
+    Other updates through `client` (any other field) are made as usual.
+    Public alternative: none (the engine has no setting to skip it).
+    """
+    import httpx
+
+    original = client.update_flow_run
+
+    def update_flow_run(flow_run_id: Any, **fields: Any) -> Any:
+        given = {k for k, v in fields.items() if v is not None}
+        policy = fields.get("empirical_policy")
+        if given <= _ENGINE_UPDATE_FIELDS and not getattr(policy, "retries", 0):
+            return httpx.Response(204)
+        return original(flow_run_id, **fields)
+
+    client.update_flow_run = update_flow_run
 
 
 def warm_engine_thread() -> None:

@@ -294,7 +294,9 @@ class ResortWorker(WorkerAdapter[ResortJobConfiguration, ResortVariables, Resort
                 session.last_error = state.message
             self.runs_executed += 1  # before the publish: the idle document counts this run
             session.update(current_run=None)
-        finalize_after_engine(flow_run.id, cancelled, self._cancel_reason.get(flow_run.id))
+        finalize_after_engine(
+            flow_run.id, cancelled, self._cancel_reason.get(flow_run.id), reported=state
+        )
         return state
 
     async def _force_state(self, flow_run_id: UUID, kind: StateKind, message: str) -> None:

@@ -26,16 +26,25 @@ CANCELLED_BY_HALT = "Cancelled: the motor was halted."
 StateKind = Literal["cancelled", "crashed", "scheduled"]
 
 
-def finalize_after_engine(flow_run_id: UUID, cancelled: bool, cancel_reason: str | None) -> None:
+def finalize_after_engine(
+    flow_run_id: UUID, cancelled: bool, cancel_reason: str | None, reported: Any = None
+) -> None:
     """Leave no run Cancelling or Running after the engine returned (device thread, sync client).
 
     Args:
         flow_run_id: the run the engine returned from.
         cancelled: a cancel was requested while it executed.
         cancel_reason: the message of its `Cancelled` state (default `CANCELLED_BY_HALT`).
+        reported: the state the engine returned. A `Completed` one is the state the server
+            accepted (the engine keeps the server's answer to its proposal), so an uncancelled
+            run that reports it needs no re-read: that read would sit between the move's end
+            and the next run's claim.
     """
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled, Crashed
+
+    if not cancelled and reported is not None and getattr(reported, "is_completed", bool)():
+        return
 
     client = get_client(sync_client=True)
     try:

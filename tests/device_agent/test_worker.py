@@ -144,3 +144,82 @@ def test_a_deployment_listed_at_start_up_is_not_read_again_by_the_first_run() ->
     cache.remember_deployment(listed)
     # no client at all: a read would fail
     assert asyncio.run(cache.deployment(None, listed.id)) is listed
+
+
+def test_the_engines_policy_update_is_skipped_for_runs_without_retries() -> None:
+    from types import SimpleNamespace
+    from uuid import uuid4
+
+    from device_agent.prefect_adapter import skip_run_policy_updates
+
+    made: list[dict[str, Any]] = []
+    client = SimpleNamespace(update_flow_run=lambda flow_run_id, **fields: made.append(fields))
+    skip_run_policy_updates(client)
+    run_id = uuid4()
+    # what FlowRunEngine.start sends for a device flow (retries=0): no request
+    answer = client.update_flow_run(
+        flow_run_id=run_id, flow_version="v1", empirical_policy=SimpleNamespace(retries=0)
+    )
+    assert made == [] and answer.status_code == 204
+    # a policy with retries, or any other field, is written as usual
+    client.update_flow_run(flow_run_id=run_id, empirical_policy=SimpleNamespace(retries=2))
+    client.update_flow_run(run_id, infrastructure_pid="plate-resort:w:1")
+    assert [sorted(k for k, v in m.items() if v is not None) for m in made] == [
+        ["empirical_policy"],
+        ["infrastructure_pid"],
+    ]
+
+
+@pytest.mark.orchestration
+def test_a_run_on_the_device_thread_reaches_the_flow_without_the_policy_write(
+    prefect_server: Any,
+) -> None:
+    """The device thread's client skips the engine's pre-start PATCH (the run keeps the
+    policy it was created with); the same run shape elsewhere gets it written."""
+    from prefect import flow, get_client
+
+    from device_agent.prefect_adapter import run_flow_here
+    from device_agent.worker.device_thread import DeviceThread
+
+    @flow(name="policy-probe", persist_result=False, retries=0, version="engine")
+    def probe() -> int:
+        return 1
+
+    created = probe.with_options(version="created")  # the engine's PATCH would write "engine"
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(created)
+        thread = DeviceThread(name="device-policy")
+        state = thread.submit(lambda: run_flow_here(probe, run)).result(timeout=60)
+        thread.stop()
+        assert state.is_completed()
+        assert client.read_flow_run(run.id).flow_version == "created"
+        other = client.create_flow_run(created)
+        assert run_flow_here(probe, other).is_completed()  # not an engine thread
+        assert client.read_flow_run(other.id).flow_version == "engine"
+
+
+def test_a_completed_run_is_not_read_again_after_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uuid import uuid4
+
+    from prefect.client import orchestration
+    from prefect.states import Completed, Failed
+
+    from device_agent.worker import run_states
+
+    reads: list[str] = []
+
+    class Client:
+        def read_flow_run(self, flow_run_id: Any) -> Any:
+            reads.append(str(flow_run_id))
+            raise RuntimeError("no server here")
+
+    monkeypatch.setattr(orchestration, "get_client", lambda **kw: Client())
+    run_states.finalize_after_engine(uuid4(), False, None, reported=Completed())
+    assert reads == []
+    # cancelled while executing, or any other state: the server's word is read
+    run_states.finalize_after_engine(uuid4(), True, None, reported=Completed())
+    run_states.finalize_after_engine(uuid4(), False, None, reported=Failed())
+    run_states.finalize_after_engine(uuid4(), False, None, reported=None)
+    assert len(reads) == 3
