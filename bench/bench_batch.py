@@ -7,9 +7,17 @@ emulators (180 deg/s, rectangular profile) and one real agent each:
   event-driven wait, result) vs the physical move time the driver reported (`duration`), n runs,
   and where the time goes: each phase's median and p95 from the runs' states (`bench.phases`);
 * batch: 100 activations spread round-robin over 5 resorts (20 each, consecutive hotels differ)
-  with `max_concurrency=5`: makespan vs the busiest resort's summed physical move time.
+  with `max_concurrency=5`: makespan vs the busiest resort's summed physical move time, on the
+  SQLite server and again on a server backed by a PostgreSQL started for the run
+  (`batch_postgres`; skipped with a reason when PostgreSQL cannot start here);
+* controller: the same activation started through Prefect (`run_deployment` of the fleet's
+  `fleet-activate-hotel` deployment, served by `fleet controller` at Prefect's default poll, as
+  deployed): wall time minus the move, n times, beside the in-process figure above.
 
-Env: `BENCH_BATCH_SINGLE_N` (default 20), `BENCH_BATCH_OPS` (default 100).
+The agents poll at their deployed default (events wake them; the poll is the fallback).
+
+Env: `BENCH_BATCH_SINGLE_N` (default 20), `BENCH_BATCH_OPS` (default 100),
+`BENCH_CONTROLLER_N` (default 3).
 """
 
 from __future__ import annotations
@@ -41,7 +49,9 @@ def run(results_dir: Path) -> dict[str, Any]:
     try:
         from fleet.client import FleetClient
 
-        fleet = start_fleet(work / "fleet", "bench", 5, instant=False, speed=180.0)
+        fleet = start_fleet(
+            work / "fleet", "bench", 5, instant=False, speed=180.0, poll_interval=None
+        )
         client = FleetClient(fleet.inventory_path)
         client.activate_hotel("bench-a", "A")  # warm-up: imports, first flow registration
 
@@ -68,24 +78,130 @@ def run(results_dir: Path) -> dict[str, Any]:
         resorts = fleet.names
         report, wall, busiest = round_robin_batch(client, resorts, ops_n)
         result["batch"] = {
-            "operations": ops_n,
+            **_batch_figures(report, wall, busiest, ops_n),
             "resorts": len(resorts),
-            "completed": sum(r.state == "Completed" for r in report.results),
-            "makespan_s": round(report.makespan, 2),
-            "wall_s": round(wall, 2),
-            "busiest_resort_move_total_s": round(busiest, 2),
-            "ratio_makespan_over_busiest_moves": round(report.makespan / busiest, 2),
-            "failures": [f"{r.operation}: {r.state}: {r.error}" for r in report.failed][:5],
             "per_operation_median_s": round(
                 statistics.median(r.duration for r in report.results if r.duration), 3
             ),
         }
+        result["controller"] = controller_activations(
+            fleet, int(os.environ.get("BENCH_CONTROLLER_N", "3"))
+        )
     finally:
         if fleet is not None:
             fleet.stop()
         server.stop()
         pointed.close()
+    result["batch_postgres"] = postgres_batch(work / "postgres", ops_n)
     return result
+
+
+def _batch_figures(report: Any, wall: float, busiest: float, ops_n: int) -> dict[str, Any]:
+    return {
+        "operations": ops_n,
+        "resorts": len({r.resort for r in report.results}),
+        "completed": sum(r.state == "Completed" for r in report.results),
+        "makespan_s": round(report.makespan, 2),
+        "wall_s": round(wall, 2),
+        "busiest_resort_move_total_s": round(busiest, 2),
+        "ratio_makespan_over_busiest_moves": round(report.makespan / busiest, 2),
+        "failures": [f"{r.operation}: {r.state}: {r.error}" for r in report.failed][:5],
+    }
+
+
+def postgres_batch(work: Path, ops_n: int) -> dict[str, Any]:
+    """The round-robin batch on a Prefect server backed by a PostgreSQL started for it."""
+    import signal
+
+    from fleet.core.errors import ServerError
+    from fleet.core.server.postgres import start_postgres
+    from tests.support.fleet_harness import start_fleet
+    from tests.support.prefect_server import prefect_pointed_at, start_prefect_server
+
+    work.mkdir(parents=True, exist_ok=True)
+    for path in (work.parent, work):
+        path.chmod(0o755)  # PostgreSQL's `postgres` user must reach its data directory
+    try:
+        postgres = start_postgres(work / "pg")
+    except ServerError as exc:
+        return {"skipped": f"PostgreSQL did not start here: {exc}"}
+    fleet = server = None
+    try:
+        server = start_prefect_server(work / "home", database_url=postgres.url)
+        with prefect_pointed_at(server):
+            from fleet.client import FleetClient
+
+            fleet = start_fleet(
+                work / "fleet", "bench", 5, instant=False, speed=180.0, poll_interval=None
+            )
+            client = FleetClient(fleet.inventory_path)
+            client.activate_hotel("bench-a", "A")  # warm-up
+            report, wall, busiest = round_robin_batch(client, fleet.names, ops_n)
+            return _batch_figures(report, wall, busiest, ops_n)
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        if server is not None:
+            server.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(postgres.pid, signal.SIGINT)
+
+
+def controller_activations(fleet: Any, n: int) -> dict[str, Any]:
+    """Activations started with `run_deployment` of the parent deployment, served by
+    `fleet controller` (Prefect's default poll): wall time, move time and their difference."""
+    from prefect.deployments import run_deployment
+
+    from flows.results import read_device_result
+    from resort_common import names
+    from tests.support.controller import running_controller
+
+    deployment = names.parent_deployment_name("fleet-activate-hotel", fleet.inventory)
+    walls, moves = [], []
+    log = fleet.inventory_path.parent / "controller.log"
+    with running_controller(fleet.inventory_path, log, poll_seconds=None):
+        for i in range(n):
+            since = time.time()
+            t0 = time.perf_counter()
+            run = run_deployment(
+                deployment,
+                parameters={"resort": "bench-b", "hotel": HOTELS[i % 4]},
+                timeout=300,
+                as_subflow=False,
+            )
+            walls.append(time.perf_counter() - t0)
+            if run.state is None or not run.state.is_completed():
+                return {"failed": f"run {run.name} ended {run.state.name if run.state else None}"}
+            moves.append(float(read_device_result(_device_run_after(since, "bench-b"))["duration"]))
+    overheads = [w - m for w, m in zip(walls, moves, strict=True)]
+    return {
+        "n": n,
+        "wall_median_s": round(statistics.median(walls), 3),
+        "move_median_s": round(statistics.median(moves), 3),
+        "overhead_median_s": round(statistics.median(overheads), 3),
+    }
+
+
+def _device_run_after(since: float, resort: str) -> str:
+    """The id of the newest device run on `resort`'s queue created after `since` (epoch s)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, WorkQueueFilter, WorkQueueFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from resort_common import names
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(),
+            work_queue_filter=WorkQueueFilter(
+                name=WorkQueueFilterName(any_=[names.work_queue_name(resort)])
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+    if not runs or runs[0].created is None or runs[0].created.timestamp() < since:
+        raise RuntimeError(f"no device run on {resort} after the call")
+    return str(runs[0].id)
 
 
 def round_robin_batch(client: Any, resorts: list[str], ops_n: int) -> tuple[Any, float, float]:

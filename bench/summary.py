@@ -7,7 +7,8 @@ discovers those as benchmarks.
 
 Keys (seconds, MB, ratios): `dispatch_p50_s`, `dispatch_p95_s`, `stock_dispatch_p50_s`,
 `activation_ratio`, `activation_overhead_p50_s`, `activation_overhead_p95_s`,
-`batch_makespan_ratio`, `estop_p50_s`, `agent_rss_idle_mb`,
+`controller_activation_overhead_p50_s`, `batch_makespan_ratio`,
+`batch_makespan_ratio_postgres`, `lock_handoff_p50_s`, `estop_p50_s`, `agent_rss_idle_mb`,
 `agent_rss_after_100_runs_mb`, `scale_resorts`, `scale_dispatch_p95_s`, `measured_at`.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 __all__ = ["SOURCES", "SUMMARY_KEYS", "build_summary", "load_results", "print_summary"]
 
 #: the benchmarks the summary reads
-SOURCES = ("device", "dispatch", "batch")
+SOURCES = ("device", "dispatch", "batch", "lock")
 
 SUMMARY_KEYS = (
     "dispatch_p50_s",
@@ -32,7 +33,10 @@ SUMMARY_KEYS = (
     "activation_ratio",
     "activation_overhead_p50_s",
     "activation_overhead_p95_s",
+    "controller_activation_overhead_p50_s",
     "batch_makespan_ratio",
+    "batch_makespan_ratio_postgres",
+    "lock_handoff_p50_s",
     "estop_p50_s",
     "agent_rss_idle_mb",
     "agent_rss_after_100_runs_mb",
@@ -74,10 +78,19 @@ _FIGURES: dict[str, tuple[str, Callable[[Mapping[str, Any] | None], Any]]] = {
     "activation_ratio": ("batch", lambda d: _get(d, "single", "ratio_wall_over_move")),
     "activation_overhead_p50_s": ("batch", lambda d: _get(d, "single", "overhead_median_s")),
     "activation_overhead_p95_s": ("batch", lambda d: _get(d, "single", "overhead_p95_s")),
+    "controller_activation_overhead_p50_s": (
+        "batch",
+        lambda d: _get(d, "controller", "overhead_median_s"),
+    ),
     "batch_makespan_ratio": (
         "batch",
         lambda d: _get(d, "batch", "ratio_makespan_over_busiest_moves"),
     ),
+    "batch_makespan_ratio_postgres": (
+        "batch",
+        lambda d: _get(d, "batch_postgres", "ratio_makespan_over_busiest_moves"),
+    ),
+    "lock_handoff_p50_s": ("lock", lambda d: _get(d, "other_process", "median_s")),
     "estop_p50_s": ("dispatch", lambda d: _get(d, "estop_to_torque_off", "median_s")),
     "agent_rss_idle_mb": ("dispatch", lambda d: _get(d, "agent_rss_idle_mb")),
     "agent_rss_after_100_runs_mb": ("dispatch", lambda d: _get(d, "agent_rss_after_100_runs_mb")),
@@ -138,7 +151,12 @@ def _baselines(summary: Mapping[str, Any], results: Mapping[str, Any]) -> dict[s
         "activation_ratio": "1.0 = the physical move time (floor)",
         "activation_overhead_p50_s": "0 = the physical move time (wall minus move)",
         "activation_overhead_p95_s": "0 = the physical move time (wall minus move)",
+        "controller_activation_overhead_p50_s": "in-process p50 "
+        + num(summary.get("activation_overhead_p50_s"), "s"),
         "batch_makespan_ratio": "1.0 = busiest resort's summed move time (floor)",
+        "batch_makespan_ratio_postgres": "1.0 = busiest resort's summed move time (floor)",
+        "lock_handoff_p50_s": "waiter in the holder's process p50 "
+        + num(_get(results.get("lock"), "same_process_baseline", "median_s"), "s"),
         "estop_p50_s": "one SDK round trip "
         + (num(sdk_ms / 1000.0, "s") if sdk_ms is not None else "n/a"),
         "agent_rss_idle_mb": "-",

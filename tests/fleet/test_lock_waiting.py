@@ -49,6 +49,10 @@ def test_a_waiter_announces_itself_while_it_waits_and_withdraws_once_granted(inv
         seen.append(await someone_waiting("w1"))
         await locks.release(holder)
         granted = await waiter
+        # withdrawn in the background right after the grant: well before it would lapse (10 s)
+        deadline = time.monotonic() + 3.0
+        while await someone_waiting("w1") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         seen.append(await someone_waiting("w1"))
         await locks.release(granted)
         return seen

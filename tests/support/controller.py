@@ -16,10 +16,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def running_controller(inventory_path: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `fleet controller --inventory ...` (queue polled every second) for the block; its
-    output goes to `log`. Stopped with SIGTERM (SIGKILL after 30 s) on exit."""
-    env = dict(os.environ, PREFECT_WORKER_QUERY_SECONDS="1")
+def running_controller(
+    inventory_path: Path, log: Path, poll_seconds: float | None = 1.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `fleet controller --inventory ...` (queue polled every `poll_seconds`; None: Prefect's
+    default, as deployed) for the block; its output goes to `log`. Stopped with SIGTERM (SIGKILL
+    after 30 s) on exit."""
+    env = dict(os.environ)
+    if poll_seconds is not None:
+        env["PREFECT_WORKER_QUERY_SECONDS"] = f"{poll_seconds:g}"
     with log.open("wb") as out:
         controller = subprocess.Popen(
             [str(Path(sys.executable).with_name("fleet")), "controller", "--inventory",

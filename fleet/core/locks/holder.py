@@ -87,15 +87,25 @@ def holder_from(value: Any) -> LockHolder | None:
         return None
 
 
-async def read_holder(resort: str) -> LockHolder | None:
-    """The recorded holder of `resort`'s lock (None when no record; it may be stale)."""
-    from prefect.variables import Variable
+async def read_holder(resort: str, client: Any = None) -> LockHolder | None:
+    """The recorded holder of `resort`'s lock (None when no record; it may be stale).
 
-    return holder_from(await Variable.aget(holder_variable_name(resort), default=None))
+    `client`: an open `PrefectClient` (default: the run's, or a new one).
+    """
+    from prefect.client.utilities import get_or_create_client
+
+    client, _ = get_or_create_client(client)
+    variable = await client.read_variable_by_name(holder_variable_name(resort))
+    return holder_from(variable.value if variable is not None else None)
 
 
 async def record_holder(
-    resort: str, lease_id: UUID, lease_duration: float, run_id: str | None, run_name: str | None
+    resort: str,
+    lease_id: UUID,
+    lease_duration: float,
+    run_id: str | None,
+    run_name: str | None,
+    client: Any = None,
 ) -> None:
     """Record the new holder of `resort`'s lock (a failure is logged, never raised)."""
     from prefect.client.utilities import get_or_create_client
@@ -112,20 +122,21 @@ async def record_holder(
         "lease_duration": lease_duration,
     }
     try:
-        client, _ = get_or_create_client()
+        client, _ = get_or_create_client(client)
         # the record is deleted on release: create first, one request
         await set_variable(client, holder_variable_name(resort), record, likely_new=True)
     except Exception:  # the record only feeds error messages; never fail a lock over it
         logger.warning("could not record the holder of %s", resort, exc_info=True)
 
 
-async def clear_holder(resort: str, lease_id: UUID) -> None:
+async def clear_holder(resort: str, lease_id: UUID, client: Any = None) -> None:
     """Clear `resort`'s holder record if lease `lease_id` still owns it (failures are logged)."""
-    from prefect.variables import Variable
+    from prefect.client.utilities import get_or_create_client
 
     try:
-        holder = await read_holder(resort)
+        client, _ = get_or_create_client(client)
+        holder = await read_holder(resort, client)
         if holder is not None and holder.lease_id == str(lease_id):
-            await Variable.aunset(holder_variable_name(resort))
+            await client.delete_variable_by_name(holder_variable_name(resort))
     except Exception:
         logger.warning("could not clear the holder record of %s", resort, exc_info=True)

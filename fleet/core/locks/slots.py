@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TIMEOUT = 300.0
 FIRST_POLL = 0.05
-HEAD_POLL = 0.5
+HEAD_POLL = 0.1
 TAIL_POLL = 3.0
 
 
@@ -166,10 +166,10 @@ async def acquire(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if announcement is not None:
-                    await announcement.withdraw()
+                    await announcement.withdraw(client)
                 raise await _busy_error(name, resort, time.monotonic() - start)
             if announcement is not None:
-                await announcement.renew_if_due()
+                await announcement.renew_if_due(client)
             cap = HEAD_POLL if waiters.is_head(name, waiter) else TAIL_POLL
             delay = min(delay * 1.6, cap)
             sleep = min(remaining, delay * random.uniform(0.8, 1.2))
@@ -192,11 +192,10 @@ async def acquire(
     if resort is not None and held_alert_after is not None:
         held.held_alert = HeldTooLong(resort, held_alert_after, run_id, run_name)
     logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
+    if announcement is not None:
+        announcement.withdraw_soon()  # cleanup on a client of its own: the grant goes on
     if resort is not None:
-        await asyncio.gather(
-            record_holder(resort, lease_id, lease_duration, run_id, run_name),
-            announcement.withdraw() if announcement is not None else asyncio.sleep(0),
-        )
+        await record_holder(resort, lease_id, lease_duration, run_id, run_name, client)
         logger.debug("recorded holder of %s at %.3f s", name, time.monotonic() - start)
     return held
 
@@ -223,7 +222,7 @@ async def release(lock: HeldLock, *, client: Any = None) -> None:
             return
     lock.stop_renewal()
     if lock.resort is not None:
-        await clear_holder(lock.resort, lock.lease_id)
+        await clear_holder(lock.resort, lock.lease_id, client)
     try:
         await prefect_adapter.release_lease(client, lock.lease_id)
     except httpx.HTTPStatusError as exc:

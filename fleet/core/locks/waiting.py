@@ -14,6 +14,7 @@ gets the resort when the batch's run of operations ends), never the lock's safet
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -44,8 +45,11 @@ class Announcement:
         """The Prefect variable of the announcement."""
         return names.lock_waiting_variable_name(self.resort)
 
-    async def renew_if_due(self) -> None:
-        """Write the announcement when it was never written or is due for renewal."""
+    async def renew_if_due(self, client: Any = None) -> None:
+        """Write the announcement when it was never written or is due for renewal.
+
+        `client`: an open `PrefectClient` (default: the run's, or a new one).
+        """
         from prefect.client.utilities import get_or_create_client
 
         from resort_common.variables import set_variable
@@ -56,24 +60,38 @@ class Announcement:
         first, self._renewed_at = self._renewed_at is None, now
         value = {"waiter": self.waiter_id, "until": time.time() + ANNOUNCEMENT_TTL}
         try:
-            client, _ = get_or_create_client()
+            client, _ = get_or_create_client(client)
             await set_variable(client, self.variable, value, likely_new=first)
         except Exception:
             logger.debug("could not announce waiting for %s", self.resort, exc_info=True)
 
-    async def withdraw(self) -> None:
+    async def withdraw(self, client: Any = None) -> None:
         """Remove the announcement if it is still this waiter's (nothing when never written)."""
         if self._renewed_at is None:
             return
         from prefect.client.utilities import get_or_create_client
 
         try:
-            current = await _read(self.resort)
+            client, _ = get_or_create_client(client)
+            current = await _read(self.resort, client)
             if isinstance(current, dict) and current.get("waiter") == self.waiter_id:
-                client, _ = get_or_create_client()
                 await client.delete_variable_by_name(self.variable)
         except Exception:
             logger.debug("could not withdraw the announcement for %s", self.resort, exc_info=True)
+
+
+    def withdraw_soon(self) -> None:
+        """`withdraw` in the background (nothing when never written): a granted waiter need not
+        wait for its cleanup. A withdrawal cut short (the event loop ends) lapses by itself."""
+        if self._renewed_at is None:
+            return
+        task = asyncio.ensure_future(self.withdraw())
+        _withdrawals.add(task)
+        task.add_done_callback(_withdrawals.discard)
+
+
+#: withdrawals under way (kept referenced until done)
+_withdrawals: set[asyncio.Future[None]] = set()
 
 
 def is_live(value: Any, now: float | None = None) -> bool:
@@ -87,20 +105,20 @@ def is_live(value: Any, now: float | None = None) -> bool:
     return until > (time.time() if now is None else now)
 
 
-async def someone_waiting(resort: str) -> bool:
+async def someone_waiting(resort: str, client: Any = None) -> bool:
     """Whether a live announcement says somebody waits for `resort`'s lock (False when unsure)."""
     try:
-        value = await _read(resort)
+        value = await _read(resort, client)
     except Exception:
         logger.debug("could not read who waits for %s", resort, exc_info=True)
         return False
     return is_live(value)
 
 
-async def _read(resort: str) -> Any:
+async def _read(resort: str, client: Any = None) -> Any:
     """The value of `resort`'s announcement variable (None when there is none)."""
     from prefect.client.utilities import get_or_create_client
 
-    client, _ = get_or_create_client()
+    client, _ = get_or_create_client(client)
     variable = await client.read_variable_by_name(names.lock_waiting_variable_name(resort))
     return variable.value if variable is not None else None
