@@ -18,8 +18,6 @@ import argparse
 import contextlib
 import contextvars
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -92,11 +90,19 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "controller",
         help="serve the parent-flow deployments from the control pool",
-        description="Run a process worker on the fleet's control pool, so parent flows started "
-        "through Prefect (UI, schedules, automations, run_deployment) execute.",
+        description="Serve the fleet's control pool: parent flows started through Prefect (UI, "
+        "schedules, automations, run_deployment) are picked up on their Scheduled event and run "
+        "in this process, several at once. SIGTERM lets the runs under way finish, then exits.",
     )
     p.add_argument("--inventory", metavar="FILE", help="inventory (default $FLEET_INVENTORY)")
     p.add_argument("--name", help="worker name (default fleet-controller-<host>)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=16,
+        metavar="N",
+        help="at most N parent runs at once (default 16)",
+    )
     p.set_defaults(handler=_controller)
 
 
@@ -315,41 +321,25 @@ def _overview_watcher(inv: Any) -> Iterator[None]:
 
 
 def _controller(args: argparse.Namespace) -> int:
+    import logging
     import socket
-    from pathlib import Path
 
+    from fleet.client.controller import serve_forever
     from fleet.core.server import api_settings
-    from resort_common import names
 
+    if args.limit < 1:
+        raise PlanError(f"--limit must be at least 1, got {args.limit}")
     inv = load_cli_inventory(args)
-    pool = names.control_pool_name(inv)
     name = args.name or f"fleet-controller-{socket.gethostname()}"
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log = logging.getLogger("fleet.client.controller")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     with api_settings(inv), _overview_watcher(inv):
-        env = dict(os.environ)
-        env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)  # the worker's log is the point
-        env["FLEET_INVENTORY"] = str(Path(inv.path).resolve())
-        cmd = [
-            sys.executable,
-            "-m",
-            "prefect",
-            "worker",
-            "start",
-            "--pool",
-            pool,
-            "--type",
-            "process",
-            "--name",
-            name,
-        ]
-        print(f"serving parent flows of fleet {inv.fleet.name} from pool {pool} as {name}")
+        print(
+            f"serving parent flows of fleet {inv.fleet.name} from pool "
+            f"{inv.fleet.control_pool} as {name}, in this process, up to {args.limit} at once"
+        )
         sys.stdout.flush()
-        proc = subprocess.Popen(cmd, env=env)
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
-            try:
-                return proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                return 130
+        return serve_forever(inv, name=name, limit=args.limit, poll_interval=5.0)

@@ -34,9 +34,10 @@ def running_controller(
     try:
         yield controller
     finally:
-        os.killpg(controller.pid, signal.SIGTERM)
-        try:
-            controller.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(controller.pid, signal.SIGKILL)
-            controller.wait(10)
+        if controller.poll() is None:  # a test may have stopped or killed it already
+            os.killpg(controller.pid, signal.SIGTERM)
+            try:
+                controller.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(controller.pid, signal.SIGKILL)
+                controller.wait(10)

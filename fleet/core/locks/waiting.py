@@ -79,7 +79,6 @@ class Announcement:
         except Exception:
             logger.debug("could not withdraw the announcement for %s", self.resort, exc_info=True)
 
-
     def withdraw_soon(self) -> None:
         """`withdraw` in the background (nothing when never written): a granted waiter need not
         wait for its cleanup. A withdrawal cut short (the event loop ends) lapses by itself."""
