@@ -11,8 +11,9 @@ emulators (180 deg/s, rectangular profile) and one real agent each:
   SQLite server and again on a server backed by a PostgreSQL started for the run
   (`batch_postgres`; skipped with a reason when PostgreSQL cannot start here);
 * controller: the same activation started through Prefect (`run_deployment` of the fleet's
-  `fleet-activate-hotel` deployment, served by `fleet controller` at Prefect's default poll, as
-  deployed): wall time minus the move, n times, beside the in-process figure above.
+  `fleet-activate-hotel` deployment, served by `fleet controller` as deployed): call -> the
+  parent's Completed state minus the move, and call -> motor start, n times, beside the
+  in-process figures above (`single`: wall minus move; `single.call_to_motor_median_s`).
 
 The agents poll at their deployed default (events wake them; the poll is the fallback).
 
@@ -55,13 +56,14 @@ def run(results_dir: Path) -> dict[str, Any]:
         client = FleetClient(fleet.inventory_path)
         client.activate_hotel("bench-a", "A")  # warm-up: imports, first flow registration
 
-        walls, moves, calls = [], [], []
+        walls, moves, calls, to_motor = [], [], [], []
         for i in range(single_n):
             t0, called = time.perf_counter(), time.time()
             out = client.activate_hotel("bench-a", HOTELS[i % 4])
             walls.append(time.perf_counter() - t0)
             moves.append(float(out["duration"]))
             calls.append((called, time.time(), out))
+            to_motor.append(float(out["started_at"]) - called)
         overheads = sorted(w - m for w, m in zip(walls, moves, strict=True))
         result["single"] = {
             "n": single_n,
@@ -72,6 +74,7 @@ def run(results_dir: Path) -> dict[str, Any]:
             ),
             "ratio_wall_over_move": round(statistics.median(walls) / statistics.median(moves), 2),
             "overhead_p95_s": round(overheads[max(0, round(0.95 * len(overheads)) - 1)], 3),
+            "call_to_motor_median_s": round(statistics.median(to_motor), 3),
             "phases_ms": _phases(calls),
         }
 
@@ -148,8 +151,11 @@ def postgres_batch(work: Path, ops_n: int) -> dict[str, Any]:
 
 
 def controller_activations(fleet: Any, n: int) -> dict[str, Any]:
-    """Activations started with `run_deployment` of the parent deployment, served by
-    `fleet controller` (Prefect's default poll): wall time, move time and their difference."""
+    """Activations started with `run_deployment(timeout=0)` of the parent deployment, served by
+    `fleet controller` (Prefect's default poll): from the call to the parent run's Completed state
+    (its server timestamp: no client polling in the figure) and to the motor's start, and the
+    move; overhead = call -> Completed minus the move."""
+    from prefect import get_client
     from prefect.deployments import run_deployment
 
     from flows.results import read_device_result
@@ -157,26 +163,42 @@ def controller_activations(fleet: Any, n: int) -> dict[str, Any]:
     from tests.support.controller import running_controller
 
     deployment = names.parent_deployment_name("fleet-activate-hotel", fleet.inventory)
-    walls, moves = [], []
+    totals, moves, to_motor = [], [], []
     log = fleet.inventory_path.parent / "controller.log"
     with running_controller(fleet.inventory_path, log, poll_seconds=None):
+        time.sleep(3.0)  # subscribed
         for i in range(n):
-            since = time.time()
-            t0 = time.perf_counter()
+            called = time.time()
             run = run_deployment(
                 deployment,
                 parameters={"resort": "bench-b", "hotel": HOTELS[i % 4]},
-                timeout=300,
+                timeout=0,
                 as_subflow=False,
             )
-            walls.append(time.perf_counter() - t0)
-            if run.state is None or not run.state.is_completed():
-                return {"failed": f"run {run.name} ended {run.state.name if run.state else None}"}
-            moves.append(float(read_device_result(_device_run_after(since, "bench-b"))["duration"]))
-    overheads = [w - m for w, m in zip(walls, moves, strict=True)]
+            with get_client(sync_client=True) as client:
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    run = client.read_flow_run(run.id)
+                    if run.state is not None and run.state.is_final():
+                        break
+                    time.sleep(0.05)
+                if run.state is None or not run.state.is_completed():
+                    state = run.state.name if run.state else None
+                    return {"failed": f"run {run.name} ended {state}"}
+                completed = max(
+                    s.timestamp.timestamp()
+                    for s in client.read_flow_run_states(run.id)
+                    if s.type.value == "COMPLETED"
+                )
+            device = read_device_result(_device_run_after(called, "bench-b"))
+            totals.append(completed - called)
+            moves.append(float(device["duration"]))
+            to_motor.append(float(device["started_at"]) - called)
+    overheads = [t - m for t, m in zip(totals, moves, strict=True)]
     return {
         "n": n,
-        "wall_median_s": round(statistics.median(walls), 3),
+        "call_to_completed_median_s": round(statistics.median(totals), 3),
+        "call_to_motor_median_s": round(statistics.median(to_motor), 3),
         "move_median_s": round(statistics.median(moves), 3),
         "overhead_median_s": round(statistics.median(overheads), 3),
     }

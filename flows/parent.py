@@ -4,7 +4,8 @@ Flows (names in `resort_common.names.PARENT_FLOWS`): `fleet-activate-hotel`, `fl
 `fleet-move-to-angle`, `fleet-health` and `fleet-reserve` (several steps under one lock);
 `flows.maintenance` adds `fleet-recover` and `fleet-set-speed` and `flows.batch` adds
 `fleet-batch`. The CLI and `fleet.client` call them in-process (a real, tracked flow run);
-`fleet controller` serves them from the control pool for schedulers that go through Prefect.
+`fleet controller` runs them in its own process from the control pool (`fleet.client.controller`)
+for schedulers that go through Prefect.
 
 Each motion flow validates its request against the inventory (`flows.requests`: unknown resort
 or hotel, angle out of range -> `PlanError`), then runs it with `flows.operations.run_operation`:

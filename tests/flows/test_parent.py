@@ -157,6 +157,41 @@ def test_selection_skips_inactive_and_estopped_resorts(client) -> None:
     assert client.go_home(None, selector={"labels": ["spare"]})["resort"] == "pp-c"
 
 
+def test_a_named_unavailable_resort_is_refused_and_its_lock_left_free(client) -> None:
+    """A named resort's status is read while its lock is taken: the refusal gives back a lock
+    granted meanwhile, and a lock held by somebody else does not delay it."""
+
+    def slots(resort: str) -> int:
+        from prefect import get_client
+
+        with get_client(sync_client=True) as prefect:
+            limit = prefect.read_global_concurrency_limit_by_name(names.lock_name(resort))
+            return int(limit.active_slots)
+
+    with client.reserve("pp-c"):
+        client.estop(["pp-c"], reason="test")
+        try:
+            wait_status(client, "pp-c", estopped=True)
+            began = time.monotonic()  # held by the reservation and e-stopped: refused at once
+            with pytest.raises(DeviceSelectionError, match="e-stopped"):
+                client.activate_hotel("pp-c", "B")
+            assert time.monotonic() - began < 30  # the lock timeout is 300 s
+        finally:
+            client.estop_clear(["pp-c"])
+        assert slots("pp-c") == 1  # the reservation's
+    client.estop(["pp-c"], reason="test")
+    try:
+        wait_status(client, "pp-c", estopped=True)
+        for _ in range(3):  # free lock and e-stopped: whichever answers first
+            with pytest.raises(DeviceSelectionError, match="e-stopped"):
+                client.activate_hotel("pp-c", "B")
+        assert slots("pp-c") == 0
+        assert asyncio.run(locks.read_holder("pp-c")) is None
+    finally:
+        client.estop_clear(["pp-c"])
+    wait_status(client, "pp-c", estopped=False)
+
+
 def test_reserve_holds_the_resort_across_steps(client, fleet) -> None:
     other = FleetClient(fleet.inventory_path, lock_timeout=1.5)
     with client.reserve("pp-b") as reservation:

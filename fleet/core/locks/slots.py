@@ -195,7 +195,11 @@ async def acquire(
     if announcement is not None:
         announcement.withdraw_soon()  # cleanup on a client of its own: the grant goes on
     if resort is not None:
-        await record_holder(resort, lease_id, lease_duration, run_id, run_name, client)
+        try:
+            await record_holder(resort, lease_id, lease_duration, run_id, run_name, client)
+        except BaseException:  # cancelled while recording: give the slot back, never leak it
+            await asyncio.shield(release(held, client=client))
+            raise
         logger.debug("recorded holder of %s at %.3f s", name, time.monotonic() - start)
     return held
 
