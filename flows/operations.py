@@ -18,7 +18,6 @@ from fleet.core.plan import DEVICE_FLOW_OF, Operation
 from fleet.core.selection import select_resort
 from flows.dispatch import dispatch, read_result, submit_and_finish
 from flows.requests import validate_request
-from resort_common import names
 
 if TYPE_CHECKING:
     from fleet.core.inventory import Inventory, Resort
@@ -56,10 +55,6 @@ async def run_operation(
     """
     validate_request(inventory, op)
     selector = op.effective_selector()
-    named = op.resort is not None and selector is None
-    if resort is None and named and not held_locks and reservation is None:
-        # a named resort: its status is read while its lock is taken, not before
-        return await _run_named(inventory, op, step, lock_timeout, info)
     if resort is None:
         resort = await select_resort(inventory, resort=op.resort, selector=selector)
     return await run_locked(
@@ -73,59 +68,6 @@ async def run_operation(
         held=(held_locks or {}).get(resort.name),
         info=info,
     )
-
-
-async def _run_named(
-    inventory: Inventory,
-    op: Operation,
-    step: str,
-    lock_timeout: float,
-    info: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """`run_operation` on a named resort: its availability (the status read of `select_resort`)
-    is checked while its lock is taken, not before; the device run is created only once both
-    hold. An unavailable resort is reported as soon as its status says so, lock or no lock."""
-    assert op.resort is not None
-    target = inventory.resort(op.resort)
-    checking = asyncio.ensure_future(select_resort(inventory, resort=op.resort))
-    taking = asyncio.ensure_future(
-        locks.acquire(
-            names.lock_name(target.name),
-            timeout=lock_timeout,
-            resort=target.name,
-            held_alert_after=lock_held_after(inventory),
-        )
-    )
-    await asyncio.wait({checking, taking}, return_when=asyncio.FIRST_COMPLETED)
-    if checking.done() and checking.exception() is not None:
-        await _give_up(taking)
-        raise checking.exception()  # type: ignore[misc]
-    try:
-        lock = await taking
-    except BaseException:
-        checking.cancel()
-        raise
-    try:
-        resort = await checking
-        run = await submit_and_finish(
-            inventory, resort, DEVICE_FLOW_OF[op.action], op.parameters(), step=step, held=lock,
-            info=info,
-        )  # fmt: skip
-        result = asyncio.ensure_future(read_result(run))
-    finally:
-        await asyncio.shield(locks.release(lock))
-    return await result
-
-
-async def _give_up(taking: asyncio.Future[locks.HeldLock]) -> None:
-    """Stop waiting for a lock; give it back if it was (or is being) granted."""
-    if not taking.done():
-        taking.cancel()
-    try:
-        held = await taking
-    except BaseException:
-        return
-    await asyncio.shield(locks.release(held))
 
 
 async def run_locked(
