@@ -240,7 +240,10 @@ async def execute_plan(
                     )
                 except DispatchError as exc:
                     report.ended(
-                        index, exc.state or "Failed", error=str(exc), flow_run_id=exc.flow_run_id
+                        index,
+                        exc.state or "Failed",
+                        error=str(exc),
+                        flow_run_id=exc.flow_run_id or info.get("flow_run_id"),
                     )
                 except FleetError as exc:
                     report.ended(
