@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run_sync", "wait_for_final_event"]
+__all__ = ["run_claimed_flow_run", "run_sync", "wait_for_final_event"]
 
 R = TypeVar("R")
 
@@ -44,3 +44,17 @@ async def wait_for_final_event(flow_run_id: Any, timeout: int, client: Any) -> A
     from prefect.flow_runs import wait_for_flow_run
 
     return await wait_for_flow_run(flow_run_id, timeout=timeout, client=client)
+
+
+async def run_claimed_flow_run(flow: Any, flow_run: Any) -> Any:
+    """Execute `flow_run` (claimed: Pending) of the async `flow` in this process; its final state.
+
+    `prefect.flow_engine.run_flow` (internal module) with `flow_run=` and `return_type="state"`:
+    the engine proposes Running, runs the body and reports the final state, as a worker's
+    subprocess would. The public alternatives start something else: calling the flow creates a
+    new run, and `prefect worker start` runs each claimed run in a new process (seconds of
+    imports per run, which `fleet controller` exists to avoid).
+    """
+    from prefect.flow_engine import run_flow
+
+    return await run_flow(flow, flow_run=flow_run, return_type="state")  # type: ignore[misc]

@@ -34,8 +34,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from fleet.core import prefect_adapter
@@ -278,8 +277,9 @@ class Controller:
     async def _execute(self, run: Any) -> None:
         """Run one claimed parent run with Prefect's engine; leave it final."""
         from prefect.client.orchestration import get_client
-        from prefect.flow_engine import run_flow
         from prefect.states import Cancelled, Crashed, Failed
+
+        from flows.prefect_adapter import run_claimed_flow_run
 
         async with get_client() as client:
             try:
@@ -290,7 +290,7 @@ class Controller:
                 )
                 return
             try:
-                await cast("Awaitable[Any]", run_flow(flow, flow_run=run, return_type="state"))
+                await run_claimed_flow_run(flow, run)
             except asyncio.CancelledError:
                 pass  # cancelled (Cancelling event or stop): its state is set below
             except Exception as exc:

@@ -35,6 +35,12 @@ PINNED: list[tuple[str, str, list[str], str]] = [
         "flows.prefect_adapter.wait_for_final_event (flows.waiting.wait_final)",
     ),
     (
+        "prefect.flow_engine",
+        "run_flow",
+        ["flow", "flow_run", "parameters", "wait_for", "return_type", "error_logger", "context"],
+        "flows.prefect_adapter.run_claimed_flow_run (fleet.client.controller)",
+    ),
+    (
         "prefect.flow_runs",
         "wait_for_flow_run",
         ["flow_run_id", "timeout", "poll_interval", "client", "log_states"],
