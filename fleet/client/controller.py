@@ -90,7 +90,6 @@ class Controller:
         self.limit = limit
         self.poll_interval = poll_interval
         self.grace = grace
-        self.executed = 0
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._cancelled: set[UUID] = set()
         self._cancels: set[asyncio.Future[None]] = set()
@@ -271,7 +270,6 @@ class Controller:
     def _done(self, run_id: UUID, _task: object = None) -> None:
         logger.info("run %s ended", run_id)
         self._running.pop(run_id, None)
-        self.executed += 1
         self._wake.set()  # a slot is free: claim what waited for it
 
     async def _execute(self, run: Any) -> None:
