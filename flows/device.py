@@ -35,7 +35,10 @@ from fleet.core import locks
 from resort_common import names
 
 __all__ = [
+    "FLOW_OPTIONS",
     "activate_hotel",
+    "after_move",
+    "artifact_key",
     "emergency_stop",
     "go_home",
     "move_to_angle",
@@ -46,10 +49,12 @@ __all__ = [
     "set_speed",
 ]
 
-_FLOW_OPTIONS: dict[str, Any] = {"persist_result": False, "retries": 0, "log_prints": False}
+#: options of every device flow: no retries (a move is never repeated), no persisted results
+FLOW_OPTIONS: dict[str, Any] = {"persist_result": False, "retries": 0, "log_prints": False}
 
 
-def _artifact_key(resort: str, action: str) -> str:
+def artifact_key(resort: str, action: str) -> str:
+    """The key of the result artifact of `action` on `resort` (`resort-a-activate-hotel`)."""
     raw = f"{resort}-{action}".lower()
     return "".join(c if c.isalnum() or c == "-" else "-" for c in raw)
 
@@ -100,13 +105,14 @@ def publish_result(
     }
     create_table_artifact(
         table=[{"field": k, "value": v} for k, v in document.items()],
-        key=_artifact_key(session.name, action),
+        key=artifact_key(session.name, action),
         description=f"{action} on {session.name}",
     )
     return document
 
 
-def _after_move(session: DeviceSession, move: Any) -> dict[str, Any]:
+def after_move(session: DeviceSession, move: Any) -> dict[str, Any]:
+    """Note a finished move in the status; its result fields (target, position, hotel, duration)."""
     result = move.to_dict()
     session.update(position=round(move.position, 3), active_hotel=move.hotel, last_error=None)
     return {
@@ -117,38 +123,38 @@ def _after_move(session: DeviceSession, move: Any) -> dict[str, Any]:
     }
 
 
-@flow(name="activate-hotel", **_FLOW_OPTIONS)
+@flow(name="activate-hotel", **FLOW_OPTIONS)
 def activate_hotel(hotel: str, lease: str | None = None) -> dict[str, Any]:
     """Bring `hotel` (by name, e.g. "B") into the access position (needs the lock's `lease`)."""
     session, started = _begin()
     get_run_logger().info("%s: activating hotel %s", session.name, hotel)
     with session.motion(permit=_holds_lock(session, lease)) as driver:
         move = driver.activate_hotel(hotel)
-    result = {"hotel_requested": hotel, **_after_move(session, move)}
+    result = {"hotel_requested": hotel, **after_move(session, move)}
     return publish_result(session, "activate-hotel", result, started)
 
 
-@flow(name="go-home", **_FLOW_OPTIONS)
+@flow(name="go-home", **FLOW_OPTIONS)
 def go_home(lease: str | None = None) -> dict[str, Any]:
     """Turn the carousel to resort angle 0 (needs the lock's `lease`)."""
     session, started = _begin()
     get_run_logger().info("%s: going home", session.name)
     with session.motion(permit=_holds_lock(session, lease)) as driver:
         move = driver.go_home()
-    return publish_result(session, "go-home", _after_move(session, move), started)
+    return publish_result(session, "go-home", after_move(session, move), started)
 
 
-@flow(name="move-to-angle", **_FLOW_OPTIONS)
+@flow(name="move-to-angle", **FLOW_OPTIONS)
 def move_to_angle(angle: float, lease: str | None = None) -> dict[str, Any]:
     """Turn the carousel to `angle` degrees (resort frame; needs the lock's `lease`)."""
     session, started = _begin()
     get_run_logger().info("%s: moving to %.2f deg", session.name, angle)
     with session.motion(permit=_holds_lock(session, lease)) as driver:
         move = driver.move_to_angle(angle)
-    return publish_result(session, "move-to-angle", _after_move(session, move), started)
+    return publish_result(session, "move-to-angle", after_move(session, move), started)
 
 
-@flow(name="set-speed", **_FLOW_OPTIONS)
+@flow(name="set-speed", **FLOW_OPTIONS)
 def set_speed(
     speed: float, acceleration: float | None = None, lease: str | None = None
 ) -> dict[str, Any]:
@@ -162,7 +168,7 @@ def set_speed(
     return publish_result(session, "set-speed", result, started)
 
 
-@flow(name="request-position", **_FLOW_OPTIONS)
+@flow(name="request-position", **FLOW_OPTIONS)
 def request_position() -> dict[str, Any]:
     """Read the carousel angle and the hotel in position (no motion)."""
     session, started = _begin()
@@ -174,7 +180,7 @@ def request_position() -> dict[str, Any]:
     return publish_result(session, "request-position", result, started)
 
 
-@flow(name="request-health", **_FLOW_OPTIONS)
+@flow(name="request-health", **FLOW_OPTIONS)
 def request_health() -> dict[str, Any]:
     """Read temperature, voltage, current, torque and hardware errors of the servo."""
     session, started = _begin()
@@ -185,7 +191,7 @@ def request_health() -> dict[str, Any]:
     return publish_result(session, "request-health", data, started)
 
 
-@flow(name="reboot-resort", **_FLOW_OPTIONS)
+@flow(name="reboot-resort", **FLOW_OPTIONS)
 def reboot_resort(lease: str | None = None) -> dict[str, Any]:
     """Reboot the servo (clears latched hardware errors) and re-apply the settings, torque off
     (needs the lock's `lease`)."""
@@ -197,7 +203,7 @@ def reboot_resort(lease: str | None = None) -> dict[str, Any]:
     return publish_result(session, "reboot-resort", {**health.to_dict(), "ok": health.ok}, started)
 
 
-@flow(name="emergency-stop", **_FLOW_OPTIONS)
+@flow(name="emergency-stop", **FLOW_OPTIONS)
 def emergency_stop(reason: str = "emergency-stop flow run") -> dict[str, Any]:
     """Torque off and latch the stop on this agent.
 

@@ -42,8 +42,14 @@ from fleet.core.alerts import lock_held_after
 from fleet.core.errors import DispatchError, FleetError
 from fleet.core.locks.waiting import someone_waiting
 from fleet.core.plan import DEVICE_FLOW_OF
-from flows.dispatch import DeviceRun, finish, read_result, submit
+from flows.dispatch import PICKUP_MARGIN, RESULT_READ_WINDOW, DeviceRun, finish, submit
+from flows.results import aread_sequence_result
+from flows.sequence import MAX_SEQUENCE_MOVES
+from flows.waiting import retry_transient
 from resort_common import names
+
+#: the device flow a lane's moves run in
+SEQUENCE_FLOW = "move-sequence"
 
 if TYPE_CHECKING:
     from fleet.core.inventory import Inventory, Resort
@@ -87,9 +93,25 @@ class LaneReport(Protocol):
 
 @dataclass
 class _Queued:
-    step: LaneStep
+    """A `move-sequence` run created for consecutive steps of the lane."""
+
+    steps: list[LaneStep]
     run: DeviceRun
     info: dict[str, Any]
+
+
+def _move(op: Operation) -> dict[str, Any]:
+    """`op` as a step of a `move-sequence` run."""
+    return {"action": op.action, **op.parameters()}
+
+
+def _step_result(resort: str, run_id: str | None, op: Operation, row: dict[str, Any]) -> Any:
+    """A step's row as the batch result of its operation (the fields of a single move's)."""
+    fields = {k: v for k, v in row.items() if k not in ("index", "state", "action", "error")}
+    result: dict[str, Any] = {"resort": resort, "action": DEVICE_FLOW_OF[op.action]}
+    if op.action == "activate_hotel":
+        result["hotel_requested"] = op.hotel
+    return {**result, "flow_run_id": run_id, **fields}
 
 
 class _Lane:
@@ -152,21 +174,30 @@ class _Lane:
             await asyncio.sleep(YIELD_POLL)
 
     # ------------------------------------------------------------------ runs
-    async def _submit(self, step: LaneStep) -> _Queued:
-        """Create `step`'s device run under the lane's lock (a retry gets a new idempotency key)."""
+    async def _submit(self, steps: list[LaneStep], *, after: _Queued | None = None) -> _Queued:
+        """Create one `move-sequence` run for `steps` under the lane's lock.
+
+        `after`: the run it is queued behind (the agent runs it only when that one ran all its
+        moves, `flows.sequence`). A step created again gets a new idempotency key.
+        """
         held = await self._lock()
-        tries = self.attempt.get(step.index, 0)
-        self.attempt[step.index] = tries + 1
+        first = steps[0].index
+        tries = self.attempt.get(first, 0)
+        self.attempt[first] = tries + 1
         info: dict[str, Any] = {}
+        parameters: dict[str, Any] = {"moves": [_move(step.op) for step in steps]}
+        if after is not None:
+            parameters.update(yield_first=True, after=after.run.id)
         run = await submit(
             self.resort,
-            DEVICE_FLOW_OF[step.op.action],
-            step.op.parameters(),
-            step=f"op{step.index}" + (f".{tries + 1}" if tries else ""),
+            SEQUENCE_FLOW,
+            parameters,
+            step=f"ops{first}-{steps[-1].index}" + (f".{tries + 1}" if tries else ""),
             held=held,
             info=info,
+            run_timeout=self.resort.move_timeout * len(steps) + PICKUP_MARGIN,
         )
-        return _Queued(step, run, info)
+        return _Queued(list(steps), run, info)
 
     async def _withdraw(self, queued: _Queued) -> bool:
         """Cancel `queued`'s run if no agent claimed it yet; True when it was withdrawn."""
@@ -179,55 +210,84 @@ class _Lane:
                 return False
             await client.set_flow_run_state(
                 run.id,
-                Cancelled(message="withdrawn: the operation before it on this resort failed"),
+                Cancelled(message="withdrawn: the moves before it on this resort did not all run"),
                 force=True,
             )
         return True
 
-    async def _complete(self, queued: _Queued) -> bool:
-        """Wait for `queued` and report it; True when it Completed."""
-        index = queued.step.index
+    async def _complete(self, queued: _Queued) -> tuple[bool, list[LaneStep]]:
+        """Wait for `queued`'s run and report its steps.
+
+        Returns:
+            whether a step failed (or the run did), and the steps it did not run (yielded to a
+            waiter, or after a failed step) to run again later, in order.
+        """
         run_id = queued.info.get("flow_run_id")
+        failure: tuple[str, str] | None = None
         try:
             await finish(self.inventory, queued.run)
-            result = await read_result(queued.run)
         except DispatchError as exc:
-            self.report.ended(
-                index, exc.state or "Failed", error=str(exc), flow_run_id=exc.flow_run_id or run_id
-            )
-            return False
+            failure = (exc.state or "Failed", str(exc))
+            run_id = exc.flow_run_id or run_id
         except FleetError as exc:
-            self.report.ended(index, "Failed", error=str(exc), flow_run_id=run_id)
-            return False
+            failure = ("Failed", str(exc))
         except Exception as exc:
-            self.report.ended(
-                index, "Failed", error=f"{type(exc).__name__}: {exc}", flow_run_id=run_id
-            )
-            return False
-        self.report.ended(index, "Completed", flow_run_id=run_id, result=result)
-        return True
+            failure = ("Failed", f"{type(exc).__name__}: {exc}")
+        try:
+            window = RESULT_READ_WINDOW if failure is None else 0.0
+            rows = await retry_transient(lambda: aread_sequence_result(queued.run.id), window)
+        except Exception as exc:
+            if failure is None:
+                failure = ("Failed", f"the run's step results are unreadable: {exc}")
+            for step in queued.steps:  # whether each step moved is unknown: none is repeated
+                self.report.ended(step.index, failure[0], error=failure[1], flow_run_id=run_id)
+            return True, []
+        by_index = {int(row["index"]): row for row in rows}
+        failed, again = failure is not None, []
+        for position, step in enumerate(queued.steps):
+            row = by_index.get(position)
+            if row is None:
+                again.append(step)
+            elif row.get("state") == "Completed":
+                result = _step_result(self.resort.name, run_id, step.op, row)
+                self.report.ended(step.index, "Completed", flow_run_id=run_id, result=result)
+            else:
+                state, error = failure or ("Failed", "")
+                self.report.ended(
+                    step.index, state, error=row.get("error") or error, flow_run_id=run_id
+                )
+                failed = True
+        return failed, again
 
-    async def _pipeline_next(self, step: LaneStep) -> _Queued | None:
-        """Queue `step` behind the run under way, unless the lane should not keep the lock.
+    async def _pipeline_next(self, todo: list[LaneStep], current: _Queued) -> _Queued | None:
+        """Queue the next steps behind the run under way, unless the lane should not keep the lock.
 
-        A failure here is not the step's: the step is then run the plain way, later.
+        A failure here is not the steps': they are then run later, as the next run.
         """
         if self.fail_fast or self.stop.is_set() or await someone_waiting(self.resort.name):
             return None
+        steps = todo[:MAX_SEQUENCE_MOVES]
         try:
-            return await self._submit(step)
+            queued = await self._submit(steps, after=current)
         except Exception:
             return None
+        del todo[: len(steps)]
+        return queued
 
-    async def _start(self, step: LaneStep) -> _Queued | None:
-        """Report `step` started and queue its run (None, reported, when it cannot be)."""
-        self.report.started(step.index)
+    async def _start(self, todo: list[LaneStep]) -> _Queued | None:
+        """Take the next steps off `todo` and create their run (None, reported, when it fails)."""
+        steps = todo[:MAX_SEQUENCE_MOVES]
+        del todo[: len(steps)]
+        for step in steps:
+            self.report.started(step.index)
         try:
-            return await self._submit(step)
+            return await self._submit(steps)
         except FleetError as exc:
-            self.report.ended(step.index, "Failed", error=str(exc))
+            error = str(exc)
         except Exception as exc:
-            self.report.ended(step.index, "Failed", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+        for step in steps:
+            self.report.ended(step.index, "Failed", error=error)
         return None
 
     # ------------------------------------------------------------------ the lane
@@ -238,26 +298,32 @@ class _Lane:
             while todo or queued is not None:
                 if queued is not None:
                     current, queued = queued, None
-                    self.report.started(current.step.index)
+                    for step in current.steps:
+                        self.report.started(step.index)
                 else:
-                    step = todo.pop(0)
                     if self.stop.is_set():
-                        self.report.skipped(step.index, "skipped after an earlier failure")
+                        for step in todo:
+                            self.report.skipped(step.index, "skipped after an earlier failure")
+                        todo.clear()
                         continue
-                    started = await self._start(step)
+                    started = await self._start(todo)
                     if started is None:
                         continue
                     current = started
                 if todo:
-                    queued = await self._pipeline_next(todo[0])
-                    if queued is not None:
-                        todo.pop(0)
-                if not await self._complete(current):
-                    if self.fail_fast:
-                        self.stop.set()
-                    if queued is not None and await self._withdraw(queued):
-                        todo.insert(0, queued.step)  # created again later, or skipped
-                        queued = None
+                    queued = await self._pipeline_next(todo, current)
+                failed, again = await self._complete(current)
+                if failed and self.fail_fast:
+                    self.stop.set()
+                if (again or failed) and queued is not None:
+                    # the queued run must not overtake the moves not run: withdrawn, or (claimed
+                    # already) it yields every move, since its predecessor did not run them all
+                    if await self._withdraw(queued):
+                        again += queued.steps
+                    else:
+                        again += (await self._complete(queued))[1]
+                    queued = None
+                todo[:0] = again
                 if (
                     queued is None
                     and todo

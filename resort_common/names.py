@@ -49,10 +49,13 @@ DEVICE_FLOWS: dict[str, str] = {
     "request-health": "flows.device:request_health",
     "reboot-resort": "flows.device:reboot_resort",
     "emergency-stop": "flows.device:emergency_stop",
+    "move-sequence": "flows.sequence:move_sequence",
 }
 
 #: Device subflows that move the carousel (take the motion lock, refused while e-stopped).
-MOTION_FLOWS: frozenset[str] = frozenset({"activate-hotel", "go-home", "move-to-angle"})
+MOTION_FLOWS: frozenset[str] = frozenset(
+    {"activate-hotel", "go-home", "move-to-angle", "move-sequence"}
+)
 
 #: Device subflows that need the lease of the resort's lock (parameter `lease`), checked by the
 #: agent before the motor sees a write: motion and maintenance. E-stop and reads never do.

@@ -65,6 +65,12 @@ DEVICE_FLOW_SCHEMAS: dict[str, dict[str, Any]] = {
     "request-health": _schema(),
     "reboot-resort": _schema(_LEASE),
     "emergency-stop": _schema(("reason", _STRING, "emergency-stop flow run")),
+    "move-sequence": _schema(
+        ("moves", _OBJECTS, _REQUIRED),
+        _LEASE,
+        ("yield_first", _BOOLEAN, False),
+        ("after", _OPT_STRING, None),
+    ),
 }
 
 # Target of a parent flow: a named resort or a selector, the inventory file, the lock wait.

@@ -1,6 +1,6 @@
-"""Pipelined batch lanes (`flows.pipeline`) on a timed emulated resort: one lock per lane, the next
-run queued while one moves, a waiting scheduler served within one operation, nothing left queued
-after a failure."""
+"""Pipelined batch lanes (`flows.pipeline`) on a timed emulated resort: one lock per lane, a lane's
+moves back to back in one `move-sequence` run, the next run queued while one moves, a waiting
+scheduler served within one operation, nothing left queued after a failure."""
 
 from __future__ import annotations
 
@@ -59,7 +59,12 @@ def _ops(hotels: str) -> list[dict[str, Any]]:
     return [{"resort": R, "action": "activate_hotel", "hotel": h} for h in hotels]
 
 
-def test_a_lane_keeps_one_lock_and_queues_the_next_run_while_one_moves(fleet) -> None:
+def _steps(report: Any) -> list[tuple[float, float]]:
+    """(start, end) of each operation's move (epoch s), in plan order."""
+    return [(r.result["started_at"], r.result["finished_at"]) for r in report.results]
+
+
+def test_a_lane_keeps_one_lock_and_runs_its_moves_back_to_back_in_one_run(fleet) -> None:
     client = FleetClient(fleet.inventory_path)
     client.activate_hotel(R, "A")
     hotels = "BCDABC"
@@ -67,13 +72,36 @@ def test_a_lane_keeps_one_lock_and_queues_the_next_run_while_one_moves(fleet) ->
     report = client.batch(_ops(hotels), max_concurrency=2)
     assert [r.state for r in report.results] == ["Completed"] * len(hotels), report.failed
     assert [r.result["hotel"] for r in report.results] == list(hotels)
-    runs = _runs([r.flow_run_id for r in report.results])
-    leases = {run.parameters["lease"] for run, _ in runs}
-    assert len(leases) == 1, f"one lock for the whole lane, got leases {leases}"
-    for (_, before), (run, _) in itertools.pairwise(runs):
+    runs = _runs(list(dict.fromkeys(r.flow_run_id for r in report.results)))
+    assert len(runs) == 1, "a lane's consecutive moves run in one device run"
+    (run, _), *_ = runs
+    assert run.parameters["moves"] == [{"action": "activate_hotel", "hotel": h} for h in hotels]
+    for (_, end), (start, _) in itertools.pairwise(_steps(report)):
+        assert start >= end, "a move started before the one before it ended"
+    assert _moving_goals(fleet, since) == [], "a goal was written while the motor moved"
+
+
+def test_a_long_lane_queues_its_next_run_while_one_moves(fleet, monkeypatch) -> None:
+    from flows import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_SEQUENCE_MOVES", 3)  # 7 moves: runs of 3, 3 and 1
+    client = FleetClient(fleet.inventory_path)
+    client.activate_hotel(R, "A")
+    hotels = "BCDABCD"
+    since = time.time()
+    report = client.batch(_ops(hotels), max_concurrency=2)
+    assert [r.state for r in report.results] == ["Completed"] * len(hotels), report.failed
+    assert [r.result["hotel"] for r in report.results] == list(hotels)
+    runs = _runs(list(dict.fromkeys(r.flow_run_id for r in report.results)))
+    assert [len(run.parameters["moves"]) for run, _ in runs] == [3, 3, 1]
+    assert len({run.parameters["lease"] for run, _ in runs}) == 1, "one lock for the lane"
+    for (before_run, before), (run, _) in itertools.pairwise(runs):
+        assert run.parameters["after"] == str(before_run.id)
         assert run.created.timestamp() < before["COMPLETED"], (
             f"run {run.name} was created only after the run before it ended"
         )
+    for (_, end), (start, _) in itertools.pairwise(_steps(report)):
+        assert start >= end, "a move started before the one before it ended"
     assert _moving_goals(fleet, since) == [], "a goal was written while the motor moved"
 
 
@@ -95,14 +123,16 @@ def test_a_waiting_scheduler_gets_the_resort_within_one_operation(fleet) -> None
     assert [r.state for r in report.results] == ["Completed"] * len(hotels), report.failed
     (_, waited), *_ = _runs([waiter["flow_run_id"]])
     batch_runs = _runs([r.flow_run_id for r in report.results])
+    steps = _steps(report)
     started_meanwhile = [
-        run.name for run, first in batch_runs if called < first["RUNNING"] < waited["RUNNING"]
+        hotels[i] for i, (start, _) in enumerate(steps) if called < start < waited["RUNNING"]
     ]
-    # the one moving when it asked, the one already queued behind it, and at most one whose
-    # start raced the waiter's own parent run and lock request
+    # the one moving when it asked, and at most two whose start raced the waiter's own parent
+    # run, its first lock request and announcement, and the agent's last check of the waiters
     assert len(started_meanwhile) <= 3, started_meanwhile
-    after = [run for run, first in batch_runs if first["RUNNING"] > waited["RUNNING"]]
+    after = [start for start, _ in steps if start > waited["RUNNING"]]
     assert after, "the waiter was served only after the whole batch"
+    assert len({run.id for run, _ in batch_runs}) >= 2, "the lane's run yielded to the waiter"
     assert answered - called < 10.0
 
 

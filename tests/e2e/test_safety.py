@@ -138,6 +138,65 @@ def test_a_device_run_without_a_live_lease_of_the_lock_moves_nothing(
     assert client.activate_hotel(R, "C")["hotel"] == "C"  # parent flows carry their lease
 
 
+def _sequence_rows(run: Any) -> list[dict[str, Any]]:
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from flows.results import aread_sequence_result
+
+    return run_coro_as_sync(aread_sequence_result(run.id))
+
+
+def test_a_move_sequence_stops_before_its_next_move_once_its_lease_is_gone(
+    lab: Fleet, client: Any
+) -> None:
+    client.go_home(R)
+    angles = (90.0, 0.0, 90.0, 0.0, 90.0, 0.0)  # 1.5 s each
+    moves = [{"action": "move_to_angle", "angle": a} for a in angles]
+    with _holding_the_lock() as lease:
+        run = _submit("move-sequence", moves=moves, lease=lease)
+        wait_for(lambda: _emu(lab).stats()["moving"], 30, 0.02, "the carousel turning")
+    released = len(_goal_writes(lab))  # the lock is given back while the first move runs
+    final = _final(run)
+    assert final.state.is_failed() and "LeaseError" in final.state.message, final.state
+    rows = _sequence_rows(final)
+    assert [r["state"] for r in rows] == ["Completed"] * (len(rows) - 1) + ["Failed"], rows
+    assert "LeaseError" in rows[-1]["error"] and len(rows) < len(moves)
+    # the move under way at the release ends; no later one starts but one checked just before
+    assert len(_goal_writes(lab)) - released <= 1
+
+
+def test_a_queued_move_sequence_runs_only_behind_a_complete_one(lab: Fleet, client: Any) -> None:
+    client.go_home(R)
+    goals = len(_goal_writes(lab))
+    move = [{"action": "move_to_angle", "angle": 30.0}]
+    with _holding_the_lock() as lease:
+        bad = _final(_submit("move-sequence", moves=[*move, {"action": "spin"}], lease=lease))
+        assert bad.state.is_failed() and "moves[1].action: 'spin' is not one of" in (
+            bad.state.message
+        )
+        # queued behind a run this agent never ran: it yields every move
+        orphan = _final(_submit("move-sequence", moves=move, lease=lease, after=str(uuid.uuid4())))
+        assert orphan.state.is_completed() and _sequence_rows(orphan) == []
+        assert len(_goal_writes(lab)) == goals, "a refused sequence moved the motor"
+        first = _final(_submit("move-sequence", moves=move, lease=lease))
+        second = _final(
+            _submit(
+                "move-sequence",
+                moves=[{"action": "go_home"}],
+                lease=lease,
+                after=str(first.id),
+                yield_first=True,
+            )
+        )
+        behind_orphan = _final(
+            _submit("move-sequence", moves=move, lease=lease, after=str(orphan.id))
+        )
+    assert [r["state"] for r in _sequence_rows(first)] == ["Completed"]
+    assert [r["state"] for r in _sequence_rows(second)] == ["Completed"]
+    assert _sequence_rows(behind_orphan) == []
+    assert len(_goal_writes(lab)) == goals + 2
+
+
 def test_ctl_cannot_open_the_port_the_agent_holds(lab: Fleet) -> None:
     agent = lab.agents[R]
     proc = subprocess.run(

@@ -34,9 +34,9 @@ def test_design_table_values() -> None:
 
 
 def test_motion_flows_are_device_flows() -> None:
-    assert {"activate-hotel", "go-home", "move-to-angle"} == names.MOTION_FLOWS
+    assert {"activate-hotel", "go-home", "move-to-angle", "move-sequence"} == names.MOTION_FLOWS
     assert set(names.DEVICE_FLOWS) >= names.MOTION_FLOWS
-    assert len(names.DEVICE_FLOWS) == 8
+    assert len(names.DEVICE_FLOWS) == 9
     for entrypoint in (*names.DEVICE_FLOWS.values(), *names.PARENT_FLOWS.values()):
         assert re.fullmatch(r"flows\.\w+:\w+", entrypoint)
 

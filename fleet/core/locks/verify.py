@@ -43,11 +43,14 @@ def _lease_gone(resort: str, lease_id: str, exc: httpx.HTTPStatusError) -> Lease
     )
 
 
-def verify_lease_sync(client: Any, resort: str, lease_id: str | None) -> None:
+def verify_lease_sync(
+    client: Any, resort: str, lease_id: str | None, *, renew: bool = True
+) -> None:
     """Check that `lease_id` is live and is `resort`'s recorded lock holder (sync client).
 
     The check renews the lease for the holder's own lease duration: a live lease is extended as
-    its holder would, a lease that expired or was released answers 404/410.
+    its holder would, a lease that expired or was released answers 404/410. With `renew=False`
+    only the holder record is read (a release clears it before it frees the slot).
 
     Raises:
         LeaseError: no lease, another holder, or the lease is gone.
@@ -65,6 +68,8 @@ def verify_lease_sync(client: Any, resort: str, lease_id: str | None) -> None:
     if problem is not None:
         raise problem
     assert lease_id is not None and holder is not None
+    if not renew:
+        return
     try:
         prefect_adapter.renew_lease_sync(client, UUID(lease_id), holder.lease_duration)
     except httpx.HTTPStatusError as exc:

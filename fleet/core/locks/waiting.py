@@ -22,7 +22,13 @@ from typing import Any
 
 from resort_common import names
 
-__all__ = ["ANNOUNCEMENT_TTL", "RENEW_EVERY", "Announcement", "someone_waiting"]
+__all__ = [
+    "ANNOUNCEMENT_TTL",
+    "RENEW_EVERY",
+    "Announcement",
+    "someone_waiting",
+    "someone_waiting_sync",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +127,13 @@ async def _read(resort: str, client: Any = None) -> Any:
     client, _ = get_or_create_client(client)
     variable = await client.read_variable_by_name(names.lock_waiting_variable_name(resort))
     return variable.value if variable is not None else None
+
+
+def someone_waiting_sync(client: Any, resort: str) -> bool:
+    """`someone_waiting` with a sync client (the agent's device thread); False when unsure."""
+    try:
+        variable = client.read_variable_by_name(names.lock_waiting_variable_name(resort))
+    except Exception:
+        logger.debug("could not read who waits for %s", resort, exc_info=True)
+        return False
+    return is_live(variable.value if variable is not None else None)
