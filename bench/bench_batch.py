@@ -9,7 +9,9 @@ emulators (180 deg/s, rectangular profile) and one real agent each:
 * batch: 100 activations spread round-robin over 5 resorts (20 each, consecutive hotels differ)
   with `max_concurrency=5`: makespan vs the busiest resort's summed physical move time, on the
   SQLite server and again on a server backed by a PostgreSQL started for the run
-  (`batch_postgres`; skipped with a reason when PostgreSQL cannot start here);
+  (`batch_postgres`; skipped with a reason when PostgreSQL cannot start here), with the goals
+  the motors saw written while moving (overlapping moves; 0 expected) and the motor's idle time
+  between two moves of a resort;
 * controller: the same activation started through Prefect (`run_deployment` of the fleet's
   `fleet-activate-hotel` deployment, served by `fleet controller` as deployed): call -> the
   parent's Completed state minus the move, and call -> motor start, n times, beside the
@@ -18,7 +20,7 @@ emulators (180 deg/s, rectangular profile) and one real agent each:
 The agents poll at their deployed default (events wake them; the poll is the fallback).
 
 Env: `BENCH_BATCH_SINGLE_N` (default 20), `BENCH_BATCH_OPS` (default 100),
-`BENCH_CONTROLLER_N` (default 3).
+`BENCH_CONTROLLER_N` (default 10).
 """
 
 from __future__ import annotations
@@ -79,16 +81,18 @@ def run(results_dir: Path) -> dict[str, Any]:
         }
 
         resorts = fleet.names
+        since = time.time()
         report, wall, busiest = round_robin_batch(client, resorts, ops_n)
         result["batch"] = {
             **_batch_figures(report, wall, busiest, ops_n),
+            **_motor_figures(fleet, report, since),
             "resorts": len(resorts),
             "per_operation_median_s": round(
                 statistics.median(r.duration for r in report.results if r.duration), 3
             ),
         }
         result["controller"] = controller_activations(
-            fleet, int(os.environ.get("BENCH_CONTROLLER_N", "3"))
+            fleet, int(os.environ.get("BENCH_CONTROLLER_N", "10"))
         )
     finally:
         if fleet is not None:
@@ -110,6 +114,36 @@ def _batch_figures(report: Any, wall: float, busiest: float, ops_n: int) -> dict
         "ratio_makespan_over_busiest_moves": round(report.makespan / busiest, 2),
         "failures": [f"{r.operation}: {r.state}: {r.error}" for r in report.failed][:5],
     }
+
+
+def _motor_figures(fleet: Any, report: Any, since: float) -> dict[str, Any]:
+    """What the motors saw in the batch: goals written while moving (an overlap of two moves;
+    from the emulators' write logs), and the idle time between two moves of a resort (from one
+    move's end to the next's start at the agent; median, p95, max)."""
+    overlapping = sum(
+        1
+        for name in fleet.names
+        for w in fleet.emulators[name].writes()
+        if w["t"] >= since and w["name"] == "goal_position" and w["torque"] and w["moving"]
+    )
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in report.results:
+        if r.state == "Completed" and isinstance(r.result, dict):
+            span = (float(r.result["started_at"]), float(r.result["finished_at"]))
+            spans.setdefault(r.resort, []).append(span)
+    gaps = sorted(
+        later[0] - earlier[1]
+        for resort_spans in spans.values()
+        for earlier, later in zip(sorted(resort_spans), sorted(resort_spans)[1:], strict=False)
+    )
+    figures: dict[str, Any] = {"goals_written_while_moving": overlapping}
+    if gaps:
+        figures.update(
+            gap_between_moves_median_s=round(statistics.median(gaps), 3),
+            gap_between_moves_p95_s=round(gaps[max(0, round(0.95 * len(gaps)) - 1)], 3),
+            gap_between_moves_max_s=round(gaps[-1], 3),
+        )
+    return figures
 
 
 def postgres_batch(work: Path, ops_n: int) -> dict[str, Any]:
@@ -139,8 +173,12 @@ def postgres_batch(work: Path, ops_n: int) -> dict[str, Any]:
             )
             client = FleetClient(fleet.inventory_path)
             client.activate_hotel("bench-a", "A")  # warm-up
+            since = time.time()
             report, wall, busiest = round_robin_batch(client, fleet.names, ops_n)
-            return _batch_figures(report, wall, busiest, ops_n)
+            return {
+                **_batch_figures(report, wall, busiest, ops_n),
+                **_motor_figures(fleet, report, since),
+            }
     finally:
         if fleet is not None:
             fleet.stop()

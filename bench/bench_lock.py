@@ -3,9 +3,11 @@
 Against a fresh local server (SQLite) with one provisioned resort (no agent needed): this process
 takes the resort's lock; a waiter in another process (a second scheduler, as in a lab) asks for
 it and announces itself (`fleet.core.locks.waiting`); once it has waited past its first polls,
-this process releases. The hand-off is the waiter's grant time minus the moment the release was
-called (both clocks are this host's), n times. The baseline, measured in the same run, is a
-waiter in this process, woken by the release itself (`LocalWaiters`).
+this process releases, with the API client it holds open (as a running scheduler does). The
+hand-off is the waiter's grant time minus the moment the release was called (both clocks are
+this host's), n times; the holder's release wakes the waiter through its release event
+(`fleet.core.locks.release_events`). The baseline, measured in the same run, is a waiter in this
+process, woken by the release itself (`LocalWaiters`).
 
 Env: `BENCH_LOCK_N` (default 10).
 """
@@ -23,16 +25,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: the waiter: take the lock, print the grant time (epoch s), give it back
+#: the waiter, a running scheduler with its API client open (a parent flow run's): take the lock,
+#: print the grant time (epoch s), give it back
 WAITER = """
 import asyncio, sys, time
+from prefect.client.orchestration import get_client
 from fleet.core import locks
 from resort_common import names
 
 async def main():
-    held = await locks.acquire(names.lock_name(sys.argv[1]), resort=sys.argv[1], timeout=120)
-    print(f"granted {time.time():.6f}", flush=True)
-    await locks.release(held)
+    async with get_client() as client:
+        held = await locks.acquire(
+            names.lock_name(sys.argv[1]), resort=sys.argv[1], timeout=120, client=client
+        )
+        print(f"granted {time.time():.6f}", flush=True)
+        await locks.release(held, client=client)
 
 asyncio.run(main())
 """
@@ -81,52 +88,63 @@ def _cross_process(resort: str, env: dict[str, str]) -> float:
     from fleet.core.locks.waiting import someone_waiting
     from resort_common import names
 
-    async def hold() -> Any:
-        return await locks.acquire(names.lock_name(resort), resort=resort)
+    async def hand_off() -> tuple[float, str]:
+        from prefect.client.orchestration import get_client
 
-    held = asyncio.run(hold())
-    waiter = subprocess.Popen(
-        [sys.executable, "-c", WAITER, resort],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not asyncio.run(someone_waiting(resort)):
-            if time.monotonic() > deadline or waiter.poll() is not None:
-                raise RuntimeError("the waiter never announced itself")
-            time.sleep(0.1)
-        time.sleep(SETTLE)
-        released = time.time()
-        asyncio.run(locks.release(held))
-        out, _ = waiter.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            waiter.kill()
+        # the holder is a running scheduler: its API client is open and warm
+        async with get_client() as client:
+            held = await locks.acquire(names.lock_name(resort), resort=resort, client=client)
+            waiter = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                WAITER,
+                resort,
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            try:
+                deadline = time.monotonic() + 60
+                while not await someone_waiting(resort, client):
+                    if time.monotonic() > deadline or waiter.returncode is not None:
+                        raise RuntimeError("the waiter never announced itself")
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(SETTLE)
+                released = time.time()
+                await locks.release(held, client=client)
+                out, _ = await asyncio.wait_for(waiter.communicate(), 60)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    waiter.kill()
+        return released, out.decode()
+
+    released, out = asyncio.run(hand_off())
     granted = float(out.split("granted", 1)[1].split()[0])
     return granted - released
 
 
 async def _in_process(resort: str) -> float:
-    """One hand-off to a waiter on this event loop (seconds)."""
+    """One hand-off to a waiter on this event loop, both with the open API client (seconds)."""
+    from prefect.client.orchestration import get_client
+
     from fleet.core import locks
     from resort_common import names
 
-    held = await locks.acquire(names.lock_name(resort), resort=resort)
-    granted: list[float] = []
+    name = names.lock_name(resort)
+    async with get_client() as client:
+        held = await locks.acquire(name, resort=resort, client=client)
+        granted: list[float] = []
 
-    async def wait() -> None:
-        mine = await locks.acquire(names.lock_name(resort), resort=resort, timeout=120)
-        granted.append(time.time())
-        await locks.release(mine)
+        async def wait() -> None:
+            mine = await locks.acquire(name, resort=resort, timeout=120, client=client)
+            granted.append(time.time())
+            await locks.release(mine, client=client)
 
-    task = asyncio.ensure_future(wait())
-    await asyncio.sleep(SETTLE)
-    released = time.time()
-    await locks.release(held)
-    await task
+        task = asyncio.ensure_future(wait())
+        await asyncio.sleep(SETTLE)
+        released = time.time()
+        await locks.release(held, client=client)
+        await task
     return granted[0] - released
 
 

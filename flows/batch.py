@@ -170,12 +170,15 @@ class _Report:
         error: str | None = None,
         flow_run_id: str | None = None,
         result: Any = None,
+        duration: float | None = None,
     ) -> None:
         entry = self.results[index]
         entry.state, entry.error, entry.result = state, error, result
         entry.flow_run_id = flow_run_id or entry.flow_run_id
         began = self._began.get(index)
-        if began is not None:
+        if duration is not None:
+            entry.duration = round(duration, 3)
+        elif began is not None:
             entry.duration = round(time.monotonic() - began, 3)
         if state != "Completed" and self.fail_fast:
             self.stop.set()

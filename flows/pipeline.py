@@ -87,8 +87,13 @@ class LaneReport(Protocol):
         error: str | None = None,
         flow_run_id: str | None = None,
         result: Any = None,
+        duration: float | None = None,
     ) -> None:
-        """The operation ended in `state` (Completed, Failed, Crashed, Cancelled ...)."""
+        """The operation ended in `state` (Completed, Failed, Crashed, Cancelled ...).
+
+        `duration`: its own time in seconds, when it ran in a run with others (else the time
+        since `started`).
+        """
 
 
 @dataclass
@@ -103,6 +108,14 @@ class _Queued:
 def _move(op: Operation) -> dict[str, Any]:
     """`op` as a step of a `move-sequence` run."""
     return {"action": op.action, **op.parameters()}
+
+
+def _took(row: dict[str, Any]) -> float | None:
+    """A step's time at the agent (seconds), from its row."""
+    try:
+        return float(row["finished_at"]) - float(row["started_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _step_result(resort: str, run_id: str | None, op: Operation, row: dict[str, Any]) -> Any:
@@ -250,11 +263,21 @@ class _Lane:
                 again.append(step)
             elif row.get("state") == "Completed":
                 result = _step_result(self.resort.name, run_id, step.op, row)
-                self.report.ended(step.index, "Completed", flow_run_id=run_id, result=result)
+                self.report.ended(
+                    step.index,
+                    "Completed",
+                    flow_run_id=run_id,
+                    result=result,
+                    duration=_took(row),
+                )
             else:
                 state, error = failure or ("Failed", "")
                 self.report.ended(
-                    step.index, state, error=row.get("error") or error, flow_run_id=run_id
+                    step.index,
+                    state,
+                    error=row.get("error") or error,
+                    flow_run_id=run_id,
+                    duration=_took(row),
                 )
                 failed = True
         return failed, again

@@ -72,3 +72,31 @@ def test_a_waiter_that_gives_up_withdraws(inv: Any) -> None:
             await locks.release(holder)
 
     assert asyncio.run(scenario()) == (False, False)
+
+
+@pytest.mark.orchestration
+def test_a_release_wakes_a_waiter_that_no_local_release_or_poll_would(
+    inv: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet.core.locks import slots
+
+    # the waiter's polls are 1000 s apart and it queues in a registry of its own (as a waiter in
+    # another process does): only the holder's release event can wake it before its timeout
+    for poll in ("FIRST_POLL", "HEAD_POLL", "TAIL_POLL"):
+        monkeypatch.setattr(slots, poll, 1000.0)
+
+    async def scenario() -> bool:
+        name = names.lock_name("w1")
+        holder = await locks.acquire(name, resort="w1")
+        elsewhere = locks.LocalWaiters()
+        waiter = asyncio.ensure_future(
+            locks.acquire(name, resort="w1", timeout=60, waiters=elsewhere)
+        )
+        await asyncio.sleep(3.0)  # refused once, then subscribed to the lock's release events
+        waiting = not waiter.done()
+        await locks.release(holder)
+        granted = await asyncio.wait_for(waiter, 30)
+        await locks.release(granted)
+        return waiting
+
+    assert asyncio.run(scenario())

@@ -9,6 +9,7 @@ is only ever overwritten by the next holder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -129,14 +130,24 @@ async def record_holder(
         logger.warning("could not record the holder of %s", resort, exc_info=True)
 
 
-async def clear_holder(resort: str, lease_id: UUID, client: Any = None) -> None:
-    """Clear `resort`'s holder record if lease `lease_id` still owns it (failures are logged)."""
+async def clear_holder(
+    resort: str, lease_id: UUID, client: Any = None, *, own: bool = False
+) -> None:
+    """Clear `resort`'s holder record if lease `lease_id` still owns it (failures are logged).
+
+    `own`: the caller knows no other lease can have recorded itself since (its lease is live:
+    the slot was never free), so the record is deleted without reading it first.
+    """
     from prefect.client.utilities import get_or_create_client
+    from prefect.exceptions import ObjectNotFound
 
     try:
         client, _ = get_or_create_client(client)
-        holder = await read_holder(resort, client)
-        if holder is not None and holder.lease_id == str(lease_id):
+        if not own:
+            holder = await read_holder(resort, client)
+            if holder is None or holder.lease_id != str(lease_id):
+                return
+        with contextlib.suppress(ObjectNotFound):
             await client.delete_variable_by_name(holder_variable_name(resort))
     except Exception:
         logger.warning("could not clear the holder record of %s", resort, exc_info=True)

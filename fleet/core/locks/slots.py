@@ -1,10 +1,11 @@
 """Taking and giving back a slot of a concurrency limit: `acquire`, `release`, `resort_lock`.
 
 A waiter polls on its own bounded schedule (fast at first, at most `HEAD_POLL` s for the first
-waiter of this process, `TAIL_POLL` s for the others, which a local release wakes anyway), and a
-release in this process wakes the next local waiter at once (FIFO, `LocalWaiters`). A busy server
-(HTTP 429/5xx, transport errors) is retried until the timeout. A poll reads the limit and
-increments only when a slot looks free: a refused increment is a write on the server, and SQLite
+waiter of this process, `TAIL_POLL` s for the others, which a local release wakes anyway), a
+release in this process wakes the next local waiter at once (FIFO, `LocalWaiters`), and a release
+in another process wakes the first waiter here through its release event (`release_events`). A
+busy server (HTTP 429/5xx, transport errors) is retried until the timeout. A poll reads the limit
+and increments only when a slot looks free: a refused increment is a write on the server, and SQLite
 answers concurrent writes with 503s that Prefect's client retries after 2, 4, 8 s.
 """
 
@@ -31,6 +32,7 @@ from fleet.core.locks.lease import (
     HeldLock,
     start_renewal,
 )
+from fleet.core.locks.release_events import ReleaseWatch, announce_release
 from fleet.core.locks.waiters import PROCESS_WAITERS, LocalWaiters
 from fleet.core.locks.waiting import Announcement
 from resort_common import names
@@ -65,6 +67,19 @@ def is_transient_server_error(exc: BaseException) -> bool:
         code = exc.response.status_code
         return code == 429 or code >= 500
     return isinstance(exc, httpx.TransportError)
+
+
+@asynccontextmanager
+async def _api_client() -> AsyncIterator[Any]:
+    """The calling flow run's API client (warm: no new connection), else a new one."""
+    from prefect.client.utilities import get_or_create_client
+
+    found, inferred = get_or_create_client()
+    if inferred:
+        yield found
+        return
+    async with found as own:
+        yield own
 
 
 async def _try_increment(
@@ -130,9 +145,7 @@ async def acquire(
     if lease_duration < MIN_LEASE_DURATION:
         raise ValueError(f"lease_duration must be >= {MIN_LEASE_DURATION:g} s (Prefect minimum)")
     if client is None:
-        from prefect.client.orchestration import get_client
-
-        async with get_client() as own:
+        async with _api_client() as own:
             return await acquire(
                 name,
                 timeout=timeout,
@@ -152,6 +165,7 @@ async def acquire(
     attempt = True  # first round, or woken by a local release: try to take it at once
     # a resort's waiter announces itself, so a batch keeping the resort yields it (`waiting`)
     announcement = Announcement(resort) if resort is not None else None
+    watch: ReleaseWatch | None = None
     try:
         while True:
             woken = waiter.event.is_set()
@@ -170,12 +184,18 @@ async def acquire(
                 raise await _busy_error(name, resort, time.monotonic() - start)
             if announcement is not None:
                 await announcement.renew_if_due(client)
-            cap = HEAD_POLL if waiters.is_head(name, waiter) else TAIL_POLL
+            head = waiters.is_head(name, waiter)
+            if head and watch is None:  # the first in line here is woken by other processes too
+                watch = ReleaseWatch(name, waiter.event)
+                watch.start()
+            cap = HEAD_POLL if head else TAIL_POLL
             delay = min(delay * 1.6, cap)
             sleep = min(remaining, delay * random.uniform(0.8, 1.2))
             with suppress(TimeoutError):
                 await asyncio.wait_for(waiter.event.wait(), sleep)
     finally:
+        if watch is not None:
+            watch.stop()
         was_head = waiters.leave(name, waiter)
         if lease_id is None and was_head:
             waiters.wake_next(name)  # do not swallow a wake-up meant for whoever is next
@@ -192,8 +212,6 @@ async def acquire(
     if resort is not None and held_alert_after is not None:
         held.held_alert = HeldTooLong(resort, held_alert_after, run_id, run_name)
     logger.debug("acquired %s after %.3f s", name, time.monotonic() - start)
-    if announcement is not None:
-        announcement.withdraw_soon()  # cleanup on a client of its own: the grant goes on
     if resort is not None:
         try:
             await record_holder(resort, lease_id, lease_duration, run_id, run_name, client)
@@ -201,6 +219,8 @@ async def acquire(
             await asyncio.shield(release(held, client=client))
             raise
         logger.debug("recorded holder of %s at %.3f s", name, time.monotonic() - start)
+    if announcement is not None:  # after the record: it would compete with it for the server
+        announcement.withdraw_soon()  # cleanup on a client of its own: the grant goes on
     return held
 
 
@@ -219,20 +239,23 @@ async def _busy_error(name: str, resort: str | None, waited: float) -> DeviceBus
 async def release(lock: HeldLock, *, client: Any = None) -> None:
     """Clear the holder record, stop renewing and give the slot back (idempotent)."""
     if client is None:
-        from prefect.client.orchestration import get_client
-
-        async with get_client() as own:
+        async with _api_client() as own:
             await release(lock, client=own)
             return
+    alive = not lock.lost.is_set() and not lock.stopped.is_set()
     lock.stop_renewal()
-    if lock.resort is not None:
-        await clear_holder(lock.resort, lock.lease_id, client)
+    if lock.resort is not None:  # a live lease's record can only be its own: no read first
+        await clear_holder(lock.resort, lock.lease_id, client, own=alive)
+    freed = False
     try:
         await prefect_adapter.release_lease(client, lock.lease_id)
+        freed = True
     except httpx.HTTPStatusError as exc:
         logger.warning("releasing %s returned HTTP %s", lock.name, exc.response.status_code)
     finally:
         lock.waiters.wake_next(lock.name)
+    if freed and alive:
+        await announce_release(client, lock.name)  # wakes the waiters of other processes
     logger.debug("released %s after %.3f s", lock.name, time.monotonic() - lock.acquired_at)
 
 
