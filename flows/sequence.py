@@ -288,6 +288,15 @@ def move_sequence(
                 row.update(started_at=started, finished_at=time.time())
                 raise
             row.update(result, state="Completed", started_at=started, finished_at=time.time())
+            log.info(
+                "%s: move %d of %d done: %s, at %.1f deg (%.2f s)",
+                session.name,
+                index + 1,
+                len(plan),
+                move.describe(),
+                row["position"],
+                row["duration"],
+            )
     finally:
         lookahead.close()
         complete = len(rows) == len(plan) and all(r["state"] == "Completed" for r in rows)
