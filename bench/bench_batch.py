@@ -80,6 +80,10 @@ def run(results_dir: Path) -> dict[str, Any]:
             "phases_ms": _phases(calls),
         }
 
+        # beside the in-process figures, on the same server state (before the batch's backlog)
+        result["controller"] = controller_activations(
+            fleet, int(os.environ.get("BENCH_CONTROLLER_N", "10"))
+        )
         resorts = fleet.names
         since = time.time()
         report, wall, busiest = round_robin_batch(client, resorts, ops_n)
@@ -91,9 +95,6 @@ def run(results_dir: Path) -> dict[str, Any]:
                 statistics.median(r.duration for r in report.results if r.duration), 3
             ),
         }
-        result["controller"] = controller_activations(
-            fleet, int(os.environ.get("BENCH_CONTROLLER_N", "10"))
-        )
     finally:
         if fleet is not None:
             fleet.stop()

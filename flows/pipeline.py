@@ -298,19 +298,27 @@ class _Lane:
         return queued
 
     async def _start(self, todo: list[LaneStep]) -> _Queued | None:
-        """Take the next steps off `todo` and create their run (None, reported, when it fails)."""
+        """Take the next steps off `todo` and create their run.
+
+        When that fails (the lock was not free in time, a server error), the first step is
+        reported Failed and the others go back to `todo`: each is tried on its own turn, as it
+        would be without the others (or skipped, with `fail_fast`). None then.
+        """
         steps = todo[:MAX_SEQUENCE_MOVES]
         del todo[: len(steps)]
-        for step in steps:
-            self.report.started(step.index)
+        self.report.started(steps[0].index)
         try:
-            return await self._submit(steps)
+            queued = await self._submit(steps)
         except FleetError as exc:
             error = str(exc)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-        for step in steps:
-            self.report.ended(step.index, "Failed", error=error)
+        else:
+            for step in steps[1:]:
+                self.report.started(step.index)
+            return queued
+        self.report.ended(steps[0].index, "Failed", error=error)
+        todo[:0] = steps[1:]
         return None
 
     # ------------------------------------------------------------------ the lane
