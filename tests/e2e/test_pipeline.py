@@ -64,15 +64,21 @@ def _steps(report: Any) -> list[tuple[float, float]]:
     return [(r.result["started_at"], r.result["finished_at"]) for r in report.results]
 
 
-def test_a_lane_keeps_one_lock_and_runs_its_moves_back_to_back_in_one_run(fleet) -> None:
+def _lane(fleet, hotels: str) -> tuple[Any, list[tuple[Any, dict[str, float]]]]:
+    """A batch of activations of `hotels` on the resort, from A, all Completed in plan order;
+    its report and its device runs (each with its state timestamps)."""
     client = FleetClient(fleet.inventory_path)
     client.activate_hotel(R, "A")
-    hotels = "BCDABC"
-    since = time.time()
     report = client.batch(_ops(hotels), max_concurrency=2)
     assert [r.state for r in report.results] == ["Completed"] * len(hotels), report.failed
     assert [r.result["hotel"] for r in report.results] == list(hotels)
-    runs = _runs(list(dict.fromkeys(r.flow_run_id for r in report.results)))
+    return report, _runs(list(dict.fromkeys(r.flow_run_id for r in report.results)))
+
+
+def test_a_lane_keeps_one_lock_and_runs_its_moves_back_to_back_in_one_run(fleet) -> None:
+    hotels = "BCDABC"
+    since = time.time()
+    report, runs = _lane(fleet, hotels)
     assert len(runs) == 1, "a lane's consecutive moves run in one device run"
     (run, _), *_ = runs
     assert run.parameters["moves"] == [{"action": "activate_hotel", "hotel": h} for h in hotels]
@@ -85,14 +91,8 @@ def test_a_long_lane_queues_its_next_run_while_one_moves(fleet, monkeypatch) -> 
     from flows import pipeline
 
     monkeypatch.setattr(pipeline, "MAX_SEQUENCE_MOVES", 3)  # 7 moves: runs of 3, 3 and 1
-    client = FleetClient(fleet.inventory_path)
-    client.activate_hotel(R, "A")
-    hotels = "BCDABCD"
     since = time.time()
-    report = client.batch(_ops(hotels), max_concurrency=2)
-    assert [r.state for r in report.results] == ["Completed"] * len(hotels), report.failed
-    assert [r.result["hotel"] for r in report.results] == list(hotels)
-    runs = _runs(list(dict.fromkeys(r.flow_run_id for r in report.results)))
+    report, runs = _lane(fleet, "BCDABCD")
     assert [len(run.parameters["moves"]) for run, _ in runs] == [3, 3, 1]
     assert len({run.parameters["lease"] for run, _ in runs}) == 1, "one lock for the lane"
     for (before_run, before), (run, _) in itertools.pairwise(runs):

@@ -5,8 +5,9 @@ provisioning) before it dispatches a motion to the resort and releases it after 
 again. Why not `prefect.concurrency.asyncio.concurrency` as is:
 
 * Prefect's waiter sleeps for the server's `Retry-After` and is never woken when a slot frees.
-  Here a waiter polls on its own bounded schedule and a release in this process wakes the next
-  local waiter at once (`slots`, `waiters`).
+  Here a waiter polls on its own bounded schedule, a release in this process wakes the next
+  local waiter at once (`slots`, `waiters`), and a release posts an event that wakes the first
+  waiter of every other process (`release_events`).
 * A timeout must say who holds the resort, and Prefect cannot tell: the holder is recorded in a
   Prefect variable next to the slot (`holder`).
 * A holder that keeps a resort past the fleet's `alerts.lock_held_after` reports it
@@ -16,7 +17,8 @@ again. Why not `prefect.concurrency.asyncio.concurrency` as is:
   (`lease`). Device runs check that they carry the holder's lease (`verify`).
 
 Modules: `slots` (acquire, release, the context managers), `lease` (`HeldLock`, renewal),
-`holder` (the holder record), `waiters` (this process's waiters), `verify` (lease checks),
+`holder` (the holder record), `waiters` (this process's waiters), `release_events` (the release
+event and its subscription), `waiting` (waiters' announcements), `verify` (lease checks),
 `unlock` (an operator's repair of a slot whose lease is gone).
 """
 
