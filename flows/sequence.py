@@ -50,16 +50,15 @@ from device_agent.session import DeviceSession
 from fleet.core import locks
 from fleet.core.errors import LeaseError
 from fleet.core.locks.waiting import someone_waiting_sync
+from fleet.core.plan import ACTIONS
 from flows.device import FLOW_OPTIONS, after_move, artifact_key
 
-__all__ = ["MAX_SEQUENCE_MOVES", "SEQUENCE_ACTIONS", "move_sequence", "parse_moves"]
+__all__ = ["MAX_SEQUENCE_MOVES", "move_sequence", "parse_moves"]
 
 logger = logging.getLogger(__name__)
 
 #: the most moves one run of `move-sequence` takes
 MAX_SEQUENCE_MOVES = 20
-#: the actions a step may name
-SEQUENCE_ACTIONS = ("activate_hotel", "go_home", "move_to_angle")
 #: seconds a step waits for its lookahead check before the run stops (yielding the rest)
 LOOKAHEAD_WAIT = 10.0
 #: seconds between two re-checks of the holder record and the waiters while a step moves
@@ -116,10 +115,8 @@ def parse_moves(moves: Any) -> list[Move]:
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: must be a mapping with an 'action'")
         action = raw.get("action")
-        if action not in SEQUENCE_ACTIONS:
-            raise ValueError(
-                f"{where}.action: {action!r} is not one of {', '.join(SEQUENCE_ACTIONS)}"
-            )
+        if action not in ACTIONS:
+            raise ValueError(f"{where}.action: {action!r} is not one of {', '.join(ACTIONS)}")
         allowed = {"action", "hotel"} if action == "activate_hotel" else {"action"}
         if action == "move_to_angle":
             allowed = {"action", "angle"}
